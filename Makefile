@@ -1,0 +1,36 @@
+# One-command set-up, test, demo and benchmarks. Everything runs from ./.venv, made here.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# This machine's pip config lists index folders that do not all exist; its warnings about them
+# are noise, everything else pip says is kept.
+PIP_QUIET := grep -v -e "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: setup test lint demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x "$(BIN)/python" || $(PYTHON) -m venv "$(VENV)"
+	"$(BIN)/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | $(PIP_QUIET)
+	"$(BIN)/python" -c "import torch, torchvision, onnx, onnxruntime, numpy, PIL, tqdm"
+	@touch "$(STAMP)"
+
+lint: setup
+	"$(BIN)/ruff" check .
+	@if compgen -G "scripts/*.sh" > /dev/null; then "$(BIN)/shellcheck" scripts/*.sh; fi
+
+test: setup lint
+	"$(BIN)/python" -m pytest -q
+
+demo: setup
+	"$(BIN)/python" -m mocoinfer.demo
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; "$(BIN)/python" "$$b"; done
+
+clean:
+	rm -rf work .pytest_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""What every stage script shares at its edge: the user-facing error type and the exit policy.
+
+Library code raises `UserError` for anything the user can fix (a bad path, a malformed file, a
+wrong argument). `run_main` turns it into one line on stderr and a non-zero exit, so no stage
+ever shows a traceback for bad input, and Ctrl-C exits with the conventional 130.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, List, Optional
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment; the message is shown as one line."""
+
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
+    """Call a stage's `main(argv)` and map failures to exit codes and one-line messages."""
+    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "mocoinfer"
+    try:
+        return int(main(argv) or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; completed outputs are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,173 @@
+"""Export the classifier to ONNX in the guide's exact form, and prove the file computes the model.
+
+The graph is what Ascend's `atc` command in the guide expects: input `actual_input_1` float32
+`[bs,3,224,224]`, output `output1` `[bs,classes]`, opset 11, fixed batch unless asked otherwise.
+It is written with the TorchScript exporter (`dynamo=False`), whose operator choices ATC's ONNX
+parser knows. Every export is then checked with `onnx.checker` and run through ONNX Runtime
+against the PyTorch model in eval mode; the `.onnx` file only appears under its final name when
+that check passes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from .cli import UserError
+from .formats import INPUT_CHANNELS, INPUT_SIZE, atomic_path
+
+INPUT_NAME = "actual_input_1"
+OUTPUT_NAME = "output1"
+DEFAULT_OPSET = 11
+
+# ONNX Runtime and PyTorch sum in different orders, so float32 logits differ in the last bits.
+# For ResNet-50 on normalised inputs the observed max difference is ~1e-5 (logits of size ~1-10);
+# an export that dropped a BatchNorm or mis-ordered a layer is off by 1e-1 or more. The check is
+# max|ort - torch| <= ATOL + RTOL * max|torch|.
+ATOL = 1e-4
+RTOL = 1e-3
+
+
+@dataclass
+class VerifyReport:
+    batch_sizes: List[int]
+    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
+    tolerance: float = 0.0
+    top1_agreement: float = 1.0
+    seconds: float = 0.0
+    per_batch: List[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"max abs diff {self.max_abs_diff:.3g}, max rel diff {self.max_rel_diff:.3g} "
+                f"(tolerance {self.tolerance:.3g}), top-1 agreement {self.top1_agreement:.0%}, "
+                f"batch sizes {', '.join(map(str, self.batch_sizes))}")
+
+
+def default_output_name(batch_size: int, dynamic: bool = False) -> str:
+    return "moco-v2-dynamic.onnx" if dynamic else f"moco-v2-bs{batch_size}.onnx"
+
+
+def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool) -> None:
+    import torch
+
+    dummy = torch.randn(batch_size, INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)
+    kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                  do_constant_folding=True, export_params=True)
+    if dynamic:
+        kwargs["dynamic_axes"] = {INPUT_NAME: {0: "-1"}, OUTPUT_NAME: {0: "-1"}}
+    # torch >= 2.5 has a `dynamo` switch (default True from 2.9); older releases only have the
+    # TorchScript exporter, which is the one ATC's parser was built against.
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(model, (dummy,), path, **kwargs)
+
+
+def ort_session(onnx_path: str, providers: Optional[Sequence[str]] = None, threads: int = 0):
+    """An ONNX Runtime session with explicit providers and thread count (0 = one per core)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(onnx_path, sess_options=opts,
+                                providers=list(providers or ["CPUExecutionProvider"]))
+
+
+def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0,
+                atol: float = ATOL, rtol: float = RTOL) -> VerifyReport:
+    """Check the file with onnx.checker, then compare ONNX Runtime with PyTorch on random batches.
+
+    Raises UserError when the graph is invalid, has the wrong interface, or any output differs
+    beyond `atol + rtol * max|torch|`.
+    """
+    import numpy as np
+    import onnx
+    import torch
+
+    start = time.perf_counter()
+    try:
+        onnx.checker.check_model(onnx_path)
+    except onnx.checker.ValidationError as exc:
+        raise UserError(f"{onnx_path}: exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
+    sess = ort_session(onnx_path)
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise UserError(f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
+                        f"{[i.name for i in inputs]} / {[o.name for o in outputs]}")
+    gen = torch.Generator().manual_seed(seed)
+    report = VerifyReport(batch_sizes=list(batch_sizes))
+    agree = total = 0
+    for bs in batch_sizes:
+        x = torch.randn(bs, INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE, generator=gen)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise UserError(f"{onnx_path}: output shape {got.shape} at batch {bs}, PyTorch gives {ref.shape}")
+        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        scale = float(np.abs(ref).max())
+        max_abs = float(diff.max())
+        max_rel = float((diff / np.maximum(np.abs(ref), 1e-6)).max())
+        tol = atol + rtol * scale
+        report.per_batch.append({"batch_size": bs, "max_abs_diff": max_abs, "max_rel_diff": max_rel,
+                                 "tolerance": tol})
+        report.max_abs_diff = max(report.max_abs_diff, max_abs)
+        report.max_rel_diff = max(report.max_rel_diff, max_rel)
+        report.tolerance = max(report.tolerance, tol)
+        agree += int((got.argmax(1) == ref.argmax(1)).sum())
+        total += bs
+        if not np.isfinite(got).all() or max_abs > tol:
+            raise UserError(f"{onnx_path}: ONNX Runtime output differs from PyTorch at batch {bs}: "
+                            f"max abs diff {max_abs:.3g} > tolerance {tol:.3g}")
+    report.top1_agreement = agree / total
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def export_model(model, output: str, batch_size: int = 1, opset: int = DEFAULT_OPSET,
+                 dynamic: bool = False, verify: bool = True) -> Optional[VerifyReport]:
+    """Export `model` to `output`, verify it, and only then move it into place."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise UserError(f"{output}: output folder {folder} does not exist")
+    model = model.eval()
+    with atomic_path(output) as tmp:
+        _torch_export(model, tmp, batch_size, opset, dynamic)
+        report = None
+        if verify:
+            # A dynamic graph must also be proven at a batch size other than the traced one.
+            sizes = [batch_size, batch_size + 1 if batch_size > 1 else 2] if dynamic else [batch_size]
+            report = verify_onnx(tmp, model, sizes)
+    return report
+
+
+def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size: int = 1,
+                      opset: int = DEFAULT_OPSET, dynamic: bool = False, arch: Optional[str] = None,
+                      verify: bool = True, log=None) -> dict:
+    """Checkpoint → verified ONNX file; the Python entry point behind pthtar2onnx.py."""
+    from .checkpoint import build_model
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    output = output or default_output_name(batch_size, dynamic)
+    if dynamic:
+        log("warning: --dynamic exports a dynamic batch axis; the guide found fixed-batch models "
+            "more accurate and faster on Ascend (atc needs --dynamic_batch_size for it)")
+    t0 = time.perf_counter()
+    model = build_model(checkpoint, arch)
+    t1 = time.perf_counter()
+    report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic, verify=verify)
+    t2 = time.perf_counter()
+    return {"output": output, "batch_size": batch_size, "dynamic": dynamic, "opset": opset,
+            "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report}

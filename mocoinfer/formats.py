@@ -1,0 +1,368 @@
+"""Every file format of the pipeline, read and written in exactly one place.
+
+- info file (get_info.py → run_om_infer.py): lines `index path width height`, 0-based index.
+- label file (`val_label.txt`): lines `ILSVRC2012_val_00000001.JPEG 65`, 0-based class.
+- result files (run_om_infer.py → vision_metric_ImageNet.py): `<input name>_<k>.txt|bin|npy`,
+  one per image, as Ascend's `benchmark` (k = 1) and `ais_bench` (k = 0) write them.
+- perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`): the benchmark's five lines.
+- result.json: the guide's one-line "Overall statistical evaluation".
+
+Every writer goes through `atomic_path`: the data lands under a hidden temporary name in the
+target folder and is renamed into place, so a reader never sees half a file and an interrupted
+stage leaves nothing that a rerun could mistake for finished work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .cli import UserError
+
+# The guide's model input: float32 CHW 3x224x224.
+INPUT_CHANNELS = 3
+INPUT_SIZE = 224
+FLOAT32_BYTES = 4
+
+
+def bin_file_size(width: int = INPUT_SIZE, height: int = INPUT_SIZE, channels: int = INPUT_CHANNELS) -> int:
+    """Bytes in one preprocessed float32 image (602,112 for the guide's 224x224)."""
+    return width * height * channels * FLOAT32_BYTES
+
+
+# --------------------------------------------------------------------------- names and order
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> Tuple:
+    """Sort key that orders `img2` before `img10`; ties broken by the plain string.
+
+    Directory order is arbitrary (the guide's scripts used os.listdir as is); every stage sorts
+    with this key so that outputs and info files come out the same on every machine.
+    """
+    parts = _DIGITS.split(name)
+    key = tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in parts if p != "")
+    return key + ((2, 0, name),)
+
+
+def image_key(file_name: str) -> str:
+    """The image's key: its base name before the first '.', as the guide's scripts use it."""
+    return os.path.basename(file_name).split(".", 1)[0]
+
+
+def result_key(file_name: str) -> str:
+    """Image key of a result file: name before the first '.', last `_suffix` removed.
+
+    `ILSVRC2012_val_00000001_1.txt` (benchmark) and `..._0.bin` (ais_bench) both give
+    `ILSVRC2012_val_00000001`.
+    """
+    stem = image_key(file_name)
+    return stem.rsplit("_", 1)[0] if "_" in stem else stem
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def _temp_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    # Hidden and pid-tagged: listings skip it, and two processes never share one.
+    return os.path.join(folder, f".{name}.tmp{os.getpid()}")
+
+
+def is_temp_name(file_name: str) -> bool:
+    """True for the hidden temporaries `atomic_path` leaves behind when a process is killed."""
+    base = os.path.basename(file_name)
+    return base.startswith(".") and ".tmp" in base
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    tmp = _temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str, obj, indent: Optional[int] = 2) -> None:
+    """Write JSON atomically (summary files meant for machines and people)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+# --------------------------------------------------------------------------- info file
+
+class InfoEntry(NamedTuple):
+    index: int
+    path: str
+    width: int
+    height: int
+
+
+def format_info(entries: Iterable[Tuple[str, int, int]]) -> str:
+    """Text of an info file for `(path, width, height)` entries, numbered from 0."""
+    return "".join(f"{i} {p} {w} {h}\n" for i, (p, w, h) in enumerate(entries))
+
+
+def write_info(path: str, entries: Iterable[Tuple[str, int, int]]) -> int:
+    """Write an info file atomically; returns the number of lines."""
+    text = format_info(entries)
+    atomic_write_text(path, text)
+    return text.count("\n")
+
+
+def read_info(path: str) -> List[InfoEntry]:
+    """Parse an info file, strictly: every line `index path width height`, indices 0, 1, 2, ...
+
+    Paths may not contain spaces (the format has no quoting); the error names the line.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: info file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read info file ({exc})") from None
+    entries = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 4:
+            raise UserError(f"{path}:{lineno}: expected 'index path width height', got {line!r}")
+        try:
+            index, width, height = int(fields[0]), int(fields[2]), int(fields[3])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: index, width and height must be integers: {line!r}") from None
+        if index != len(entries):
+            raise UserError(f"{path}:{lineno}: index {index} out of sequence (expected {len(entries)})")
+        entries.append(InfoEntry(index, fields[1], width, height))
+    if not entries:
+        raise UserError(f"{path}: info file is empty")
+    return entries
+
+
+# --------------------------------------------------------------------------- label file
+
+def read_labels(path: str) -> Dict[str, int]:
+    """Parse `val_label.txt` into {image key: class index}; malformed lines name their number."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: label file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read label file ({exc})") from None
+    labels: Dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise UserError(f"{path}:{lineno}: expected 'image_name label', got {line!r}")
+        try:
+            label = int(fields[1])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: label must be an integer, got {fields[1]!r}") from None
+        if label < 0:
+            raise UserError(f"{path}:{lineno}: label must be >= 0, got {label}")
+        key = image_key(fields[0])
+        if key in labels:
+            raise UserError(f"{path}:{lineno}: image {key!r} is labelled twice")
+        labels[key] = label
+    if not labels:
+        raise UserError(f"{path}: label file is empty")
+    return labels
+
+
+def format_labels(pairs: Iterable[Tuple[str, int]]) -> str:
+    return "".join(f"{name} {label}\n" for name, label in pairs)
+
+
+# --------------------------------------------------------------------------- result files
+
+RESULT_FORMATS = ("txt", "bin", "npy")
+
+
+def result_filename(input_name: str, fmt: str, index: int = 1) -> str:
+    """`<input file name without extension>_<index>.<fmt>`, the benchmark's naming."""
+    if fmt not in RESULT_FORMATS:
+        raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
+    stem = os.path.splitext(os.path.basename(input_name))[0]
+    return f"{stem}_{index}.{fmt}"
+
+
+def encode_result(vector: np.ndarray, fmt: str) -> bytes:
+    """Bytes of one result file. txt keeps every float32 bit: '%.9g' round-trips float32.
+
+    The layout is the benchmark's: one line, each value followed by a space, then a newline
+    (the guide's metric does `line.strip().split(" ")`, so single spaces matter).
+    """
+    vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+    if fmt == "bin":
+        return vec.tobytes()
+    if fmt == "txt":
+        return (("%.9g " * vec.size) % tuple(vec.tolist()) + "\n").encode("ascii")
+    if fmt == "npy":
+        buf = io.BytesIO()
+        np.save(buf, vec)
+        return buf.getvalue()
+    raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
+
+
+def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, index: int = 1) -> str:
+    """Write one image's result atomically; returns its path."""
+    path = os.path.join(folder, result_filename(input_name, fmt, index))
+    atomic_write_bytes(path, encode_result(vector, fmt))
+    return path
+
+
+def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
+    """float32 vector from a result file's bytes; a malformed file raises UserError naming it."""
+    try:
+        if fmt == "bin":
+            if len(data) % FLOAT32_BYTES:
+                raise ValueError(f"size {len(data)} is not a multiple of 4 bytes")
+            return np.frombuffer(data, dtype=np.float32)
+        if fmt == "txt":
+            text = data.decode("ascii")
+            first = text.split("\n", 1)[0]
+            return np.array(first.split(), dtype=np.float64).astype(np.float32)
+        if fmt == "npy":
+            return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32, copy=False).reshape(-1)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"{name}: not a valid {fmt} result file ({exc})") from None
+    raise UserError(f"{name}: unknown result format {fmt!r}")
+
+
+def read_result(path: str) -> np.ndarray:
+    fmt = os.path.splitext(path)[1].lstrip(".")
+    with open(path, "rb") as f:
+        return decode_result(f.read(), fmt, path)
+
+
+class ResultFile(NamedTuple):
+    key: str
+    path: str
+    fmt: str
+
+
+_RESULT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
+
+
+def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:
+    """Result files in a result dir in natural order, and the names that are not results.
+
+    A result file is `<key>_<k>.<txt|bin|npy>`; anything else (a `summary.json`, a sub-folder,
+    a stray temporary) is returned in the second list so the caller can warn about it.
+    """
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: result dir not found")
+    results, others = [], []
+    for entry in os.scandir(folder):
+        m = _RESULT_NAME.match(entry.name)
+        if m and not entry.name.startswith(".") and entry.is_file():
+            results.append(ResultFile(result_key(entry.name), entry.path, m.group("fmt")))
+        else:
+            others.append(entry.name)
+    results.sort(key=lambda r: natural_key(os.path.basename(r.path)))
+    others.sort(key=natural_key)
+    return results, others
+
+
+def iter_results(folder: str) -> Iterator[Tuple[str, np.ndarray]]:
+    """Yield `(image key, float32 vector)` for every result file, txt, bin and npy alike."""
+    results, _ = list_results(folder)
+    for r in results:
+        yield r.key, read_result(r.path)
+
+
+# --------------------------------------------------------------------------- perf file
+
+def perf_filename(batch_size: int, device_id: int) -> str:
+    return f"perf_vision_batchsize_{batch_size}_device_{device_id}.txt"
+
+
+def _g(x: float) -> str:
+    # The benchmark is C++ and prints with ostream's default: six significant digits.
+    return f"{x:.6g}"
+
+
+def format_perf(*, e2e_rate: float, e2e_latency_ms: float,
+                read_rate: float, read_latency_ms: float,
+                pre_rate: float, pre_latency_ms: float,
+                infer_rate: float, interface_rate: float, infer_latency_ms: float,
+                post_rate: float, post_latency_ms: float) -> str:
+    """The benchmark's five-line perf file; ModelZoo's parse.py reads `[infer]`'s second number."""
+    return (
+        f"[e2e] throughputRate: {_g(e2e_rate)}, latency: {_g(e2e_latency_ms)}\n"
+        f"[data read] throughputRate: {_g(read_rate)}, moduleLatency: {_g(read_latency_ms)}\n"
+        f"[preprocess] throughputRate: {_g(pre_rate)}, moduleLatency: {_g(pre_latency_ms)}\n"
+        f"[infer] throughputRate: {_g(infer_rate)}, Interface throughputRate: {_g(interface_rate)}, "
+        f"moduleLatency: {_g(infer_latency_ms)}\n"
+        f"[post] throughputRate: {_g(post_rate)}, moduleLatency: {_g(post_latency_ms)}\n"
+    )
+
+
+_PERF_LINE = re.compile(r"^\[(?P<section>[^\]]+)\]\s*(?P<body>.*)$")
+
+
+def parse_perf(text: str) -> Dict[str, Dict[str, float]]:
+    """{section: {key: value}} from a perf file, e.g. out['infer']['Interface throughputRate']."""
+    out: Dict[str, Dict[str, float]] = {}
+    for line in text.splitlines():
+        m = _PERF_LINE.match(line.strip())
+        if not m:
+            continue
+        fields = {}
+        for part in m.group("body").split(","):
+            if ":" in part:
+                k, v = part.split(":", 1)
+                fields[k.strip()] = float(v)
+        out[m.group("section")] = fields
+    return out
+
+
+# --------------------------------------------------------------------------- result.json
+
+def format_accuracy(fraction: float) -> str:
+    """The guide's rendering: `str(round(acc * 100, 2)) + '%'` (so 100% is '100.0%')."""
+    return str(round(float(fraction) * 100, 2)) + "%"
+
+
+def result_json_text(n_images: int, n_classes: int, topk_fractions: Sequence[float]) -> str:
+    """The guide's result.json, one line, keys in its order."""
+    values = [{"key": "Number of images", "value": str(n_images)},
+              {"key": "Number of classes", "value": str(n_classes)}]
+    values += [{"key": f"Top{i + 1} accuracy", "value": format_accuracy(acc)}
+               for i, acc in enumerate(topk_fractions)]
+    return json.dumps({"title": "Overall statistical evaluation", "value": values})
+
+
+def write_result_json(path: str, n_images: int, n_classes: int, topk_fractions: Sequence[float]) -> None:
+    atomic_write_text(path, result_json_text(n_images, n_classes, topk_fractions))
+
+
+def read_result_json(path: str) -> Dict[str, str]:
+    """{key: value} of a result.json, e.g. out['Top1 accuracy'] == '67.31%'."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    return {item["key"]: item["value"] for item in doc["value"]}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Stage 1: MoCo-v2 linear-classifier checkpoint → verified ONNX model.
+
+Guide forms, both accepted unchanged:
+    python3 pthtar2onnx.py 1 model_lincls_best.pth.tar
+    python3 pthtar2onnx.py --bs 1 --weight model_lincls_best.pth.tar
+Both write ./moco-v2-bs1.onnx (input actual_input_1 [bs,3,224,224], output output1 [bs,1000]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mocoinfer.cli import run_main
+from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Export a MoCo-v2 linear-classifier checkpoint (main_lincls.py format) to ONNX "
+                    "and verify it against PyTorch with ONNX Runtime.",
+        epilog=f"Verification: onnx.checker, then ONNX Runtime (CPU) vs PyTorch eval mode on random "
+               f"batches; fails when max|ort - torch| > {ATOL:g} + {RTOL:g} * max|torch|. "
+               "No .onnx file is left behind when export or verification fails.")
+    p.add_argument("batch_size", nargs="?", type=int, help="batch size (guide form: first positional)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint path (guide form: second positional)")
+    p.add_argument("--bs", "--batch-size", dest="bs", type=int, help="batch size (newer guide form)")
+    p.add_argument("--weight", "--checkpoint", dest="weight", help="checkpoint path (newer guide form)")
+    p.add_argument("--output", "-o", help="output path (default: ./moco-v2-bs{N}.onnx)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s, as the guide)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic batch axis (the guide found fixed batch more accurate and faster on Ascend)")
+    p.add_argument("--arch", help="torchvision ResNet name, overriding the checkpoint's 'arch' (default: resnet50)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check (not recommended)")
+    args = p.parse_args(argv)
+    for a, b, what in ((args.batch_size, args.bs, "batch size"), (args.checkpoint, args.weight, "checkpoint")):
+        if a is not None and b is not None and a != b:
+            p.error(f"{what} given twice with different values ({a} and {b})")
+    args.batch_size = args.batch_size if args.batch_size is not None else args.bs
+    args.checkpoint = args.checkpoint if args.checkpoint is not None else args.weight
+    if args.batch_size is None:
+        args.batch_size = 1
+    if args.checkpoint is None:
+        p.error("no checkpoint given (e.g. `pthtar2onnx.py 1 model_lincls_best.pth.tar`)")
+    if args.batch_size < 1:
+        p.error(f"batch size must be >= 1, got {args.batch_size}")
+    return args
+
+
+def main(argv=None) -> int:
+    from mocoinfer.export import export_checkpoint
+
+    args = parse_args(argv)
+    result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
+                               dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify)
+    report = result["verify"]
+    check = f"verified: {report.summary()}" if report else "NOT verified (--no-verify)"
+    print(f"wrote {result['output']} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}) "
+          f"in {result['load_seconds'] + result['export_seconds']:.1f}s; {check}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
