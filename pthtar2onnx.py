@@ -10,6 +10,7 @@ Both write ./moco-v2-bs1.onnx (input actual_input_1 [bs,3,224,224], output outpu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mocoinfer.cli import run_main
@@ -18,13 +19,15 @@ from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
+        prog="pthtar2onnx.py",
+        usage="%(prog)s [BS] CHECKPOINT [options]  |  %(prog)s --bs BS --weight CHECKPOINT [options]",
         description="Export a MoCo-v2 linear-classifier checkpoint (main_lincls.py format) to ONNX "
                     "and verify it against PyTorch with ONNX Runtime.",
         epilog=f"Verification: onnx.checker, then ONNX Runtime (CPU) vs PyTorch eval mode on random "
                f"batches; fails when max|ort - torch| > {ATOL:g} + {RTOL:g} * max|torch|. "
                "No .onnx file is left behind when export or verification fails.")
-    p.add_argument("batch_size", nargs="?", type=int, help="batch size (guide form: first positional)")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint path (guide form: second positional)")
+    p.add_argument("positional", nargs="*", metavar="[BS] CHECKPOINT",
+                   help="the guide's form: batch size, then checkpoint path (model_lincls_best.pth.tar)")
     p.add_argument("--bs", "--batch-size", dest="bs", type=int, help="batch size (newer guide form)")
     p.add_argument("--weight", "--checkpoint", dest="weight", help="checkpoint path (newer guide form)")
     p.add_argument("--output", "-o", help="output path (default: ./moco-v2-bs{N}.onnx)")
@@ -34,6 +37,17 @@ def parse_args(argv):
     p.add_argument("--arch", help="torchvision ResNet name, overriding the checkpoint's 'arch' (default: resnet50)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check (not recommended)")
     args = p.parse_args(argv)
+    pos = args.positional
+    if len(pos) > 2:
+        p.error(f"expected at most two positional arguments (BS CHECKPOINT), got {len(pos)}")
+    if len(pos) == 2 and not pos[0].isdigit():
+        p.error(f"batch size must be a positive integer, got {pos[0]!r}")
+    if len(pos) == 1 and pos[0].isdigit() and not os.path.exists(pos[0]):
+        pos = [pos[0], None]
+    elif len(pos) == 1:
+        pos = [None, pos[0]]
+    args.batch_size = int(pos[0]) if pos and pos[0] is not None else None
+    args.checkpoint = pos[1] if len(pos) == 2 else None
     for a, b, what in ((args.batch_size, args.bs, "batch size"), (args.checkpoint, args.weight, "checkpoint")):
         if a is not None and b is not None and a != b:
             p.error(f"{what} given twice with different values ({a} and {b})")

@@ -68,6 +68,8 @@ def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool) 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # The exporter warns about its own deprecation; choosing it is deliberate (see above).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         with torch.no_grad():
             torch.onnx.export(model, (dummy,), path, **kwargs)
 
