@@ -8,7 +8,8 @@ does real work and an exporter that mishandled it would show.
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import List, Optional, Sequence
 
 from .checkpoint import DEFAULT_ARCH
 
@@ -75,26 +76,118 @@ def make_standin_checkpoint(path: str, seed: int = 0, arch: str = DEFAULT_ARCH,
     return write_checkpoint(model, path, arch=arch)
 
 
-DEFAULT_WORK_DIR = "work/demo"
+DEMO_IMAGES = 16
 
 
-def run_demo(work_dir: str = DEFAULT_WORK_DIR, seed: int = 0) -> int:
-    """The embedded default, end to end on this machine: stand-in checkpoint → verified ONNX."""
-    import os
-    import time
+def make_sample_images(folder: str, n: int = DEMO_IMAGES, seed: int = 0) -> List[str]:
+    """Write `n` ImageNet-style val images of varied sizes and the awkward modes PIL opens.
 
-    from .export import export_checkpoint
+    Names follow ImageNet's `ILSVRC2012_val_%08d.JPEG`; some are PNG files or non-RGB modes
+    behind that name, as real scraped data sets hold, and one carries an EXIF orientation tag
+    (which torchvision, and so the pipeline, ignores).
+    """
+    import numpy as np
+    from PIL import Image
 
-    os.makedirs(work_dir, exist_ok=True)
-    start = time.perf_counter()
-    ckpt = os.path.join(work_dir, "model_lincls_best.pth.tar")
-    if not os.path.exists(ckpt):
-        make_standin_checkpoint(ckpt, seed=seed)
-    print(f"[1/1] checkpoint {ckpt}: a STAND-IN with random weights (seed {seed}), not a trained model")
-    result = export_checkpoint(ckpt, os.path.join(work_dir, "moco-v2-bs1.onnx"), batch_size=1)
-    print(f"      exported {result['output']}; verified: {result['verify'].summary()}")
-    print(f"demo finished in {time.perf_counter() - start:.1f}s (files under {work_dir}/)")
-    return 0
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = [(500, 375), (375, 500), (640, 480), (256, 256), (300, 900), (200, 150), (1024, 683), (333, 333)]
+    kinds = ["RGB", "RGB", "L", "CMYK", "P-png", "RGBA-png", "RGB-exif", "RGB"]
+    paths = []
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        # Smooth random colour fields plus stripes: distinct content that survives resizing.
+        low = rng.uniform(0, 255, size=(4 + i % 5, 4 + (i * 3) % 7, 3)).astype(np.uint8)
+        img = Image.fromarray(low, "RGB").resize((w, h), Image.BICUBIC)
+        arr = np.asarray(img).copy()
+        period = 6 + 3 * i
+        arr[:, ::period] = rng.integers(0, 255, size=3, dtype=np.uint8)
+        img = Image.fromarray(arr, "RGB")
+        kind = kinds[i % len(kinds)]
+        path = os.path.join(folder, f"ILSVRC2012_val_{i + 1:08d}.JPEG")
+        if kind == "RGB":
+            img.save(path, "JPEG", quality=90)
+        elif kind == "L":
+            img.convert("L").save(path, "JPEG", quality=90)
+        elif kind == "CMYK":
+            img.convert("CMYK").save(path, "JPEG", quality=90)
+        elif kind == "P-png":
+            img.convert("P", palette=Image.ADAPTIVE, colors=64).save(path, "PNG")
+        elif kind == "RGBA-png":
+            rgba = img.convert("RGBA")
+            rgba.putalpha(Image.fromarray(rng.integers(0, 255, size=(h, w), dtype=np.uint8), "L"))
+            rgba.save(path, "PNG")
+        else:  # RGB-exif: rotated-by-90 orientation tag, which torchvision does not apply
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            img.save(path, "JPEG", quality=90, exif=exif.tobytes())
+        paths.append(path)
+    return paths
+
+
+def reference_logits(model, paths: Sequence[str], interpolation: str = "bilinear"):
+    """The independent reference path: torchvision's own transform, then PyTorch, one image at a time."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    mode = {"bilinear": transforms.InterpolationMode.BILINEAR,
+            "bicubic": transforms.InterpolationMode.BICUBIC}[interpolation]
+    tf = transforms.Compose([transforms.Resize(256, interpolation=mode), transforms.CenterCrop(224),
+                             transforms.ToTensor(),
+                             transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    with torch.no_grad():
+        batch = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths])
+        return model.eval()(batch)
+
+
+def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear", seed: int = 0):
+    """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
+
+    A randomly initialised ResNet-50 predicts one class for everything; with one row per image
+    (its centred, normalised feature), each image scores highest on its own class, so the demo
+    predicts many distinct classes and any mix-up between files and results shows as an error.
+    """
+    import torch
+
+    backbone_fc = model.fc
+    model.fc = torch.nn.Identity()
+    try:
+        feats = reference_logits(model, paths, interpolation).double()
+    finally:
+        model.fc = backbone_fc
+    # Ridge least squares: rows R with R @ f_j ~ 10 for the image's own class and ~ 0 for the
+    # other images' classes. Features of a random network are strongly correlated, so a plain
+    # nearest-feature rule would let several images share a class; the ridge keeps R well scaled,
+    # so the tiny float differences between runtimes cannot flip a prediction.
+    gram = feats @ feats.T
+    ridge = 1e-6 * float(gram.diagonal().mean())
+    rows = torch.linalg.solve(gram + ridge * torch.eye(len(paths), dtype=gram.dtype), feats) * 10.0
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.randperm(model.fc.out_features, generator=gen)[: len(paths)]
+    with torch.no_grad():
+        model.fc.weight.mul_(0.01)  # the other classes stay small random distractors
+        model.fc.bias.zero_()
+        model.fc.weight[classes] = rows.float()
+    return model
+
+
+def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0, interpolation: str = "bilinear") -> dict:
+    """Stand-in checkpoint, sample images and a val_label.txt whose labels come from the reference path."""
+    from .formats import atomic_write_text, format_labels
+
+    val_dir = os.path.join(work_dir, "val")
+    paths = make_sample_images(val_dir, n, seed)
+    model = fit_classifier(standin_model(seed=seed), paths, interpolation, seed)
+    logits = reference_logits(model, paths, interpolation)
+    top2 = logits.topk(2, dim=1).values
+    labels = logits.argmax(1).tolist()
+    ckpt = make_standin_checkpoint(os.path.join(work_dir, "model_lincls_best.pth.tar"), model=model)
+    label_file = os.path.join(work_dir, "val_label.txt")
+    atomic_write_text(label_file, format_labels((os.path.basename(p), c) for p, c in zip(paths, labels)))
+    return {"checkpoint": ckpt, "val_dir": val_dir, "labels": label_file, "images": len(paths),
+            "distinct_classes": len(set(labels)),
+            "min_top1_margin": float((top2[:, 0] - top2[:, 1]).min())}
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -102,17 +195,26 @@ def main(argv: Optional[list] = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m mocoinfer.demo",
-        description="Run the embedded demo, or only write a stand-in MoCo-v2 checkpoint.")
-    parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR, help="where the demo's files go (default: %(default)s)")
-    parser.add_argument("--checkpoint", metavar="PATH",
-                        help="only write a stand-in main_lincls.py checkpoint to PATH and exit")
+        description="Make the demo's inputs (stand-in checkpoint, sample images, val_label.txt), "
+                    "or only a stand-in MoCo-v2 checkpoint. `make demo` runs scripts/demo.sh, which calls this.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--make-inputs", metavar="WORK_DIR", help="write checkpoint, val/ images and val_label.txt here")
+    group.add_argument("--checkpoint", metavar="PATH", help="only write a stand-in main_lincls.py checkpoint to PATH")
+    parser.add_argument("--images", type=int, default=DEMO_IMAGES,
+                        help="number of sample images (default: %(default)s)")
+    parser.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear",
+                        help="the preprocessing the reference labels are computed with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.checkpoint:
         make_standin_checkpoint(args.checkpoint, seed=args.seed)
         print(f"wrote stand-in checkpoint {args.checkpoint} (random weights, seed {args.seed}; NOT a trained model)")
         return 0
-    return run_demo(args.work_dir, seed=args.seed)
+    info = make_demo_inputs(args.make_inputs, n=args.images, seed=args.seed, interpolation=args.interpolation)
+    print(f"demo inputs in {args.make_inputs}: STAND-IN checkpoint (random backbone, classifier fitted to the "
+          f"samples; not a trained model), {info['images']} images, labels from torchvision + PyTorch: "
+          f"{info['distinct_classes']} distinct classes, smallest top-1 margin {info['min_top1_margin']:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
