@@ -1,8 +1,104 @@
 #!/usr/bin/env python3
-"""Stage placeholder: this stage lands with its own issue."""
+"""Stage 5: inference over preprocessed .bin files with pyACL (.om), ONNX Runtime (.onnx) or PyTorch.
 
+Guide form (Ascend's benchmark command line, program name swapped), accepted unchanged:
+    python3 run_om_infer.py -model_type=vision -batch_size=1 -device_id=0 \
+        -input_text_path=./dataset_prep_bin.info -input_width=224 -input_height=224 \
+        -om_path=./moco-v2-atc-bs1.om -useDvpp=False -output_binary=False
+Own form:
+    python3 run_om_infer.py --model moco-v2-bs1.onnx --input ./prep_dataset --output result
+Writes result/dumpOutput_device{id}/<name>_1.txt per image, the benchmark's perf file and summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
 
+from mocoinfer.cli import run_main
+
+FIGURES = """\
+before any batch runs, every input file's size is checked against the model's per-sample input
+(ONNX / PyTorch: read from the file before the runtime starts; .om: from the model description
+right after the load, before any copy or execute), and --batch-size against a fixed-batch model.
+A fixed-batch model's short last batch is padded with copies of its first image; padding writes
+no result file, and the run checks that N inputs gave N result files.
+
+figures (N = real input images; the padding of a short last batch is never counted):
+  perf file result/perf_vision_batchsize_{bs}_device_{id}.txt, the benchmark's five lines:
+    [e2e]         throughputRate = N / wall time from the first read to the last result written
+                  (model load and warm-up excluded); latency = that wall time in ms
+    [data read]   N / reader time inside file reads; moduleLatency = mean ms per batch
+    [preprocess]  N / reader time preparing batches (reads + padding); mean ms per batch
+    [infer]       throughputRate = N*loop / backend.run time (copies + compute + overhead);
+                  Interface throughputRate = N*loop / compute time only (acl: acl.mdl.execute;
+                  ONNX Runtime and CPU PyTorch do all in one call: the same time);
+                  moduleLatency = mean ms per batch of backend.run
+    [post]        N / writer time encoding and writing result files; mean ms per batch
+  summary.json (beside the result folder, not in it): images/s and per-batch latency
+  min/max/mean/median/p90/p99 in ms for read, preprocess, run, write, and h2d / compute / d2h
+  where the runtime separates them.
+  --pure-data: no inputs; --warmup untimed then --loop timed batches of generated data, printed
+  as ais_bench's summary; throughput = 1000 * batch / mean compute ms.
+"""
+
+
+def parse_args(argv):
+    from mocoinfer.backends import CHOICES
+    from mocoinfer.formats import RESULT_FORMATS
+    from mocoinfer.runner import PURE_DATA, translate_benchmark_args
+
+    p = argparse.ArgumentParser(
+        description="Run preprocessed .bin files through an Ascend .om (pyACL), an .onnx (ONNX Runtime) or "
+                    "a checkpoint (PyTorch), writing the Ascend benchmark's outputs. The benchmark's "
+                    "-key=value command line is accepted too.",
+        epilog=FIGURES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", required=True, help=".om, .onnx or checkpoint (.pth/.pth.tar/.pt)")
+    p.add_argument("--input", "-i", help="info file (get_info.py) or folder of .bin files (natural order)")
+    p.add_argument("--output", "-o", default="result",
+                   help="output folder (default: %(default)s): results go to dumpOutput_device{id}/ inside it")
+    p.add_argument("--batch-size", type=int, help="batch size (default: a fixed-batch model's own, else 1)")
+    p.add_argument("--device-id", type=int, default=0, help="NPU / GPU index (default: %(default)s)")
+    p.add_argument("--outfmt", choices=RESULT_FORMATS, default="txt", help="result file format (default: txt)")
+    p.add_argument("--backend", choices=CHOICES, default="auto",
+                   help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
+    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT/CUDA when "
+                                       "available, then CPU)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for onnxruntime/torch (default: one per core)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches before timing (default: %(default)s)")
+    p.add_argument("--loop", type=int, default=None,
+                   help="timed runs of each batch (default: 1; with --pure-data: batches, default 10)")
+    p.add_argument("--pure-data", choices=PURE_DATA, help="pure inference on generated data, no input needed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Set by the benchmark's -input_width / -input_height: checked against the model's input.
+    p.add_argument("--input-width", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--input-height", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(translate_benchmark_args(sys.argv[1:] if argv is None else argv))
+    if args.pure_data is None and args.input is None:
+        p.error("--input (or -input_text_path=) is required unless --pure-data is given")
+    if (args.input_width is None) != (args.input_height is None):
+        p.error("-input_width and -input_height go together")
+    args.providers = [s for s in args.providers.split(",") if s] if args.providers else None
+    return args
+
+
+def main(argv=None) -> int:
+    from mocoinfer import runner
+
+    args = parse_args(argv)
+    common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
+                  providers=args.providers, warmup=args.warmup, threads=args.threads)
+    if args.pure_data:
+        summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=args.loop or 10,
+                                            output=args.output, **common)
+        print(runner.pure_summary_text(summary))
+        return 0
+    hw = (args.input_width, args.input_height) if args.input_width is not None else None
+    summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=args.loop or 1,
+                                   progress=False if args.no_progress else None, expect_hw=hw, **common)
+    print(runner.summary_line(summary))
+    return 0
+
+
 if __name__ == "__main__":
-    print("run_om_infer.py: not yet implemented in this version", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(run_main(main))

@@ -1,6 +1,8 @@
 """Every file format of the pipeline, read and written in exactly one place.
 
 - info file (get_info.py → run_om_infer.py): lines `index path width height`, 0-based index.
+- preprocessed files (imagenet_torch_preprocess.py): `<image key>.bin`, raw float32 CHW, and
+  `failed.txt` beside them: `path<TAB>reason` per input that could not be preprocessed.
 - label file (`val_label.txt`): lines `ILSVRC2012_val_00000001.JPEG 65`, 0-based class.
 - result files (run_om_infer.py → vision_metric_ImageNet.py): `<input name>_<k>.txt|bin|npy`,
   one per image, as Ascend's `benchmark` (k = 1) and `ais_bench` (k = 0) write them.
@@ -19,6 +21,7 @@ import io
 import json
 import os
 import re
+import warnings
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -160,6 +163,33 @@ def read_info(path: str) -> List[InfoEntry]:
     return entries
 
 
+# --------------------------------------------------------------------------- preprocessed files
+
+BIN_SUFFIX = ".bin"
+FAILED_LIST_NAME = "failed.txt"
+
+
+def bin_name(image_file: str) -> str:
+    """`<image key>.bin`: the preprocessed file the guide writes for an image."""
+    return image_key(image_file) + BIN_SUFFIX
+
+
+def format_failed(entries: Iterable[Tuple[str, str]]) -> str:
+    """`failed.txt` beside the .bin files: one `path<TAB>reason` line per input that failed."""
+    return "".join(f"{path}\t{' '.join(reason.split())}\n" for path, reason in entries)
+
+
+def write_failed(path: str, entries: Iterable[Tuple[str, str]]) -> int:
+    text = format_failed(entries)
+    atomic_write_text(path, text)
+    return text.count("\n")
+
+
+def read_failed(path: str) -> List[Tuple[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [tuple(line.split("\t", 1)) for line in f.read().splitlines() if line]  # type: ignore[misc]
+
+
 # --------------------------------------------------------------------------- label file
 
 def read_labels(path: str) -> Dict[str, int]:
@@ -235,28 +265,138 @@ def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, ind
     return path
 
 
+_POW10 = 10.0 ** np.arange(23)
+_DECIMAL_CHARS = b"0123456789.- "
+_MAX_EXACT_DIGITS = 15  # every 15-digit integer is exact in a double (< 2**53)
+
+
+def _parse_plain_decimals(line: bytes) -> Optional[np.ndarray]:
+    """float64 values of a line of `[-]digits.digits` tokens separated by single spaces, or None.
+
+    The layout `%f` and (mostly) `%.9g` write. numpy parses integers about ten times faster
+    than floats, so the dot is dropped and the digits are read as one int64 mantissa per token,
+    then divided by 10**(digits after the dot). With at most 15 digits the mantissa and the
+    power of ten are exact doubles, so the one division is correctly rounded: bit for bit what
+    strtod (and so the guide's np.float32(token)) gives. Any other layout returns None.
+    """
+    if line.translate(None, _DECIMAL_CHARS):
+        return None
+    a = np.frombuffer(line, dtype=np.uint8)
+    spaces = np.flatnonzero(a == 32)
+    dots = np.flatnonzero(a == 46)
+    n = dots.size
+    if n == 0 or spaces.size != n - 1:
+        return None
+    starts = np.empty(n, dtype=np.intp)
+    starts[0] = 0
+    starts[1:] = spaces + 1
+    ends = np.empty(n, dtype=np.intp)
+    ends[:-1] = spaces
+    ends[-1] = a.size
+    negative = a[starts] == 45
+    frac_digits = ends - dots - 1
+    int_digits = dots - starts - negative
+    # One dot inside every token (the counts and the positions agree), '-' only at a token's
+    # start, at least one digit on each side of the dot, and no more digits than are exact.
+    if (frac_digits.min() < 1 or int_digits.min() < 1 or line.count(b"-") != np.count_nonzero(negative)
+            or (int_digits + frac_digits).max() > _MAX_EXACT_DIGITS):
+        return None
+    mantissa = np.fromstring(line.replace(b".", b""), dtype=np.int64, sep=" ")
+    if mantissa.size != n:
+        return None
+    values = np.abs(mantissa) / _POW10[frac_digits]
+    # Negated after the division so that "-0.000000" gives -0.0, as strtod does.
+    np.negative(values, out=values, where=negative)
+    return values
+
+
+def _parse_decimals(line: bytes) -> Optional[np.ndarray]:
+    """`_parse_plain_decimals`, also when a few tokens carry an exponent (`%.9g` of tiny values).
+
+    Those few are read one by one with float() (correctly rounded, like strtod) and stand in
+    as "0.0" for the fast pass; a line of mostly exponents returns None (strtod is faster then).
+    """
+    if b"e" not in line and b"E" not in line:
+        return _parse_plain_decimals(line)
+    if line.translate(None, b"0123456789.-+eE "):
+        return None
+    a = np.frombuffer(line, dtype=np.uint8)
+    spaces = np.flatnonzero(a == 32)
+    e_at = np.flatnonzero((a | 32) == 101)
+    if e_at.size * 8 > spaces.size + 1:
+        return None
+    starts = np.concatenate(([0], spaces + 1))
+    ends = np.concatenate((spaces, [a.size]))
+    tokens = np.unique(np.searchsorted(starts, e_at, side="right") - 1)
+    pieces, values, prev = [], [], 0
+    for i in tokens.tolist():
+        start, end = int(starts[i]), int(ends[i])
+        try:
+            values.append(float(line[start:end]))
+        except ValueError:
+            return None
+        pieces += [line[prev:start], b"0.0"]
+        prev = end
+    pieces.append(line[prev:])
+    vec = _parse_plain_decimals(b"".join(pieces))
+    if vec is None:
+        return None
+    vec[tokens] = values
+    return vec
+
+
 def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
-    """float32 vector from a result file's bytes; a malformed file raises UserError naming it."""
+    """float32 vector from a result file's bytes; a malformed file raises UserError naming it.
+
+    txt: the first line holds the numbers (as the guide reads it); each becomes
+    float32(float64(token)), exactly what the guide's `np.float32(token)` gives, since numpy
+    parses a string to float32 through a double too. Further non-blank lines are an error
+    (a batched output would otherwise be scored as one image).
+    """
     try:
         if fmt == "bin":
             if len(data) % FLOAT32_BYTES:
                 raise ValueError(f"size {len(data)} is not a multiple of 4 bytes")
-            return np.frombuffer(data, dtype=np.float32)
-        if fmt == "txt":
-            text = data.decode("ascii")
-            first = text.split("\n", 1)[0]
-            return np.array(first.split(), dtype=np.float64).astype(np.float32)
-        if fmt == "npy":
-            return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32, copy=False).reshape(-1)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+            vec = np.frombuffer(data, dtype=np.float32)
+        elif fmt == "txt":
+            first, _, rest = data.partition(b"\n")
+            if rest.strip():
+                raise ValueError("more than one line of numbers (one image per file expected)")
+            first = first.strip()
+            vec = _parse_decimals(first)
+            if vec is None:
+                # Any other layout (exponents, nan, tabs, ...): C strtod over the whole line. On
+                # a token it cannot read numpy 2 raises; older numpy warns and stops early, so
+                # the warning is made an error too.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", DeprecationWarning)
+                    vec = np.fromstring(first, dtype=np.float64, sep=" ")
+                # fromstring also reads "1.5-2.5" as two numbers; the guide's split would not.
+                if vec.size != len(first.split()):
+                    raise ValueError("a token is not one number")
+            vec = vec.astype(np.float32)
+        elif fmt == "npy":
+            vec = np.load(io.BytesIO(data), allow_pickle=False)
+            if vec.dtype.kind not in "fiu":
+                raise ValueError(f"dtype {vec.dtype} is not numeric")
+            vec = vec.astype(np.float32, copy=False).reshape(-1)
+        else:
+            raise UserError(f"{name}: unknown result format {fmt!r}")
+    except (ValueError, DeprecationWarning, UnicodeDecodeError, OSError, EOFError) as exc:
         raise UserError(f"{name}: not a valid {fmt} result file ({exc})") from None
-    raise UserError(f"{name}: unknown result format {fmt!r}")
+    if vec.size == 0:
+        raise UserError(f"{name}: empty {fmt} result file")
+    return vec
 
 
 def read_result(path: str) -> np.ndarray:
     fmt = os.path.splitext(path)[1].lstrip(".")
-    with open(path, "rb") as f:
-        return decode_result(f.read(), fmt, path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read result file ({exc.strerror or exc})") from None
+    return decode_result(data, fmt, path)
 
 
 class ResultFile(NamedTuple):
@@ -269,10 +409,12 @@ _RESULT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy
 
 
 def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:
-    """Result files in a result dir in natural order, and the names that are not results.
+    """Result files in a result dir sorted by name, and the names that are not results.
 
     A result file is `<key>_<k>.<txt|bin|npy>`; anything else (a `summary.json`, a sub-folder,
-    a stray temporary) is returned in the second list so the caller can warn about it.
+    a stray temporary) is returned in the second list so the caller can warn about it. Plain
+    name order (not `natural_key`, which costs a second per 50,000 names) is enough to make
+    every run read, and report, the same files first.
     """
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: result dir not found")
@@ -283,8 +425,8 @@ def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:
             results.append(ResultFile(result_key(entry.name), entry.path, m.group("fmt")))
         else:
             others.append(entry.name)
-    results.sort(key=lambda r: natural_key(os.path.basename(r.path)))
-    others.sort(key=natural_key)
+    results.sort(key=lambda r: r.path)
+    others.sort()
     return results, others
 
 
@@ -299,6 +441,16 @@ def iter_results(folder: str) -> Iterator[Tuple[str, np.ndarray]]:
 
 def perf_filename(batch_size: int, device_id: int) -> str:
     return f"perf_vision_batchsize_{batch_size}_device_{device_id}.txt"
+
+
+def pure_perf_filename(model_path: str, device_id: int) -> str:
+    """The benchmark's pure-inference perf file: `PureInfer_perf_of_{om name}_in_device_{id}.txt`."""
+    return f"PureInfer_perf_of_{os.path.basename(model_path).split('.', 1)[0]}_in_device_{device_id}.txt"
+
+
+def format_pure_perf(rate: float, latency_ms: float) -> str:
+    """`ave_throughputRate = 155.975samples/s, ave_latency = 6.42435ms`, as the benchmark writes it."""
+    return f"ave_throughputRate = {_g(rate)}samples/s, ave_latency = {_g(latency_ms)}ms\n"
 
 
 def _g(x: float) -> str:
@@ -344,8 +496,12 @@ def parse_perf(text: str) -> Dict[str, Dict[str, float]]:
 # --------------------------------------------------------------------------- result.json
 
 def format_accuracy(fraction: float) -> str:
-    """The guide's rendering: `str(round(acc * 100, 2)) + '%'` (so 100% is '100.0%')."""
-    return str(round(float(fraction) * 100, 2)) + "%"
+    """The guide's rendering: `str(round(acc * 100, 2)) + '%'` (so 100% is '100.0%').
+
+    The guide's `acc` is a numpy float64, so its round is numpy's (scale, rint, unscale), not
+    Python's correctly rounded one; the same is used here so that every string matches.
+    """
+    return str(float(round(np.float64(fraction) * 100, 2))) + "%"
 
 
 def result_json_text(n_images: int, n_classes: int, topk_fractions: Sequence[float]) -> str:

@@ -1,0 +1,78 @@
+"""The one interface every inference runtime implements, and the timing record they share.
+
+A backend owns one loaded model. The runner only needs to know the per-sample input shape and
+dtype (to check input files before any batch runs), the model's batch size (fixed or free), and
+`run(batch) -> [float32 array per output]`. Each `run` appends its phase times to `timing`, split
+into host-to-device copy, compute and device-to-host copy where the runtime exposes them
+separately (pyACL, PyTorch on CUDA); a runtime that does everything in one call (ONNX Runtime,
+PyTorch on CPU) records it all as compute.
+
+Backends are context managers: `close()` runs on every exit path, errors and Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+class Timing:
+    """Seconds per `run` call, per phase. A phase the runtime does not separate stays empty."""
+
+    PHASES = ("h2d", "compute", "d2h")
+
+    def __init__(self) -> None:
+        self.h2d: List[float] = []
+        self.compute: List[float] = []
+        self.d2h: List[float] = []
+
+    def clear(self) -> None:
+        for phase in self.PHASES:
+            getattr(self, phase).clear()
+
+    def phases(self):
+        """`(name, list of seconds)` for each phase this runtime measured."""
+        return [(p, getattr(self, p)) for p in self.PHASES if getattr(self, p)]
+
+
+class Backend:
+    """Base class: subclasses set the attributes in `__init__` and implement `run`."""
+
+    name = "base"
+    #: per-sample input shape, e.g. (3, 224, 224)
+    input_shape: Tuple[int, ...] = ()
+    input_dtype: np.dtype = np.dtype(np.float32)
+    #: the model's fixed batch size, or None when the batch axis is free
+    batch_size: Optional[int] = None
+    #: for dynamic models that only accept some batch sizes (Ascend dynamic-batch OMs); None = any
+    batch_choices: Optional[Sequence[int]] = None
+    model_path = ""
+    device = ""
+
+    def __init__(self) -> None:
+        self.timing = Timing()
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample as the model takes it: what each input file must hold."""
+        return int(np.prod(self.input_shape, dtype=np.int64)) * self.input_dtype.itemsize
+
+    def describe(self) -> str:
+        batch = self.batch_size if self.batch_size is not None else "dynamic"
+        shape = "x".join(str(d) for d in self.input_shape)
+        return f"{self.model_path} ({self.name}, input {self.input_dtype.name} {shape}, batch {batch})"
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        """Outputs for `batch` (shape `(n, *input_shape)`), each float32 `(n, ...)` and owned by
+        the caller (never a view of a buffer the backend reuses)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release everything the backend holds; safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()

@@ -1,0 +1,106 @@
+"""ONNX Runtime backend: runs the exported `.onnx` on any machine, GPU providers when present.
+
+Providers are always explicit: `--providers` when given, otherwise TensorRT and CUDA when this
+onnxruntime build has them, then CPU. Thread count is explicit too (one per core unless told).
+ONNX Runtime does its host/device copies inside `run`, so all of its time is recorded as compute.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ..cli import UserError
+from .base import Backend
+
+# Preferred order when nothing is asked: fastest first, CPU always last as the fallback.
+_AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+                "tensor(int64)": np.int64}
+
+
+def choose_providers(requested: Optional[Sequence[str]], available: Sequence[str]) -> List[str]:
+    """The provider list for a session: the user's (each must be available) or the automatic one."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise UserError(f"ONNX Runtime provider(s) {', '.join(missing)} not available in this "
+                            f"onnxruntime build (available: {', '.join(available)})")
+        return list(requested)
+    return [p for p in _AUTO_ORDER if p in available] + ["CPUExecutionProvider"]
+
+
+def probe(model_path: str):
+    """(per-sample input shape, dtype, fixed batch or None) from the graph alone, or None when the
+    file is not a one-input ONNX model (the session then reports what is wrong)."""
+    import onnx
+
+    try:
+        graph = onnx.load(model_path, load_external_data=False).graph
+    except Exception:  # not ONNX: OrtBackend gives the user-facing error
+        return None
+    weights = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        return None
+    tensor = inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
+    if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
+        return None
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+    except (KeyError, TypeError):
+        return None
+    return tuple(dims[1:]), dtype, (dims[0] or None)
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
+                 threads: int = 0) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        from ..export import ort_session
+
+        self.model_path = model_path
+        self.providers = choose_providers(providers, ort.get_available_providers())
+        # GPU providers take their device from provider options; CPU ignores device_id.
+        with_options = [(p, {"device_id": device_id}) if p in _AUTO_ORDER else p for p in self.providers]
+        try:
+            self._session = ort_session(model_path, providers=with_options, threads=threads)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
+        self.providers = self._session.get_providers()
+        self.device = ", ".join(self.providers)
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise UserError(f"{model_path}: expected one model input, found {len(inputs)} "
+                            f"({', '.join(i.name for i in inputs)})")
+        spec = inputs[0]
+        self._input_name = spec.name
+        shape = list(spec.shape)
+        if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            raise UserError(f"{model_path}: input {spec.name!r} has shape {shape}; only the batch axis may "
+                            "be dynamic")
+        self.input_shape = tuple(shape[1:])
+        self.batch_size = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        if spec.type not in _ONNX_DTYPES:
+            raise UserError(f"{model_path}: input {spec.name!r} has unsupported type {spec.type}")
+        self.input_dtype = np.dtype(_ONNX_DTYPES[spec.type])
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> List[np.ndarray]:
+        t0 = time.perf_counter()
+        outputs = self._session.run(None, {self._input_name: batch})
+        self.timing.compute.append(time.perf_counter() - t0)
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    def close(self) -> None:
+        # Sessions free their memory when collected; dropping the reference is the teardown.
+        self._session = None
