@@ -1,8 +1,136 @@
 #!/usr/bin/env python3
-"""Stage placeholder: this stage lands with its own issue."""
+"""Stage 6: top-1..top-5 accuracy of a result dir against val_label.txt, written as result.json.
 
+Guide forms, both accepted unchanged:
+    python3 vision_metric_ImageNet.py result/dumpOutput_device0/ ./val_label.txt ./ result.json
+    python3 vision_metric_ImageNet.py --folder_davinci_target result/dumpOutput_device0/ \
+        --annotation_file_path ./val_label.txt --result_json_path ./ --json_file_name result.json
+With --compare REFERENCE_DIR it also checks this result dir against another backend's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
 import sys
 
+from mocoinfer.cli import UserError, run_main
+
+EXIT_TOLERANCE = 3
+
+
+def parse_args(argv):
+    from mocoinfer.metric import TIE_RULE
+
+    p = argparse.ArgumentParser(
+        description="Top-1..top-5 accuracy of inference results (txt, bin or npy files named "
+                    "<image>_1.* by benchmark or <image>_0.* by ais_bench) against the label file; "
+                    "writes the guide's one-line result.json.",
+        epilog=f"Ranking: {TIE_RULE} (the same on every run; the guide's sort left ties to chance). "
+               "A 1001-class output (background at 0) shifts every label by one, as the guide does. "
+               "Images scored = results with a label. Exit status: 0 ok, 1 bad input "
+               f"(nothing written), {EXIT_TOLERANCE} --compare found a top-1 drop above --tolerance.")
+    p.add_argument("folder", nargs="?", help="result dir (guide form: first positional)")
+    p.add_argument("annotation", nargs="?", help="label file, e.g. ./val_label.txt")
+    p.add_argument("json_path", nargs="?", help="folder for the result json (default ./)")
+    p.add_argument("json_name", nargs="?", help="result json file name (default result.json)")
+    p.add_argument("--folder_davinci_target", "--folder-davinci-target", dest="folder_opt", metavar="DIR",
+                   help="result dir (newer guide form)")
+    p.add_argument("--annotation_file_path", "--annotation-file-path", dest="annotation_opt", metavar="FILE",
+                   help="label file (newer guide form)")
+    p.add_argument("--result_json_path", "--result-json-path", dest="json_path_opt", metavar="DIR",
+                   help="folder for the result json (newer guide form)")
+    p.add_argument("--json_file_name", "--json-file-name", dest="json_name_opt", metavar="NAME",
+                   help="result json file name (newer guide form)")
+    p.add_argument("--allow-missing-labels", action="store_true",
+                   help="warn about results without a label and leave them out of the count "
+                        "(default: an error)")
+    p.add_argument("--compare", metavar="REFERENCE_DIR",
+                   help="also compare with another backend's result dir over the images both hold; "
+                        "top-1 drop = reference top-1 - this dir's top-1, in points")
+    p.add_argument("--tolerance", type=float, default=1.0,
+                   help="largest top-1 drop, in points, that --compare accepts (default: %(default)s, "
+                        "the guide's criterion)")
+    p.add_argument("--compare-json", metavar="PATH",
+                   help="where to write the comparison (default: <json name>_compare.json beside it)")
+    p.add_argument("--workers", type=int,
+                   help="processes reading result files (default: 0 under 2,000 files, else up to 4)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name, pos, opt, default in (("result dir", "folder", "folder_opt", None),
+                                    ("label file", "annotation", "annotation_opt", None),
+                                    ("result json folder", "json_path", "json_path_opt", "./"),
+                                    ("json file name", "json_name", "json_name_opt", "result.json")):
+        a, b = getattr(args, pos), getattr(args, opt)
+        if a is not None and b is not None and a != b:
+            p.error(f"{name} given twice with different values ({a} and {b})")
+        value = a if a is not None else b
+        if value is None:
+            if default is None:
+                p.error(f"no {name} given (e.g. `vision_metric_ImageNet.py result/dumpOutput_device0/ "
+                        "./val_label.txt ./ result.json`)")
+            value = default
+        setattr(args, pos, value)
+    if args.tolerance < 0:
+        p.error(f"--tolerance must be >= 0, got {args.tolerance}")
+    return args
+
+
+def fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def main(argv=None) -> int:
+    from mocoinfer.formats import format_accuracy, write_json, write_result_json
+    from mocoinfer.metric import compare, evaluate
+
+    args = parse_args(argv)
+    out_path = os.path.join(args.json_path, args.json_name)
+    if os.path.isdir(out_path):
+        raise UserError(f"{out_path}: is a folder, not a json file name")
+    res = evaluate(args.folder, args.annotation, allow_missing_labels=args.allow_missing_labels,
+                   workers=args.workers, progress=not args.quiet)
+    cmp = None
+    if args.compare:
+        cmp = compare(args.folder, args.compare, args.annotation, tolerance=args.tolerance,
+                      allow_missing_labels=args.allow_missing_labels, workers=args.workers,
+                      progress=not args.quiet)
+
+    for name in res.skipped:
+        print(f"warning: {os.path.join(args.folder, name)}: not a result file, skipped", file=sys.stderr)
+    if res.unlabelled:
+        print(f"warning: {len(res.unlabelled)} result(s) have no label and are not counted, "
+              f"e.g. {res.unlabelled[0]!r}", file=sys.stderr)
+    if res.nan_results:
+        print(f"warning: {res.nan_results} result(s) hold NaN scores (ranked last)", file=sys.stderr)
+
+    os.makedirs(args.json_path or ".", exist_ok=True)
+    write_result_json(out_path, res.n_images, res.n_classes, res.fractions)
+    cmp_path = None
+    if cmp is not None:
+        cmp_path = args.compare_json or os.path.splitext(out_path)[0] + "_compare.json"
+        write_json(cmp_path, cmp)
+
+    print(f"{'Number of images':<18} {res.n_images}")
+    print(f"{'Number of classes':<18} {res.n_classes}")
+    for i, frac in enumerate(res.fractions):
+        print(f"{f'Top{i + 1} accuracy':<18} {format_accuracy(frac)}")
+    print(f"coverage: {res.n_images:,} of {res.n_labels:,} labelled images have results")
+    if cmp is not None:
+        status = "PASS" if cmp["passed"] else "FAIL"
+        print(f"compare with {args.compare} over {cmp['images_compared']:,} images: "
+              f"top-1 agreement {cmp['top1_agreement'] * 100:.2f}%, "
+              f"top-5 overlap {cmp['mean_top5_overlap'] * 100:.2f}%, "
+              f"cosine mean {fmt(cmp['cosine_mean'], '.6f')} min {fmt(cmp['cosine_min'], '.6f')}, "
+              f"max |diff| {fmt(cmp['max_abs_diff'], '.3g')}")
+        print(f"top-1 {cmp['checked_accuracy']['top1']:.2f}% vs reference "
+              f"{cmp['reference_accuracy']['top1']:.2f}%: drop {cmp['top1_drop']:.2f} points, "
+              f"tolerance {args.tolerance:g}: {status}")
+    print(f"wrote {out_path}" + (f" and {cmp_path}" if cmp_path else ""))
+    if cmp is not None and not cmp["passed"]:
+        return EXIT_TOLERANCE
+    return 0
+
+
 if __name__ == "__main__":
-    print("vision_metric_ImageNet.py: not yet implemented in this version", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(run_main(main))

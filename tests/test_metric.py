@@ -1,0 +1,341 @@
+"""Stage 6 (vision_metric_ImageNet.py, mocoinfer.metric).
+
+Oracles: a hand count of top-k hits on tiny result sets; `np.argsort(-x, kind="stable")` for the
+tie rule; `np.float32(token)` for txt parsing; and the guide's own algorithm
+(benchmarks/bench_metric.py: guide_metric) for result.json, compared string by string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import vision_metric_ImageNet as stage
+from benchmarks.bench_metric import guide_metric
+from mocoinfer.cli import UserError, run_main
+from mocoinfer.formats import decode_result, encode_result, read_result_json
+from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, topk_indices
+
+
+def write_set(folder, vectors, fmt="txt", suffix=1, names=None):
+    os.makedirs(folder, exist_ok=True)
+    names = names or [f"img{i:03d}" for i in range(len(vectors))]
+    for name, vec in zip(names, vectors):
+        with open(os.path.join(folder, f"{name}_{suffix}.{fmt}"), "wb") as f:
+            f.write(encode_result(np.asarray(vec, np.float32), fmt))
+    return names
+
+
+def write_labels(path, names, labels):
+    with open(path, "w") as f:
+        f.writelines(f"{n}.JPEG {lab}\n" for n, lab in zip(names, labels))
+    return path
+
+
+def run(argv):
+    return run_main(stage.main, [str(a) for a in argv])
+
+
+def random_set(rng, n, classes=1000):
+    labels = rng.integers(0, classes, n)
+    vecs = rng.standard_normal((n, classes)).astype(np.float32)
+    vecs[np.arange(n), labels] += rng.uniform(0, 3.5, n).astype(np.float32)
+    return vecs, labels
+
+
+# --------------------------------------------------------------------------- tie rule
+
+def tie_matrix(rng, rows=400, cols=12):
+    m = rng.integers(0, 4, (rows, cols)).astype(np.float32)  # many ties
+    m[rng.random((rows, cols)) < 0.05] = np.nan
+    m[rng.random((rows, cols)) < 0.05] = -0.0
+    m[rng.random((rows, cols)) < 0.03] = -np.inf
+    return m
+
+
+def test_label_ranks_follow_stable_argsort():
+    rng = np.random.default_rng(1)
+    m = tie_matrix(rng)
+    labels = rng.integers(0, m.shape[1], m.shape[0])
+    order = np.argsort(-m, axis=1, kind="stable")
+    expected = np.argmax(order == labels[:, None], axis=1)
+    np.testing.assert_array_equal(label_ranks(m, labels), expected)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 12])
+def test_topk_indices_follow_stable_argsort(k):
+    rng = np.random.default_rng(2)
+    m = tie_matrix(rng)
+    np.testing.assert_array_equal(topk_indices(m, k), np.argsort(-m, axis=1, kind="stable")[:, :k])
+
+
+def test_tie_hand_count():
+    # Label 2 ties with class 0 and class 4 at the top: lower index first → rank 1, so a top-1
+    # miss and a top-2 hit; label 4 → rank 2 (after 0 and 2).
+    m = np.array([[5, 1, 5, 0, 5, 2], [5, 1, 5, 0, 5, 2]], np.float32)
+    np.testing.assert_array_equal(label_ranks(m, np.array([2, 4])), [1, 2])
+    np.testing.assert_array_equal(topk_indices(m, 3), [[0, 2, 4], [0, 2, 4]])
+
+
+# --------------------------------------------------------------------------- txt parsing
+
+def test_txt_parsing_is_exactly_np_float32_of_each_token():
+    rng = np.random.default_rng(3)
+    v = (rng.standard_normal(3000) * 10.0 ** rng.integers(-8, 6, 3000)).astype(np.float32)
+    tokens = [f"{x:.9g}" for x in v] + [f"{x:f}" for x in v] + [repr(float(x)) for x in v]
+    tokens += [str(x) for x in v] + [f"{float(x):.17g}" for x in v] + [f"{x:e}" for x in v]
+    # Decimal strings just above and below the midpoint of two float32 neighbours: a direct
+    # string → float32 conversion and numpy's (through a double) can differ there.
+    a = np.float32(1.0)
+    for _ in range(20):
+        b = np.nextafter(a, np.float32(2))
+        mid = (float(a) + float(b)) / 2
+        tokens += [repr(mid) + "0000000000001", repr(mid)[:-1] + "49999999999", repr(mid)]
+        a = b
+    tokens += ["0", "-0.000000", "1e-45", "3.4028235e38", "1E5", "+2.5", ".5", "7."]
+    expected = np.array([np.float32(t) for t in tokens])
+    got = decode_result((" ".join(tokens) + " \n").encode(), "txt", "x")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("fmt", ["{:.9g}", "{:f}", "{:.3f}", "{:.15f}", "{:.1f}"])
+def test_fast_and_fallback_txt_paths_agree_with_np_float32(fmt):
+    rng = np.random.default_rng(9)
+    v = (rng.standard_normal(2000) * 10.0 ** rng.integers(-3, 5, 2000)).astype(np.float32)
+    tokens = [fmt.format(x) for x in v] + ["-0.000000", "0.5", "-123456.789", "1e-45", "-2.5E+3", "+7e0", "inf", "-inf"]
+    expected = np.array([np.float32(t) for t in tokens])
+    for sep in (" ", "  ", "\t"):  # single spaces take the fast path, others strtod
+        got = decode_result((sep.join(tokens) + " \r\n").encode(), "txt", "x")
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("text", [b"1.0 abc 2.0\n", b"1.02.0 3\n", b"1,2,3\n", b"\n", b"1 2\n3 4\n", b"\xff\xfe",
+                                  b"1.5-2.5 3.0\n", b"1.5 -\n", b"1.5 --2.0\n", b"1.5 2.0.1\n", b"1.5 - 2.0\n",
+                                  b"1.5e 2.0\n", b"1.5 2.0-\n", b"1e5-3 2.0\n", b"1.0 2e5e5\n"])
+def test_malformed_txt_is_an_error(text):
+    with pytest.raises(UserError, match="x_1.txt"):
+        decode_result(text, "txt", "x_1.txt")
+
+
+def test_bin_and_npy_errors():
+    with pytest.raises(UserError, match="multiple of 4"):
+        decode_result(b"abc", "bin", "x_1.bin")
+    with pytest.raises(UserError, match="x_1.npy"):
+        decode_result(b"not npy", "npy", "x_1.npy")
+
+
+# --------------------------------------------------------------------------- result.json vs the guide
+
+def test_result_json_matches_guide_string_by_string(tmp_path):
+    rng = np.random.default_rng(4)
+    vecs, labels = random_set(rng, 73)
+    names = write_set(tmp_path / "res", vecs)
+    lab = write_labels(tmp_path / "val_label.txt", names, labels)
+    guide = guide_metric(str(tmp_path / "res"), str(lab), str(tmp_path), "guide.json")
+    assert run([tmp_path / "res", lab, tmp_path, "result.json"]) == 0
+    ours = (tmp_path / "result.json").read_text()
+    assert ours == guide
+    assert read_result_json(tmp_path / "result.json") == read_result_json(tmp_path / "guide.json")
+    res = evaluate(str(tmp_path / "res"), str(lab))
+    assert res.n_images == 73 and res.hits[-1] <= 73 and res.n_classes == 1000
+    assert json.loads(ours)["value"][2]["key"] == "Top1 accuracy"
+
+
+def test_hand_count_every_format_and_suffix(tmp_path, capsys):
+    # 6 classes; the label's rank per image: 0, 1, 2, 4, 5 → top1 1/5, top2 2/5, top3 3/5, top5 4/5.
+    vecs = np.array([[9, 1, 2, 3, 4, 5],       # label 0: rank 0
+                     [1, 9, 8, 3, 4, 5],       # label 2: rank 1
+                     [7, 9, 8, 3, 4, 5],       # label 0: rank 2
+                     [5, 4, 3, 2, 1, 0],       # label 4: rank 4
+                     [5, 4, 3, 2, 1, 0]], np.float32)  # label 5: rank 5
+    labels = [0, 2, 0, 4, 5]
+    folder = tmp_path / "res"
+    names = [f"ILSVRC2012_val_{i:08d}" for i in range(1, 6)]
+    write_set(folder, vecs[:2], "txt", 1, names[:2])
+    write_set(folder, vecs[2:4], "bin", 0, names[2:4])
+    write_set(folder, vecs[4:], "npy", 1, names[4:])
+    (folder / "summary.json").write_text("{}")
+    lab = write_labels(tmp_path / "val_label.txt", names, labels)
+    assert run([folder, lab, tmp_path, "result.json"]) == 0
+    got = read_result_json(tmp_path / "result.json")
+    assert got == {"Number of images": "5", "Number of classes": "6", "Top1 accuracy": "20.0%",
+                   "Top2 accuracy": "40.0%", "Top3 accuracy": "60.0%", "Top4 accuracy": "60.0%",
+                   "Top5 accuracy": "80.0%"}
+    out, err = capsys.readouterr()
+    assert "summary.json: not a result file, skipped" in err
+    assert "Top1 accuracy      20.0%" in out and "5 of 5 labelled images" in out
+
+
+def test_all_formats_give_the_guides_json(tmp_path):
+    rng = np.random.default_rng(5)
+    vecs, labels = random_set(rng, 30, classes=1001)  # 1001 classes: labels shift by one
+    labels = np.minimum(labels, 999)
+    names = write_set(tmp_path / "txt", vecs, "txt")
+    lab = write_labels(tmp_path / "val_label.txt", names, labels)
+    guide = guide_metric(str(tmp_path / "txt"), str(lab), str(tmp_path), "guide.json")
+    assert read_result_json(tmp_path / "guide.json")["Number of classes"] == "1001"
+    for fmt, suffix in (("bin", 0), ("npy", 1), ("txt", 0)):
+        write_set(tmp_path / fmt / str(suffix), vecs, fmt, suffix, names)
+        assert run([tmp_path / fmt / str(suffix), lab, tmp_path / "out", f"{fmt}.json"]) == 0
+        assert (tmp_path / "out" / f"{fmt}.json").read_text() == guide
+
+
+def test_1001_classes_shift_labels_by_one():
+    res = np.zeros((2, 1001), np.float32)
+    res[0, 6] = 1  # label 5 → class 6: a hit
+    res[1, 5] = 1  # label 5 read without the shift: a miss (rank 1 at best: class 0 ties lower)
+    r = label_ranks(res, np.array([5, 5]) + 1)
+    assert r[0] == 0 and r[1] > 0
+
+
+def test_ties_and_100_percent_match_guide_with_stable_sort(tmp_path):
+    vecs = np.zeros((8, 10), np.float32)
+    vecs[:, 3] = 1.0
+    vecs[:, 7] = 1.0           # label 3 ties with 7: lower index wins, a top-1 hit
+    names = write_set(tmp_path / "res", vecs)
+    lab = write_labels(tmp_path / "l.txt", names, [3] * 8)
+    guide = guide_metric(str(tmp_path / "res"), str(lab), str(tmp_path), "g.json", stable=True)
+    assert run([tmp_path / "res", lab, tmp_path, "result.json"]) == 0
+    assert (tmp_path / "result.json").read_text() == guide
+    assert read_result_json(tmp_path / "result.json")["Top1 accuracy"] == "100.0%"
+
+
+def test_newer_guide_form_both_spellings(tmp_path):
+    rng = np.random.default_rng(6)
+    vecs, labels = random_set(rng, 5, classes=20)
+    names = write_set(tmp_path / "res", vecs)
+    lab = write_labels(tmp_path / "l.txt", names, labels)
+    assert run(["--folder_davinci_target", tmp_path / "res", "--annotation_file_path", lab,
+                "--result_json_path", tmp_path / "a", "--json_file_name", "r.json", "-q"]) == 0
+    assert run(["--folder-davinci-target", tmp_path / "res", "--annotation-file-path", lab,
+                "--result-json-path", tmp_path / "b", "--json-file-name", "r.json", "-q"]) == 0
+    assert (tmp_path / "a" / "r.json").read_text() == (tmp_path / "b" / "r.json").read_text()
+
+
+def test_pool_reading_equals_in_process(tmp_path):
+    rng = np.random.default_rng(7)
+    vecs, _ = random_set(rng, 40, classes=50)
+    write_set(tmp_path / "res", vecs)
+    paths = sorted(str(p) for p in (tmp_path / "res").iterdir())
+    a = np.concatenate([m for _, m in iter_matrices(paths, workers=0, chunk=7)])
+    b = np.concatenate([m for _, m in iter_matrices(paths, workers=2, chunk=7)])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, vecs)
+
+
+# --------------------------------------------------------------------------- strictness
+
+@pytest.fixture
+def good(tmp_path):
+    rng = np.random.default_rng(8)
+    vecs, labels = random_set(rng, 6, classes=20)
+    names = write_set(tmp_path / "res", vecs)
+    lab = write_labels(tmp_path / "val_label.txt", names, labels)
+    return tmp_path, tmp_path / "res", lab, names
+
+
+def expect_error(capsys, argv, pattern, out_dir):
+    assert run([*argv, "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and pattern in err[0], err
+    assert not (out_dir / "result.json").exists()
+
+
+def test_errors(good, capsys):
+    tmp, res, lab, names = good
+    out = tmp / "out"
+    expect_error(capsys, [tmp / "nope", lab, out, "result.json"], "result dir not found", out)
+    (tmp / "empty").mkdir()
+    expect_error(capsys, [tmp / "empty", lab, out, "result.json"], "no result files", out)
+    expect_error(capsys, [res, tmp / "nolab.txt", out, "result.json"], "label file not found", out)
+    bad = tmp / "bad.txt"
+    bad.write_text(f"{names[0]}.JPEG 1\n{names[1]}.JPEG one\n")
+    expect_error(capsys, [res, bad, out, "result.json"], "bad.txt:2:", out)
+    short = write_labels(tmp / "short.txt", names[:-1], [1] * 5)
+    expect_error(capsys, [res, short, out, "result.json"], "no label for 1 result", out)
+    big = write_labels(tmp / "big.txt", names, [20] * 6)
+    expect_error(capsys, [res, big, out, "result.json"], "out of range for 20-class", out)
+
+
+def test_allow_missing_labels_excludes_them(good, capsys):
+    tmp, res, lab, names = good
+    short = write_labels(tmp / "short.txt", names[:-1], [1] * 5)
+    assert run([res, short, tmp, "result.json", "--allow-missing-labels"]) == 0
+    assert read_result_json(tmp / "result.json")["Number of images"] == "5"
+    assert "1 result(s) have no label" in capsys.readouterr().err
+
+
+def test_coverage_of_labels_without_results(good, capsys):
+    tmp, res, lab, names = good
+    more = write_labels(tmp / "more.txt", names + ["extra1", "extra2"], [1] * 8)
+    assert run([res, more, tmp, "result.json"]) == 0
+    assert "6 of 8 labelled images have results" in capsys.readouterr().out
+
+
+def test_result_errors(good, capsys):
+    tmp, res, lab, names = good
+    out = tmp / "out"
+    write_set(res, [np.zeros(19)], "txt", 1, [names[2]])  # overwrite one with a shorter vector
+    expect_error(capsys, [res, lab, out, "result.json"], "differ in length", out)
+    write_set(res, [np.zeros(20)], "txt", 1, [names[2]])
+    write_set(res, [np.zeros(20)], "bin", 1, [names[3]])
+    expect_error(capsys, [res, lab, out, "result.json"], f"two results for image '{names[3]}'", out)
+    os.unlink(res / f"{names[3]}_1.bin")
+    (res / f"{names[4]}_1.txt").write_text("1 2 x\n")
+    expect_error(capsys, [res, lab, out, "result.json"], f"{names[4]}_1.txt: not a valid txt", out)
+
+
+def test_conflicting_forms_are_rejected(good):
+    tmp, res, lab, _ = good
+    with pytest.raises(SystemExit):
+        stage.parse_args([str(res), str(lab), "--folder_davinci_target", str(tmp)])
+
+
+# --------------------------------------------------------------------------- comparison
+
+def test_compare_identical_dirs(good):
+    tmp, res, lab, names = good
+    c = compare(str(res), str(res), str(lab))
+    assert c["top1_agreement"] == 1 and c["mean_top5_overlap"] == 1
+    assert c["cosine_min"] == pytest.approx(1) and c["max_abs_diff"] == 0 and c["top1_drop"] == 0
+    assert c["passed"] and c["images_compared"] == 6
+
+
+def test_compare_hand_count_and_exit_status(tmp_path, capsys):
+    labels = [0, 1, 2, 3]
+    ref = np.eye(4, 8, dtype=np.float32) * 5 + np.arange(8, dtype=np.float32) * 0.1
+    om = ref.copy()
+    om[3] = ref[3] * -1          # image 3: top-1 changes, and drops below the label
+    names = write_set(tmp_path / "ref", ref, "bin", 0)
+    write_set(tmp_path / "om", om[:3], "txt", 1, names[:3])
+    write_set(tmp_path / "om", om[3:], "npy", 1, names[3:])
+    write_set(tmp_path / "ref", [np.ones(8)], "bin", 0, ["only_ref"])
+    lab = write_labels(tmp_path / "l.txt", names + ["only_ref"], labels + [0])
+    argv = [tmp_path / "om", lab, tmp_path, "result.json", "--compare", tmp_path / "ref", "-q"]
+    assert run(argv) == stage.EXIT_TOLERANCE
+    c = json.loads((tmp_path / "result_compare.json").read_text())
+    assert c["images_compared"] == 4 and c["only_in_reference"] == 1
+    assert c["top1_agreement"] == 0.75
+    assert c["checked_accuracy"]["top1"] == 75.0 and c["reference_accuracy"]["top1"] == 100.0
+    assert c["top1_drop"] == 25.0 and not c["passed"]
+    assert c["cosine_min"] == pytest.approx(-1) and c["cosine_min_image"] == names[3]
+    assert c["max_abs_diff"] == pytest.approx(2 * float(np.abs(ref[3]).max()))
+    # Image 3 negated: top-5 {0,1,2,4,5} vs the reference's {3,7,6,5,4} share 2 → (5+5+5+2) / 20.
+    assert c["mean_top5_overlap"] == pytest.approx(17 / 20)
+    assert (tmp_path / "result.json").exists()
+    assert "FAIL" in capsys.readouterr().out
+    assert run(argv + ["--tolerance", "30"]) == 0
+
+
+def test_compare_errors(good, tmp_path):
+    tmp, res, lab, names = good
+    write_set(tmp / "other", [np.zeros(20)], "bin", 0, ["unrelated"])
+    with pytest.raises(UserError, match="no image in common"):
+        compare(str(res), str(tmp / "other"), str(lab))
+    write_set(tmp / "short", [np.zeros(19)] * 6, "bin", 0, names)
+    with pytest.raises(UserError, match="19 values"):
+        compare(str(res), str(tmp / "short"), str(lab))
