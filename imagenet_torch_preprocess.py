@@ -1,8 +1,73 @@
 #!/usr/bin/env python3
-"""Stage placeholder: this stage lands with its own issue."""
+"""Stage 3: ImageNet val images → one float32 CHW 3x224x224 `.bin` per image.
 
+Guide forms, both accepted unchanged:
+    python3 imagenet_torch_preprocess.py /opt/npu/imagenet/val ./prep_dataset
+    python3 imagenet_torch_preprocess.py --input_img_dir /opt/npu/imagenet/val --output_img_dir ./prep_dataset
+Each image `<key>.<ext>` becomes `<key>.bin` (602,112 bytes), bit-identical to torchvision's
+Resize(256) → CenterCrop(224) → ToTensor() → Normalize(ImageNet mean, std).
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
 
+from mocoinfer.cli import run_main
+from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Preprocess a folder of images for the Moco-v2 model: one float32 CHW .bin per image, "
+                    "bit-identical to torchvision's Resize -> CenterCrop -> ToTensor -> Normalize(ImageNet).",
+        epilog="Bad inputs (corrupt, truncated, empty, not an image, a folder) do not stop the run: they are "
+               "listed with their reason on stderr and in OUTPUT_DIR/failed.txt, and the exit status is 1 "
+               "(0 with --skip-bad). Every .bin is written under a temporary name and renamed, and a rerun "
+               "skips complete ones: rerun the same command to finish an interrupted run.")
+    p.add_argument("input_dir", nargs="?", help="folder of images (guide form: first positional)")
+    p.add_argument("output_dir", nargs="?", help="folder for the .bin files (guide form: second positional)")
+    p.add_argument("--input_img_dir", "--input-img-dir", dest="input_img_dir", help="folder of images (newer form)")
+    p.add_argument("--output_img_dir", "--output-img-dir", dest="output_img_dir",
+                   help="folder for the .bin files (newer form)")
+    p.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
+                   help="resize filter: bilinear (default) is MoCo main_lincls.py's evaluation; bicubic is the "
+                        "ModelZoo Moco-v2 script's (and its published OM accuracy)")
+    p.add_argument("--resize", type=int, default=DEFAULT_RESIZE,
+                   help="short edge after resizing (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=DEFAULT_CROP,
+                   help="side of the center crop, the model's input size (default: %(default)s)")
+    p.add_argument("--workers", "-j", type=int, help="worker processes (default: all cores this process may use)")
+    p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+                   help="bad inputs are a warning and the exit status is 0")
+    p.add_argument("--overwrite", action="store_true", help="redo .bin files that are already complete")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    args = p.parse_args(argv)
+    for a, b, what in ((args.input_dir, args.input_img_dir, "input dir"),
+                       (args.output_dir, args.output_img_dir, "output dir")):
+        if a is not None and b is not None and a != b:
+            p.error(f"{what} given twice with different values ({a} and {b})")
+    args.input_dir = args.input_dir if args.input_dir is not None else args.input_img_dir
+    args.output_dir = args.output_dir if args.output_dir is not None else args.output_img_dir
+    if args.input_dir is None or args.output_dir is None:
+        p.error("give the input and output dirs (e.g. `imagenet_torch_preprocess.py /opt/npu/imagenet/val "
+                "./prep_dataset`)")
+    for name in ("resize", "crop", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name} must be >= 1, got {value}")
+    return args
+
+
+def main(argv=None) -> int:
+    from mocoinfer.preprocess import preprocess_folder, report
+
+    args = parse_args(argv)
+    summary = preprocess_folder(args.input_dir, args.output_dir, interpolation=args.interpolation,
+                                resize=args.resize, crop=args.crop, workers=args.workers,
+                                overwrite=args.overwrite, progress=args.progress)
+    return report(summary, skip_bad=args.skip_bad)
+
+
 if __name__ == "__main__":
-    print("imagenet_torch_preprocess.py: not yet implemented in this version", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(run_main(main))

@@ -1,0 +1,135 @@
+"""Stage 4: the info file that lists the model's inputs for the benchmark (`get_info.py`).
+
+Two modes, as the guide's script has them:
+- bin: every `*.bin` of a folder (preprocessed images) with the width and height given; each
+  file's size is checked against width x height x 3 float32, so a wrong size or a half-written
+  file stops here instead of inside the NPU benchmark.
+- jpg: every `.jpg`/`.jpeg` of a folder (any case), with its size read from the image header
+  without decoding the pixels. One index sequence runs across all extensions (the guide's script
+  restarted at 0 for each, writing duplicate indices).
+
+Both list files in natural order with the folder path as given, numbered from 0, and write the
+info file atomically through `formats.write_info`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import List, NamedTuple, Tuple
+
+from . import formats
+from .cli import UserError
+
+JPG_EXTENSIONS = (".jpg", ".jpeg")
+SHOWN = 5  # offending files named in an error message
+
+
+class InfoSummary(NamedTuple):
+    info_path: str
+    count: int
+    seconds: float
+
+    def line(self, mode: str) -> str:
+        return f"wrote {self.info_path}: {self.count} {mode} entries in {self.seconds:.1f}s"
+
+
+def _names(folder: str, keep) -> List[str]:
+    if not os.path.exists(folder):
+        raise UserError(f"{folder}: folder not found")
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: not a directory")
+    try:
+        names = [n for n in os.listdir(folder) if not n.startswith(".") and keep(n)]
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+    names.sort(key=formats.natural_key)
+    return names
+
+
+def _path(folder: str, name: str) -> str:
+    path = os.path.join(folder, name)
+    if any(c.isspace() for c in path):
+        raise UserError(f"{path}: the info file cannot hold a path with white space (its fields are "
+                        "space-separated); rename it")
+    return path
+
+
+def _offenders(problems: List[Tuple[str, str]]) -> str:
+    shown = "; ".join(f"{name} ({why})" for name, why in problems[:SHOWN])
+    more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+    return shown + more
+
+
+def bin_entries(folder: str, width: int, height: int) -> List[Tuple[str, int, int]]:
+    """(path, width, height) for every `.bin` of `folder`, each checked to be the right size."""
+    if width < 1 or height < 1:
+        raise UserError(f"width and height must be >= 1, got {width} and {height}")
+    expected = formats.bin_file_size(width, height)
+    names = _names(folder, lambda n: n.endswith(formats.BIN_SUFFIX))
+    if not names:
+        raise UserError(f"{folder}: no .bin files (run imagenet_torch_preprocess.py first?)")
+    entries, problems = [], []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if not os.path.isfile(path):
+                problems.append((name, "not a regular file"))
+                continue
+            size = os.path.getsize(path)
+        except OSError as exc:
+            problems.append((name, exc.strerror or str(exc)))
+            continue
+        if size != expected:
+            problems.append((name, f"{size} bytes"))
+            continue
+        entries.append((_path(folder, name), width, height))
+    if problems:
+        raise UserError(f"{folder}: {len(problems)} of {len(names)} .bin files are not {expected} bytes "
+                        f"(3x{height}x{width} float32): {_offenders(problems)}")
+    return entries
+
+
+def jpg_entries(folder: str, progress: bool = True) -> List[Tuple[str, int, int]]:
+    """(path, width, height) for every JPEG of `folder`, the size read from its header."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    names = _names(folder, lambda n: n.lower().endswith(JPG_EXTENSIONS))
+    if not names:
+        raise UserError(f"{folder}: no .jpg or .jpeg files")
+    entries, problems = [], []
+    for name in tqdm(names, unit="img", desc="get_info", disable=not progress or len(names) < 1000):
+        path = os.path.join(folder, name)
+        try:
+            # open() parses the header only; the pixels are never decoded.
+            with Image.open(path) as img:
+                width, height = img.size
+        except Exception as exc:  # any reader error is this file's problem; all are reported
+            why = "is a directory" if os.path.isdir(path) else " ".join(str(exc).split()) or type(exc).__name__
+            problems.append((name, why))
+            continue
+        entries.append((_path(folder, name), width, height))
+    if problems:
+        raise UserError(f"{folder}: {len(problems)} of {len(names)} images cannot be read: {_offenders(problems)}")
+    return entries
+
+
+def write_info_file(mode: str, folder: str, info_path: str, width: int = 0, height: int = 0,
+                    progress: bool = True) -> InfoSummary:
+    """Write the info file for `mode` ('bin' or 'jpg'); nothing is written when a check fails."""
+    start = time.perf_counter()
+    if mode == "bin":
+        entries = bin_entries(folder, width, height)
+    elif mode == "jpg":
+        entries = jpg_entries(folder, progress=progress)
+    else:
+        raise UserError(f"unknown mode {mode!r} (choose bin or jpg)")
+    parent = os.path.dirname(info_path) or "."
+    if not os.path.isdir(parent):
+        raise UserError(f"{info_path}: folder {parent} does not exist")
+    try:
+        count = formats.write_info(info_path, entries)
+    except OSError as exc:
+        raise UserError(f"{info_path}: cannot write info file ({exc.strerror or exc})") from None
+    return InfoSummary(info_path, count, time.perf_counter() - start)
