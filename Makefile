@@ -27,7 +27,7 @@ test: setup lint
 	"$(BIN)/python" -m pytest -q
 
 demo: setup
-	"$(BIN)/python" -m mocoinfer.demo
+	bash scripts/demo.sh
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; "$(BIN)/python" "$$b"; done

@@ -164,7 +164,8 @@ def iter_matrices(paths: Sequence[str], workers: Optional[int] = None,
 def _progress(total: int, show: bool, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=not show, leave=False)
+    # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI), as the runner's bar.
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None if show else True, leave=False)
 
 
 # --------------------------------------------------------------------------- metric

@@ -1,0 +1,121 @@
+"""The guide's throughput table: pure-inference summaries by backend and batch size → Markdown + PNG.
+
+scripts/7_perf.sh runs `run_om_infer.py --pure-data` once per backend and batch size, each writing
+`<perf dir>/<backend>/bs<N>/summary.json`; this module gathers them into one table (images/s, one
+column per backend measured on this host, one row per batch size) and a plot of images/s against
+batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds per batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import sys
+from typing import Dict, List, Optional, Tuple
+
+from .cli import UserError
+from .formats import atomic_path, atomic_write_text
+
+
+def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], dict]]:
+    """(backends, batch sizes, {(backend, bs): summary}) from `<perf_dir>/<backend>/bs<N>/summary.json`."""
+    found: Dict[Tuple[str, int], dict] = {}
+    for path in glob.glob(os.path.join(perf_dir, "*", "bs*", "summary.json")):
+        with open(path, encoding="utf-8") as f:
+            try:
+                s = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}: not a valid summary.json ({exc})") from None
+        if "throughput_images_per_s" not in s or "batch_size" not in s:
+            raise UserError(f"{path}: not a pure-inference summary (run_om_infer.py --pure-data writes them)")
+        found[(os.path.basename(os.path.dirname(os.path.dirname(path))), int(s["batch_size"]))] = s
+    if not found:
+        raise UserError(f"{perf_dir}: no <backend>/bs<N>/summary.json files (run scripts/7_perf.sh)")
+    order = {"acl": 0, "onnxruntime": 1, "torch": 2}
+    backends = sorted({b for b, _ in found}, key=lambda b: (order.get(b, 9), b))
+    sizes = sorted({bs for _, bs in found})
+    return backends, sizes, found
+
+
+def _column(backend: str, summaries: List[dict]) -> str:
+    device = next((s.get("device") for s in summaries if s.get("device")), "")
+    return f"{backend} ({device})" if device else backend
+
+
+def markdown(perf_dir: str) -> str:
+    backends, sizes, found = collect(perf_dir)
+    heads = [_column(b, [s for (bb, _), s in found.items() if bb == b]) for b in backends]
+    lines = ["| batch size | " + " | ".join(f"{h} images/s" for h in heads) + " |",
+             "|---:|" + "---:|" * len(backends)]
+    for bs in sizes:
+        cells = [f"{found[(b, bs)]['throughput_images_per_s']:.1f}" if (b, bs) in found else "-" for b in backends]
+        lines.append(f"| {bs} | " + " | ".join(cells) + " |")
+    best = []
+    for b in backends:
+        rates = [(found[(b, bs)]["throughput_images_per_s"], bs) for bs in sizes if (b, bs) in found]
+        rate, bs = max(rates)
+        best.append(f"{b} {rate:.1f} images/s at batch {bs}")
+    any_summary = next(iter(found.values()))
+    lines += ["", f"Best: {'; '.join(best)}.",
+              f"Pure inference on {any_summary.get('pure_data', 'generated')} data, "
+              f"{any_summary.get('loop', '?')} timed batches after {any_summary.get('warmup', '?')} warm-up; "
+              "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure). "
+              f"Host: {platform.machine()}, {os.cpu_count()} cores."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(perf_dir: str, png_path: str) -> bool:
+    """Images/s against batch size, one line per backend; False when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends, sizes, found = collect(perf_dir)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for b in backends:
+        xs = [bs for bs in sizes if (b, bs) in found]
+        ax.plot(xs, [found[(b, bs)]["throughput_images_per_s"] for bs in xs], marker="o", label=b)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("MoCo-v2 ResNet-50 pure-inference throughput")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return True
+
+
+def main(argv: Optional[list] = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mocoinfer.sweep",
+                                description="Gather 7_perf.sh's pure-inference summaries into the throughput table.")
+    p.add_argument("perf_dir", help="folder holding <backend>/bs<N>/summary.json")
+    p.add_argument("--markdown", help="write the table here (default: <perf_dir>/throughput.md)")
+    p.add_argument("--plot", help="write the PNG plot here (default: <perf_dir>/throughput.png)")
+    args = p.parse_args(argv)
+    md_path = args.markdown or os.path.join(args.perf_dir, "throughput.md")
+    png_path = args.plot or os.path.join(args.perf_dir, "throughput.png")
+    table = markdown(args.perf_dir)
+    atomic_write_text(md_path, table)
+    drew = plot(args.perf_dir, png_path)
+    print(table, end="")
+    print(f"wrote {md_path}" + (f" and {png_path}" if drew else " (no plot: matplotlib is not installed)"))
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_main
+
+    sys.exit(run_main(main))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Step 3 (guide: 数据集预处理): ImageNet val JPEGs → one float32 .bin per image.
+#
+#   VAL_DIR=/data/imagenet/val scripts/3_preprocess.sh
+#
+# INTERPOLATION=bilinear (default) is the transform MoCo's main_lincls.py measured the checkpoint
+# with; INTERPOLATION=bicubic is the ModelZoo script's, behind its published OM accuracy.
+# A rerun skips images already done. Settings: VAL_DIR, PREP_DIR, INTERPOLATION (see scripts/env.sh).
+
+set -euo pipefail
+# shellcheck source=scripts/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+handle_help "$0" "$@"
+begin_step "3_preprocess"
+
+[ -d "$VAL_DIR" ] || { echo "$STEP_NAME: image folder $VAL_DIR not found (set VAL_DIR=...)" >&2; exit 1; }
+"$PYTHON" "$ROOT/imagenet_torch_preprocess.py" "$VAL_DIR" "$PREP_DIR" --interpolation "$INTERPOLATION"

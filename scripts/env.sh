@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Every setting of the numbered steps, in one place. Override any of them from the environment:
+#   BS=16 VAL_DIR=/data/imagenet/val scripts/3_preprocess.sh
+# Sourced by each step; running it directly prints the settings in force.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# CANN puts atc and the Python `acl` module on the path through its set_env.sh.
+CANN_SET_ENV="${CANN_SET_ENV:-/usr/local/Ascend/ascend-toolkit/set_env.sh}"
+if [ -f "$CANN_SET_ENV" ]; then
+    # set_env.sh reads variables that may be unset; -u would abort on them.
+    set +u
+    # shellcheck source=/dev/null
+    source "$CANN_SET_ENV"
+    set -u
+fi
+
+detect_chip_name() {
+    # `npu-smi info` prints a table whose first chip row reads "| 0  310P3  | OK ...".
+    if command -v npu-smi > /dev/null 2>&1; then
+        npu-smi info 2> /dev/null | awk '$1 == "|" && $2 ~ /^[0-9]+$/ { print $3; exit }'
+    fi
+}
+
+BS="${BS:-1}"
+DEVICE_ID="${DEVICE_ID:-0}"
+CHIP_NAME="${CHIP_NAME:-$(detect_chip_name)}"
+WORK_DIR="${WORK_DIR:-$ROOT/work}"
+CKPT="${CKPT:-$WORK_DIR/model_lincls_best.pth.tar}"
+VAL_DIR="${VAL_DIR:-/opt/npu/imagenet/val}"
+LABELS="${LABELS:-$WORK_DIR/val_label.txt}"
+INTERPOLATION="${INTERPOLATION:-bilinear}"
+BACKEND="${BACKEND:-auto}"
+OUTFMT="${OUTFMT:-txt}"
+ATC_LOG="${ATC_LOG:-error}"
+BATCH_SIZES="${BATCH_SIZES:-1 4 8 16 32 64}"
+PERF_BACKENDS="${PERF_BACKENDS:-onnxruntime}"
+PERF_LOOP="${PERF_LOOP:-20}"
+PERF_WARMUP="${PERF_WARMUP:-3}"
+
+# The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+# Paths derived from the settings, named as the guide names the files.
+ONNX_MODEL="${ONNX_MODEL:-$WORK_DIR/moco-v2-bs$BS.onnx}"
+OM_BASE="${OM_BASE:-$WORK_DIR/moco-v2-atc-bs$BS}"      # atc appends .om
+PREP_DIR="${PREP_DIR:-$WORK_DIR/prep_dataset}"
+INFO_FILE="${INFO_FILE:-$WORK_DIR/dataset_prep_bin.info}"
+RESULT_DIR="${RESULT_DIR:-$WORK_DIR/result}"
+PERF_DIR="${PERF_DIR:-$WORK_DIR/perf}"
+
+have_cann() {
+    command -v atc > /dev/null 2>&1 && "$PYTHON" -c "import acl" > /dev/null 2>&1
+}
+
+# The first comment block of a step script is its --help.
+usage_from_header() {
+    sed -n '2,/^$/ s/^# \{0,1\}//p' "$1"
+}
+
+handle_help() {
+    local script="$1"
+    shift
+    case "${1:-}" in
+        -h|--help) usage_from_header "$script"; exit 0 ;;
+        "") ;;
+        *) echo "$(basename "$script"): unknown argument '$1' (settings come from the environment; see --help)" >&2
+           exit 2 ;;
+    esac
+}
+
+# Fail fast, and say which step failed.
+on_error() {
+    echo "$STEP_NAME: failed (exit $1); fix the cause above and rerun: completed work is kept" >&2
+}
+
+begin_step() {
+    STEP_NAME="$1"
+    trap 'on_error $?' ERR
+    mkdir -p "$WORK_DIR"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    for v in BS DEVICE_ID CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
+             PERF_BACKENDS PYTHON ONNX_MODEL OM_BASE PREP_DIR INFO_FILE RESULT_DIR PERF_DIR CANN_SET_ENV; do
+        printf '%s=%s\n' "$v" "${!v}"
+    done
+fi

