@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mocoinfer.cli import run_main
+from mocoinfer.cli import either_form, run_main
 from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
 
 
@@ -43,12 +43,8 @@ def parse_args(argv):
     p.add_argument("--overwrite", action="store_true", help="redo .bin files that are already complete")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = p.parse_args(argv)
-    for a, b, what in ((args.input_dir, args.input_img_dir, "input dir"),
-                       (args.output_dir, args.output_img_dir, "output dir")):
-        if a is not None and b is not None and a != b:
-            p.error(f"{what} given twice with different values ({a} and {b})")
-    args.input_dir = args.input_dir if args.input_dir is not None else args.input_img_dir
-    args.output_dir = args.output_dir if args.output_dir is not None else args.output_img_dir
+    args.input_dir = either_form(p, args.input_dir, args.input_img_dir, "input dir")
+    args.output_dir = either_form(p, args.output_dir, args.output_img_dir, "output dir")
     if args.input_dir is None or args.output_dir is None:
         p.error("give the input and output dirs (e.g. `imagenet_torch_preprocess.py /opt/npu/imagenet/val "
                 "./prep_dataset`)")

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from mocoinfer.cli import run_main
+from mocoinfer.cli import either_form, run_main
 from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
 
 
@@ -48,11 +48,8 @@ def parse_args(argv):
         pos = [None, pos[0]]
     args.batch_size = int(pos[0]) if pos and pos[0] is not None else None
     args.checkpoint = pos[1] if len(pos) == 2 else None
-    for a, b, what in ((args.batch_size, args.bs, "batch size"), (args.checkpoint, args.weight, "checkpoint")):
-        if a is not None and b is not None and a != b:
-            p.error(f"{what} given twice with different values ({a} and {b})")
-    args.batch_size = args.batch_size if args.batch_size is not None else args.bs
-    args.checkpoint = args.checkpoint if args.checkpoint is not None else args.weight
+    args.batch_size = either_form(p, args.batch_size, args.bs, "batch size")
+    args.checkpoint = either_form(p, args.checkpoint, args.weight, "checkpoint")
     if args.batch_size is None:
         args.batch_size = 1
     if args.checkpoint is None:

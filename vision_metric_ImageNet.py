@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from mocoinfer.cli import UserError, run_main
+from mocoinfer.cli import UserError, either_form, run_main
 
 EXIT_TOLERANCE = 3
 
@@ -61,10 +61,7 @@ def parse_args(argv):
                                     ("label file", "annotation", "annotation_opt", None),
                                     ("result json folder", "json_path", "json_path_opt", "./"),
                                     ("json file name", "json_name", "json_name_opt", "result.json")):
-        a, b = getattr(args, pos), getattr(args, opt)
-        if a is not None and b is not None and a != b:
-            p.error(f"{name} given twice with different values ({a} and {b})")
-        value = a if a is not None else b
+        value = either_form(p, getattr(args, pos), getattr(args, opt), name)
         if value is None:
             if default is None:
                 p.error(f"no {name} given (e.g. `vision_metric_ImageNet.py result/dumpOutput_device0/ "

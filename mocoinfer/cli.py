@@ -15,6 +15,14 @@ class UserError(Exception):
     """A problem with the user's input or environment; the message is shown as one line."""
 
 
+def either_form(parser, guide_value, new_value, what: str):
+    """The value of a setting the guide's scripts take positionally and their newer versions as
+    a flag: whichever was given; the parser exits with usage when both disagree."""
+    if guide_value is not None and new_value is not None and guide_value != new_value:
+        parser.error(f"{what} given twice with different values ({guide_value} and {new_value})")
+    return guide_value if guide_value is not None else new_value
+
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 

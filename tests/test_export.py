@@ -290,3 +290,13 @@ def test_verification_rejects_wrong_interface_names(r18_model, tmp_path):
                       output_names=["output1"], opset_version=11, dynamo=False)
     with pytest.raises(Exception, match="expected input 'actual_input_1'"):
         export_mod.verify_onnx(path, r18_model, [1])
+
+
+def test_both_forms_must_agree(capsys):
+    with pytest.raises(SystemExit) as exc:
+        pthtar2onnx.main(["1", "model_lincls_best.pth.tar", "--bs", "2"])
+    assert exc.value.code == 2
+    assert "batch size given twice with different values (1 and 2)" in capsys.readouterr().err
+    # The same value in both forms is accepted.
+    args = pthtar2onnx.parse_args(["4", "m.pth.tar", "--bs", "4", "--weight", "m.pth.tar"])
+    assert (args.batch_size, args.checkpoint) == (4, "m.pth.tar")
