@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # This machine's pip config lists index folders that do not all exist; its warnings about them
-# are noise, everything else pip says is kept.
-PIP_QUIET := grep -v -e "is ignored: it is neither a file nor a directory" || true
+# are noise, everything else pip says is kept; grep's own "nothing left" status must not hide
+# pip's, hence the braces.
+PIP_QUIET := { grep -v -e "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup test lint demo bench clean
 
@@ -21,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 lint: setup
 	"$(BIN)/ruff" check .
-	@if compgen -G "scripts/*.sh" > /dev/null; then "$(BIN)/shellcheck" scripts/*.sh; fi
+	@if compgen -G "scripts/*.sh" > /dev/null; then "$(BIN)/shellcheck" -x scripts/*.sh; fi
 
 test: setup lint
 	"$(BIN)/python" -m pytest -q
