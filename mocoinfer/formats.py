@@ -78,10 +78,13 @@ def _temp_name(path: str) -> str:
     return os.path.join(folder, f".{name}.tmp{os.getpid()}")
 
 
-def is_temp_name(file_name: str) -> bool:
-    """True for the hidden temporaries `atomic_path` leaves behind when a process is killed."""
-    base = os.path.basename(file_name)
-    return base.startswith(".") and ".tmp" in base
+_TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+def temp_owner_pid(file_name: str) -> Optional[int]:
+    """The pid that wrote a temporary of `atomic_path` (left behind if it was killed), else None."""
+    m = _TEMP_NAME.match(os.path.basename(file_name))
+    return int(m.group(1)) if m else None
 
 
 @contextlib.contextmanager
@@ -406,6 +409,11 @@ class ResultFile(NamedTuple):
 
 
 _RESULT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
+
+
+def is_result_name(file_name: str) -> bool:
+    """True for `<key>_<k>.<txt|bin|npy>`, the names result files have."""
+    return _RESULT_NAME.match(os.path.basename(file_name)) is not None
 
 
 def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:

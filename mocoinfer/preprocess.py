@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -126,16 +125,13 @@ def remove_stale_temporaries(output_dir: str) -> int:
     """Delete temporaries left by killed runs (their pid is gone); a live writer's are kept."""
     removed = 0
     for entry in os.scandir(output_dir):
-        m = _TEMP_NAME.match(entry.name)
-        if not m or _pid_alive(int(m.group(1))):
+        pid = formats.temp_owner_pid(entry.name)
+        if pid is None or _pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
             removed += 1
     return removed
-
-
-_TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)$")  # formats.atomic_path's temporaries
 
 
 def _pid_alive(pid: int) -> bool:

@@ -43,8 +43,10 @@ from .backends import Backend, backend_for, open_backend
 from .cli import UserError
 from .formats import (
     RESULT_FORMATS,
+    atomic_write_text,
     format_perf,
     format_pure_perf,
+    is_result_name,
     natural_key,
     perf_filename,
     pure_perf_filename,
@@ -403,17 +405,11 @@ def run_inference(model: str, input_path: str, output: str = "result", batch_siz
         summary["providers"] = list(getattr(be, "providers", []))
     perf_path = os.path.join(output, perf_filename(bs, device_id))
     summary["perf_file"] = perf_path
-    _write_text(perf_path, _perf_text(summary))
+    atomic_write_text(perf_path, _perf_text(summary))
     summary_path = os.path.join(output, SUMMARY_NAME)
     summary["summary_file"] = summary_path
     write_json(summary_path, summary)
     return summary
-
-
-def _write_text(path: str, text: str) -> None:
-    from .formats import atomic_write_text
-
-    atomic_write_text(path, text)
 
 
 def _pipeline(be: Backend, paths, plan, bs, result_dir, outfmt, loop, progress, tqdm) -> dict:
@@ -486,13 +482,10 @@ def _pipeline(be: Backend, paths, plan, bs, result_dir, outfmt, loop, progress, 
             "phases": phases, "_outputs": n_outputs}
 
 
-_RESULT_LIKE = re.compile(r"^[^.]+_\d+\.(txt|bin|npy)$")
-
-
 def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict, log) -> None:
     """N inputs must have given exactly N result files per output; stale ones are pointed out."""
     expected = {result_filename(p, fmt, k) for p in paths for k in range(1, n_outputs + 1)}
-    present = {e.name for e in os.scandir(result_dir) if e.is_file() and _RESULT_LIKE.match(e.name)}
+    present = {e.name for e in os.scandir(result_dir) if e.is_file() and is_result_name(e.name)}
     missing = expected - present
     if missing or summary["result_files"] != len(expected):
         example = sorted(missing, key=natural_key)[:3]
@@ -574,7 +567,7 @@ def run_pure_inference(model: str, batch_size: Optional[int] = None, device_id: 
     if output:
         os.makedirs(output, exist_ok=True)
         perf_path = os.path.join(output, pure_perf_filename(model, device_id))
-        _write_text(perf_path, format_pure_perf(summary["throughput_images_per_s"], mean_ms))
+        atomic_write_text(perf_path, format_pure_perf(summary["throughput_images_per_s"], mean_ms))
         summary["perf_file"] = perf_path
         summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
         write_json(summary["summary_file"], summary)
