@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 
-from mocoinfer.cli import UserError, either_form, run_main
+from mocoinfer.cli import either_form, run_main
+from mocoinfer.errors import UserError
 
 EXIT_TOLERANCE = 3
 

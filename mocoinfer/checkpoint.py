@@ -15,7 +15,7 @@ import pickle
 import re
 from typing import Dict, List, Optional, Tuple
 
-from .cli import UserError
+from .errors import UserError
 
 DEFAULT_ARCH = "resnet50"
 

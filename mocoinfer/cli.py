@@ -1,4 +1,4 @@
-"""What every stage script shares at its edge: the user-facing error type and the exit policy.
+"""What every stage script shares at its edge: the exit policy and the guide's two argument forms.
 
 Library code raises `UserError` for anything the user can fix (a bad path, a malformed file, a
 wrong argument). `run_main` turns it into one line on stderr and a non-zero exit, so no stage
@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Callable, List, Optional
 
-
-class UserError(Exception):
-    """A problem with the user's input or environment; the message is shown as one line."""
+from .errors import UserError
+from .progress import setup_logging
 
 
 def either_form(parser, guide_value, new_value, what: str):
@@ -30,6 +29,7 @@ EXIT_INTERRUPTED = 130
 def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
     """Call a stage's `main(argv)` and map failures to exit codes and one-line messages."""
     prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "mocoinfer"
+    setup_logging()
     try:
         return int(main(argv) or 0)
     except UserError as exc:

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from .cli import UserError
+from .errors import UserError
 from .formats import INPUT_CHANNELS, INPUT_SIZE, atomic_path
 
 INPUT_NAME = "actual_input_1"

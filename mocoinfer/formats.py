@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequenc
 
 import numpy as np
 
-from .cli import UserError
+from .errors import UserError
 
 # The guide's model input: float32 CHW 3x224x224.
 INPUT_CHANNELS = 3

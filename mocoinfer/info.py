@@ -19,7 +19,7 @@ import time
 from typing import List, NamedTuple, Tuple
 
 from . import formats
-from .cli import UserError
+from .errors import UserError
 
 JPG_EXTENSIONS = (".jpg", ".jpeg")
 SHOWN = 5  # offending files named in an error message

@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, 
 
 import numpy as np
 
-from .cli import UserError
+from .errors import UserError
 from .formats import ResultFile, list_results, read_labels, read_result
 
 TOPK = 5

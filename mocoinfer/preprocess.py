@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import formats
-from .cli import UserError
+from .errors import UserError
 from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform
 
 WRITTEN, FAILED, FATAL = "written", "failed", "fatal"

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .backends import Backend, backend_for, open_backend
-from .cli import UserError
+from .errors import UserError
 from .formats import (
     RESULT_FORMATS,
     atomic_write_text,

@@ -15,7 +15,7 @@ import platform
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from .cli import UserError
+from .errors import UserError
 from .formats import atomic_path, atomic_write_text
 
 

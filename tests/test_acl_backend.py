@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from mocoinfer.backends import open_backend
-from mocoinfer.cli import UserError, run_main
+from mocoinfer.cli import run_main
+from mocoinfer.errors import UserError
 from mocoinfer.formats import read_result
 from mocoinfer.runner import run_inference
 

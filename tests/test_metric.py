@@ -15,7 +15,8 @@ import pytest
 
 import vision_metric_ImageNet as stage
 from benchmarks.bench_metric import guide_metric
-from mocoinfer.cli import UserError, run_main
+from mocoinfer.cli import run_main
+from mocoinfer.errors import UserError
 from mocoinfer.formats import decode_result, encode_result, read_result_json
 from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, topk_indices
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from mocoinfer.backends import Backend
-from mocoinfer.cli import UserError, run_main
+from mocoinfer.cli import run_main
+from mocoinfer.errors import UserError
 from mocoinfer.formats import parse_perf, read_result
 from mocoinfer.runner import run_inference, run_pure_inference
 

@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Optional, Sequence
 
-from ..cli import UserError
+from ..errors import UserError
 from .base import Backend, Timing
 
 BACKENDS = ("acl", "onnxruntime", "torch")

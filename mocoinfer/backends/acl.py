@@ -24,7 +24,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..cli import UserError
+from ..errors import UserError
 from .base import Backend
 
 ACL_SUCCESS = 0

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..cli import UserError
+from ..errors import UserError
 from .base import Backend
 
 # Preferred order when nothing is asked: fastest first, CPU always last as the fallback.
