@@ -16,9 +16,17 @@ if [ -f "$CANN_SET_ENV" ]; then
 fi
 
 detect_chip_name() {
-    # `npu-smi info` prints a table whose first chip row reads "| 0  310P3  | OK ...".
+    # The Name of the first device in `npu-smi info`, read as mocoinfer/envcheck.py reads it: in
+    # the table under "| NPU  Name |", a block's first row is "| <card id>  <Name> | <Health> ...";
+    # the process table ("| NPU  Chip |") is not searched. A hung driver gets 15 s, then nothing.
     if command -v npu-smi > /dev/null 2>&1; then
-        npu-smi info 2> /dev/null | awk '$1 == "|" && $2 ~ /^[0-9]+$/ { print $3; exit }'
+        local smi=(npu-smi info)
+        if command -v timeout > /dev/null 2>&1; then smi=(timeout 15 npu-smi info); fi
+        "${smi[@]}" 2> /dev/null | awk -F'|' '
+            { split($2, f, " ") }
+            f[1] == "NPU" && f[2] == "Name" { table = 1; next }
+            f[1] == "NPU" && f[2] == "Chip" { table = 0 }
+            table && f[1] ~ /^[0-9]+$/ && f[2] != "" && f[3] == "" && $3 != "" { print f[2]; exit }' || true
     fi
 }
 

@@ -15,12 +15,17 @@ It models what the real module would do to an NPU closely enough to check a call
 - `USE_NEW_API = False` removes `bytes_to_ptr` / `ptr_to_bytes` (old CANN), `True` removes
   `numpy_to_ptr` / `ptr_to_numpy` (CANN >= 7); call `reset()` after changing it.
 
+- `FAIL_DEVICES[id] = code` makes `rt.set_device(id)` return `code` for that id only (a busy or
+  broken device among good ones); a child process gets the same from the environment variable
+  `FAKE_ACL_FAIL_DEVICES="1=507033,3=507033"`, read at import and by `reset()`.
+
 `CALLS` records every call name in order.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import types
 
 import numpy as np
@@ -31,6 +36,7 @@ NPY_HALF = 23
 DYNAMIC_INPUT = "ascend_mbatch_shape_data"
 
 FAIL: dict = {}
+FAIL_DEVICES: dict = {}
 CALLS: list = []
 USE_NEW_API = True
 
@@ -67,6 +73,10 @@ def reset() -> None:
     global S
     S = _State()
     FAIL.clear()
+    FAIL_DEVICES.clear()
+    for item in filter(None, os.environ.get("FAKE_ACL_FAIL_DEVICES", "").split(",")):
+        dev, _, code = item.partition("=")
+        FAIL_DEVICES[int(dev)] = int(code)
     CALLS.clear()
     for name in ("bytes_to_ptr", "ptr_to_bytes", "numpy_to_ptr", "ptr_to_numpy"):
         if hasattr(util, name):
@@ -158,6 +168,8 @@ def finalize():
 @_api("acl.rt.set_device", "ret", "rt")
 def _set_device(device_id):
     _require(S.initialized, "set_device before init")
+    if device_id in FAIL_DEVICES:
+        return FAIL_DEVICES[device_id]
     S.devices.add(device_id)
     return 0
 
