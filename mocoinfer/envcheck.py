@@ -432,8 +432,9 @@ def collect(chip_name: str = "", work_dir: str = "work", set_env: str = "", devi
         rows.append(Row("pyACL (import acl)", MISSING, f"acl.init() returned {probe.get('init')}", affects_acl, "npu"))
     else:
         where = probe.get("file") or "acl"
-        rows.append(Row("pyACL (import acl)", OK, where + (f", version {probe['version']}" if probe.get("version") else ""),
-                        affects_acl, "npu"))
+        if probe.get("version"):
+            where += f", version {probe['version']}"
+        rows.append(Row("pyACL (import acl)", OK, where, affects_acl, "npu"))
 
     for dev in devices:
         rows.append(_device_row(dev, probe, device_id))

@@ -44,8 +44,8 @@ def _tool(tmp_path, name, body):
 
 def test_every_step_exists():
     names = [os.path.basename(s) for s in STEPS]
-    assert names == ["1_pth2onnx.sh", "2_onnx2om.sh", "3_preprocess.sh", "4_get_info.sh", "5_infer.sh",
-                     "6_eval.sh", "7_perf.sh"]
+    assert names == ["0_check_env.sh", "1_pth2onnx.sh", "2_onnx2om.sh", "3_preprocess.sh", "4_get_info.sh",
+                     "5_infer.sh", "6_eval.sh", "7_perf.sh"]
 
 
 @pytest.mark.parametrize("script", [s for s in SCRIPTS if not s.endswith("env.sh")], ids=os.path.basename)
