@@ -350,3 +350,46 @@ def test_script_passes_the_settings(tmp_path):
     assert rows["CHIP_NAME"]["status"] == "warning" and rows["CHIP_NAME"]["detail"].startswith("310,")
     proc = subprocess.run([SCRIPT, "--bogus"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown argument '--bogus'" in proc.stderr
+
+
+def test_npu_steps_need_only_requirements_npu(tmp_path):
+    """requirements-npu.txt's claim, run: steps 3-6 on an .om through the stand-in acl, with
+    torch, torchvision, onnx, onnxruntime and matplotlib made unimportable. Oracle for the
+    labels: the stand-in computes output = 2 * (first 1000 input values) + 1, so each image's
+    class is the argmax of the first 1000 floats of its .bin, read here with numpy: Top-1 100%."""
+    import numpy as np
+    from PIL import Image
+
+    with open(os.path.join(ROOT, "requirements-npu.txt"), encoding="utf-8") as f:
+        names = [re.split(r"[<>=]", ln.strip())[0] for ln in f if ln.strip() and not ln.startswith("#")]
+    assert names == ["numpy", "pillow", "tqdm"]
+    block = tmp_path / "block"
+    block.mkdir()
+    for mod in ("torch", "torchvision", "onnx", "onnxruntime", "matplotlib"):
+        (block / f"{mod}.py").write_text(f"raise ImportError('{mod} is not in requirements-npu.txt')\n")
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (240 + 7 * i, 250, 3), dtype=np.uint8)).save(val / f"img_{i}.JPEG")
+    model = tmp_path / "m.om"
+    model.write_text(json.dumps({"inputs": [{"name": "actual_input_1", "dims": [1, 3, 224, 224], "dtype": 0}],
+                                 "outputs": [{"name": "output1", "dims": [1, 1000], "dtype": 0}]}))
+    env = dict(os.environ, PYTHONPATH=f"{block}{os.pathsep}{FAKE_ACL}")
+    assert subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True).returncode == 1
+
+    def step(*args):
+        proc = subprocess.run([sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    step(os.path.join(ROOT, "imagenet_torch_preprocess.py"), "val", "prep", "--no-progress")
+    step(os.path.join(ROOT, "get_info.py"), "bin", "prep", "prep.info", "224", "224")
+    step(os.path.join(ROOT, "get_info.py"), "jpg", "val", "jpg.info")
+    step(os.path.join(ROOT, "run_om_infer.py"), "--model", "m.om", "--input", "prep.info", "--output", "result")
+    labels = {f"img_{i}": int(np.fromfile(tmp_path / "prep" / f"img_{i}.bin", dtype=np.float32)[:1000].argmax())
+              for i in range(3)}
+    (tmp_path / "val_label.txt").write_text("".join(f"{k}.JPEG {v}\n" for k, v in labels.items()))
+    step(os.path.join(ROOT, "vision_metric_ImageNet.py"), "result/dumpOutput_device0/", "val_label.txt", ".",
+         "result.json")
+    assert '"Top1 accuracy", "value": "100.0%"' in (tmp_path / "result.json").read_text()
