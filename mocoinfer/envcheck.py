@@ -173,7 +173,10 @@ def acl_probe(device_ids: Sequence[int]) -> Dict:
                 out["version"] = ".".join(str(x) for x in v[:3])
         except Exception:
             pass
-    ret = acl.init()
+    try:
+        ret = acl.init()
+    except Exception as exc:
+        ret = f"{type(exc).__name__}: {exc}"
     out["init"] = ret
     if ret not in (0, 100002):  # 100002: already initialised, harmless
         return out
@@ -301,8 +304,9 @@ def check_packages() -> List[Row]:
     return rows
 
 
-def check_disk(work_dir: str) -> Row:
-    """Free space where WORK_DIR is (or would be created) against a full ImageNet val run."""
+def check_disk(work_dir: str, image_dtype: str = "float32") -> Row:
+    """Free space where WORK_DIR is (or would be created) against a full ImageNet val run with
+    preprocessed images stored as `image_dtype` (step 3 writes float32)."""
     probe = os.path.abspath(work_dir)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
@@ -317,7 +321,8 @@ def check_disk(work_dir: str) -> Row:
     detail = (f"{free / gb:.1f} GB free at {probe}; {DATASET_IMAGES:,} images need {need32 / gb:.1f} GB as "
               f"float32 ({FLOAT32_IMAGE_BYTES:,} B each) or {need8 / gb:.1f} GB as uint8 "
               f"({UINT8_IMAGE_BYTES:,} B each), results and models included")
-    return Row("disk", OK if free >= need32 else WARNING, detail, affects, "info")
+    need = need8 if image_dtype == "uint8" else need32
+    return Row("disk", OK if free >= need else WARNING, detail, affects, "info")
 
 
 def check_cpus() -> Row:
@@ -371,7 +376,7 @@ def _device_row(dev: Dict, probe: Dict, wanted: int) -> Row:
 
 
 def collect(chip_name: str = "", work_dir: str = "work", set_env: str = "", device_id: int = 0,
-            python: str = sys.executable, npu_smi_timeout: float = NPU_SMI_TIMEOUT,
+            image_dtype: str = "float32", python: str = sys.executable, npu_smi_timeout: float = NPU_SMI_TIMEOUT,
             acl_timeout: float = ACL_TIMEOUT) -> Dict:
     """Every check, as {"rows": [...], "devices": [...], "cpu_path": ..., "npu_path": ...}."""
     rows: List[Row] = []
@@ -448,7 +453,7 @@ def collect(chip_name: str = "", work_dir: str = "work", set_env: str = "", devi
                         f"step 5 on the NPU with DEVICE_ID={device_id}", "npu"))
 
     rows.append(check_chip_name(chip_name, [d["chip"] for d in devices]))
-    rows.append(check_disk(work_dir))
+    rows.append(check_disk(work_dir, image_dtype))
     rows.append(check_cpus())
 
     cpu_missing = [r.item for r in rows if r.status == MISSING and r.path in ("cpu", "both")]
@@ -478,13 +483,13 @@ def format_report(report: Dict) -> str:
             line += f"  [affects {r['affects']}]"
         lines.append(line)
 
-    def path_line(name: str, what: dict, steps: str) -> str:
+    def path(name: str, what: dict, steps: str) -> str:
         if what["ready"]:
-            return f"{name}: ready ({steps})"
-        return f"{name}: unavailable, missing {', '.join(what['missing'])}"
+            return f"{name} path ready ({steps})"
+        return f"{name} path unavailable (missing {', '.join(what['missing'])})"
 
-    lines.append(path_line("CPU path", report["cpu_path"], "steps 1, 3-6 with ONNX Runtime / PyTorch"))
-    lines.append(path_line("NPU path", report["npu_path"], "steps 2-6 with atc and pyACL"))
+    lines.append(path("CPU", report["cpu_path"], "steps 1, 3-6 on ONNX Runtime / PyTorch") + "; "
+                 + path("NPU", report["npu_path"], "steps 2-6 with atc and pyACL"))
     return "\n".join(lines)
 
 
@@ -499,11 +504,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "CANN_SET_ENV", "/usr/local/Ascend/ascend-toolkit/set_env.sh"), help="CANN's set_env.sh")
     parser.add_argument("--device-id", type=int, default=os.environ.get("DEVICE_ID") or "0",
                         help="the device step 5 will use (env DEVICE_ID)")
+    parser.add_argument("--image-dtype", choices=("float32", "uint8"), default="float32",
+                        help="how step 3 stores images, for the disk estimate (default: float32, the guide's)")
     parser.add_argument("--npu-smi-timeout", type=float, default=NPU_SMI_TIMEOUT, help=argparse.SUPPRESS)
     parser.add_argument("--acl-timeout", type=float, default=ACL_TIMEOUT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     report = collect(chip_name=args.chip_name, work_dir=args.work_dir, set_env=args.cann_set_env,
-                     device_id=args.device_id, npu_smi_timeout=args.npu_smi_timeout, acl_timeout=args.acl_timeout)
+                     device_id=args.device_id, image_dtype=args.image_dtype,
+                     npu_smi_timeout=args.npu_smi_timeout, acl_timeout=args.acl_timeout)
     code = exit_code(report, args.npu)
     report["exit_code"] = code
     if args.json:
