@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # pip's, hence the braces.
 PIP_QUIET := { grep -v -e "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-fast lint demo bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: setup
 
 test: setup lint
 	"$(BIN)/python" -m pytest -q
+
+# Everything but the tests marked slow (see pyproject.toml), for iterating.
+test-fast: setup lint
+	"$(BIN)/python" -m pytest -q -m "not slow"
 
 demo: setup
 	bash scripts/demo.sh

@@ -7,6 +7,7 @@ torchvision model built from the same checkpoint, independently of the export's 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -61,6 +62,7 @@ def _run(argv, capsys):
 
 # --------------------------------------------------------------------------- the stand-in checkpoint
 
+@pytest.mark.slow
 def test_standin_checkpoint_has_main_lincls_layout(r50_ckpt):
     """Oracle: the dict MoCo's main_lincls.py saves (save_checkpoint call), read back weights_only."""
     ckpt = torch.load(r50_ckpt, map_location="cpu", weights_only=True)
@@ -90,6 +92,7 @@ def test_standin_is_deterministic_per_seed(tmp_path):
 
 # --------------------------------------------------------------------------- the guide's command forms
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["positional", "flags"])
 def test_guide_command_forms_write_verified_fixed_batch_graph(form, r50_ckpt, tmp_path):
     """Both guide forms, as real processes in the working folder; oracle: PyTorch via ONNX Runtime."""
@@ -100,7 +103,7 @@ def test_guide_command_forms_write_verified_fixed_batch_graph(form, r50_ckpt, tm
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / f"moco-v2-bs{bs}.onnx"
     assert out.is_file()
-    assert "max abs diff" in proc.stdout
+    _assert_limit_is_printed_with_its_formula(proc.stdout)
     graph = onnx.load(str(out))
     assert graph.opset_import[0].version == 11
     assert [i.name for i in graph.graph.input] == ["actual_input_1"]
@@ -113,6 +116,16 @@ def test_guide_command_forms_write_verified_fixed_batch_graph(form, r50_ckpt, tm
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary left
 
 
+def _assert_limit_is_printed_with_its_formula(stdout):
+    """Oracle: the check's definition, max|ort - torch| <= ATOL + RTOL * max|torch|, recomputed from
+    the printed figures (to the two and three significant digits they are printed with)."""
+    m = re.search(r"max abs diff (\S+) \(limit (\S+) = (\S+) \+ (\S+) x max\|torch\| (\S+)\)", stdout)
+    assert m, stdout
+    diff, limit, atol, rtol, scale = map(float, m.groups())
+    assert (atol, rtol) == (export_mod.ATOL, export_mod.RTOL)
+    assert limit == pytest.approx(atol + rtol * scale, rel=0.06) and diff <= limit
+
+
 def test_dynamic_export_runs_at_other_batch_sizes(r18_model, tmp_path, capsys):
     ckpt = str(tmp_path / "r18.pth.tar")
     torch.save({"arch": "resnet18", "state_dict": _state(r18_model, "module.")}, ckpt)
@@ -121,6 +134,7 @@ def test_dynamic_export_runs_at_other_batch_sizes(r18_model, tmp_path, capsys):
     assert code == 0, io.err
     assert "fixed-batch models more accurate and faster" in io.err
     assert "batch sizes 2, 3" in io.out
+    _assert_limit_is_printed_with_its_formula(io.out)
     dims = _dims(onnx.load(out).graph.input[0])
     assert isinstance(dims[0], str) and dims[1:] == [3, 224, 224]
     got, ref = _ort_vs_torch(out, r18_model, 3)
@@ -145,6 +159,7 @@ def test_every_checkpoint_shape_exports_the_same_model(shape, r18_model, tmp_pat
     np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
 
 
+@pytest.mark.slow
 def test_arch_from_checkpoint_and_1001_classes(tmp_path):
     model = standin_model(seed=3, arch="resnet18", num_classes=1001, calibration_batches=1, batch_size=2)
     ckpt = str(tmp_path / "c.pth.tar")

@@ -17,7 +17,7 @@ import vision_metric_ImageNet as stage
 from benchmarks.bench_metric import guide_metric
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
-from mocoinfer.formats import decode_result, encode_result, read_result_json
+from mocoinfer.formats import encode_result, read_result_json
 from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, topk_indices
 
 
@@ -79,54 +79,6 @@ def test_tie_hand_count():
     m = np.array([[5, 1, 5, 0, 5, 2], [5, 1, 5, 0, 5, 2]], np.float32)
     np.testing.assert_array_equal(label_ranks(m, np.array([2, 4])), [1, 2])
     np.testing.assert_array_equal(topk_indices(m, 3), [[0, 2, 4], [0, 2, 4]])
-
-
-# --------------------------------------------------------------------------- txt parsing
-
-def test_txt_parsing_is_exactly_np_float32_of_each_token():
-    rng = np.random.default_rng(3)
-    v = (rng.standard_normal(3000) * 10.0 ** rng.integers(-8, 6, 3000)).astype(np.float32)
-    tokens = [f"{x:.9g}" for x in v] + [f"{x:f}" for x in v] + [repr(float(x)) for x in v]
-    tokens += [str(x) for x in v] + [f"{float(x):.17g}" for x in v] + [f"{x:e}" for x in v]
-    # Decimal strings just above and below the midpoint of two float32 neighbours: a direct
-    # string → float32 conversion and numpy's (through a double) can differ there.
-    a = np.float32(1.0)
-    for _ in range(20):
-        b = np.nextafter(a, np.float32(2))
-        mid = (float(a) + float(b)) / 2
-        tokens += [repr(mid) + "0000000000001", repr(mid)[:-1] + "49999999999", repr(mid)]
-        a = b
-    tokens += ["0", "-0.000000", "1e-45", "3.4028235e38", "1E5", "+2.5", ".5", "7."]
-    expected = np.array([np.float32(t) for t in tokens])
-    got = decode_result((" ".join(tokens) + " \n").encode(), "txt", "x")
-    assert got.dtype == np.float32
-    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
-
-
-@pytest.mark.parametrize("fmt", ["{:.9g}", "{:f}", "{:.3f}", "{:.15f}", "{:.1f}"])
-def test_fast_and_fallback_txt_paths_agree_with_np_float32(fmt):
-    rng = np.random.default_rng(9)
-    v = (rng.standard_normal(2000) * 10.0 ** rng.integers(-3, 5, 2000)).astype(np.float32)
-    tokens = [fmt.format(x) for x in v] + ["-0.000000", "0.5", "-123456.789", "1e-45", "-2.5E+3", "+7e0", "inf", "-inf"]
-    expected = np.array([np.float32(t) for t in tokens])
-    for sep in (" ", "  ", "\t"):  # single spaces take the fast path, others strtod
-        got = decode_result((sep.join(tokens) + " \r\n").encode(), "txt", "x")
-        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
-
-
-@pytest.mark.parametrize("text", [b"1.0 abc 2.0\n", b"1.02.0 3\n", b"1,2,3\n", b"\n", b"1 2\n3 4\n", b"\xff\xfe",
-                                  b"1.5-2.5 3.0\n", b"1.5 -\n", b"1.5 --2.0\n", b"1.5 2.0.1\n", b"1.5 - 2.0\n",
-                                  b"1.5e 2.0\n", b"1.5 2.0-\n", b"1e5-3 2.0\n", b"1.0 2e5e5\n"])
-def test_malformed_txt_is_an_error(text):
-    with pytest.raises(UserError, match="x_1.txt"):
-        decode_result(text, "txt", "x_1.txt")
-
-
-def test_bin_and_npy_errors():
-    with pytest.raises(UserError, match="multiple of 4"):
-        decode_result(b"abc", "bin", "x_1.bin")
-    with pytest.raises(UserError, match="x_1.npy"):
-        decode_result(b"not npy", "npy", "x_1.npy")
 
 
 # --------------------------------------------------------------------------- result.json vs the guide

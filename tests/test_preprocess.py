@@ -420,14 +420,6 @@ def test_transform_module_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
-def test_summary_and_failed_list_formats(tmp_path):
-    path = str(tmp_path / "failed.txt")
-    formats.write_failed(path, [("a b/x.JPEG", "truncated image (image file\nis truncated)")])
-    assert (tmp_path / "failed.txt").read_text() == "a b/x.JPEG\ttruncated image (image file is truncated)\n"
-    assert formats.read_failed(path) == [("a b/x.JPEG", "truncated image (image file is truncated)")]
-    assert formats.bin_name("dir/ILSVRC2012_val_00000001.JPEG") == "ILSVRC2012_val_00000001.bin"
-
-
 def test_newer_input_is_redone_and_output_inside_input_is_not_an_input(image_dir, oracle, tmp_path, capsys):
     folder = tmp_path / "val"
     folder.mkdir()

@@ -105,6 +105,7 @@ def test_dynamic_model_runs_short_last_batch_unpadded(work, tmp_path, fmt):
     np.testing.assert_allclose(_results(out, fmt), work["ref"], atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.slow
 def test_onnxruntime_and_torch_agree_on_the_same_bins(tmp_path_factory, work):
     """The issue's cross-check: onnxruntime vs the torch reference on the same .bin files."""
     from mocoinfer.demo import standin_model, write_checkpoint

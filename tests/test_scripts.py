@@ -152,6 +152,7 @@ def test_shellcheck_clean():
     assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """The whole pipeline through the numbered steps, small. Oracle: the demo's labels come from
     torchvision's transform and PyTorch (an independent path), so every stage agreeing gives Top-1
