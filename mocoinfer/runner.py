@@ -18,11 +18,11 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
-from .backends import Backend, backend_for, open_backend
+from .backends import Backend, Probe, choose_backend, open_backend
 from .errors import UserError
 from .formats import (
     RESULT_FORMATS,
@@ -64,20 +64,6 @@ class RunSettings:
             raise UserError(f"--loop must be >= 1 and --warmup >= 0 (got {self.loop} and {self.warmup})")
 
 
-def probe_model(backend_name: str, model_path: str):
-    """(per-sample shape, dtype, fixed batch or None) read from the file without starting a
-    runtime, or None where only the runtime can tell (an `.om` needs pyACL and the device)."""
-    if not os.path.isfile(model_path):
-        return None  # open_backend gives the error
-    if backend_name == "onnxruntime":
-        from .backends.onnxruntime import probe
-        return probe(model_path)
-    if backend_name == "torch":
-        from .backends.torch import probe
-        return probe(model_path)
-    return None
-
-
 def resolve_batch_size(backend: Backend, requested: Optional[int]) -> int:
     """The run's batch size: the model's own when fixed, else the request (default 1, or the
     largest size a dynamic-batch OM lists)."""
@@ -100,12 +86,25 @@ def resolve_batch_size(backend: Backend, requested: Optional[int]) -> int:
     return requested or 1
 
 
-def _opened(model: str, settings: RunSettings):
-    """A context manager over the backend: ours is closed on every exit path, the caller's is not."""
-    if isinstance(settings.backend, Backend):
+def _opened(model: str, settings: RunSettings, cls: Optional[Type[Backend]]):
+    """A context manager over the backend: ours (class `cls`) is closed on every exit path, the
+    caller's (`cls` None) is not."""
+    if cls is None:
         return contextlib.nullcontext(settings.backend)
-    return open_backend(settings.backend, model, device_id=settings.device_id, providers=settings.providers,
+    return open_backend(cls, model, device_id=settings.device_id, providers=settings.providers,
                         threads=settings.threads)
+
+
+def _chosen(model: str, settings: RunSettings) -> Optional[Type[Backend]]:
+    """The backend class to load, chosen once; None when the caller passed an open backend."""
+    return None if isinstance(settings.backend, Backend) else choose_backend(model, settings.backend)
+
+
+def _probe(cls: Optional[Type[Backend]], model: str) -> Optional[Probe]:
+    """The model's input read from its file before any runtime starts, where the backend can."""
+    if cls is None or not os.path.isfile(model):
+        return None  # a missing model: open_backend gives the error
+    return cls.probe(model)
 
 
 def _check_hw(backend: Backend, expect_hw: Optional[Tuple[int, int]]) -> None:
@@ -166,17 +165,14 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     paths, source = list_inputs(input_path)
     check_names(paths, outfmt)
     sizes = stat_inputs(paths, source)
-    given = isinstance(settings.backend, Backend)
-    name = settings.backend.name if given else backend_for(model, settings.backend)
-    probed = None if given else probe_model(name, model)
+    cls = _chosen(model, settings)
+    probed = _probe(cls, model)
     if probed is not None:
         # Checked before any runtime starts: a wrong input never reaches the device.
-        shape, dtype, _ = probed
-        sample = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        check_input_sizes(paths, sizes, sample, f"{model} (input {np.dtype(dtype).name} "
-                                                f"{'x'.join(map(str, shape))})")
-    with _opened(model, settings) as be:
-        check_input_sizes(paths, sizes, be.sample_bytes, be.describe())
+        check_input_sizes(paths, sizes, probed.sample_bytes, probed.describe(model))
+    with _opened(model, settings, cls) as be:
+        if probed is None:  # only the loaded runtime can tell (an .om), or the caller's backend
+            check_input_sizes(paths, sizes, be.sample_bytes, be.describe())
         _check_hw(be, settings.expect_hw)
         bs = resolve_batch_size(be, settings.batch_size)
         plan = plan_batches(len(paths), bs, be)
@@ -231,7 +227,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
         raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
     settings.check()
     loop = settings.loop
-    with _opened(model, settings) as be:
+    with _opened(model, settings, _chosen(model, settings)) as be:
         bs = resolve_batch_size(be, settings.batch_size)
         shape = (bs,) + tuple(be.input_shape)
         if pure_data == "zeros":
