@@ -20,29 +20,15 @@ from typing import List, Sequence
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
 
-FIGURES = """\
+CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
 (ONNX / PyTorch: read from the file before the runtime starts; .om: from the model description
 right after the load, before any copy or execute), and --batch-size against a fixed-batch model.
 A fixed-batch model's short last batch is padded with copies of its first image; padding writes
 no result file, and the run checks that N inputs gave N result files.
 
-figures (N = real input images; the padding of a short last batch is never counted):
-  perf file result/perf_vision_batchsize_{bs}_device_{id}.txt, the benchmark's five lines:
-    [e2e]         throughputRate = N / wall time from the first read to the last result written
-                  (model load and warm-up excluded); latency = that wall time in ms
-    [data read]   N / reader time inside file reads; moduleLatency = mean ms per batch
-    [preprocess]  N / reader time preparing batches (reads + padding); mean ms per batch
-    [infer]       throughputRate = N*loop / backend.run time (copies + compute + overhead);
-                  Interface throughputRate = N*loop / compute time only (acl: acl.mdl.execute;
-                  ONNX Runtime and CPU PyTorch do all in one call: the same time);
-                  moduleLatency = mean ms per batch of backend.run
-    [post]        N / writer time encoding and writing result files; mean ms per batch
-  summary.json (beside the result folder, not in it): images/s and per-batch latency
-  min/max/mean/median/p90/p99 in ms for read, preprocess, run, write, and h2d / compute / d2h
-  where the runtime separates them.
-  --pure-data: no inputs; --warmup untimed then --loop timed batches of generated data, printed
-  as ais_bench's summary; throughput = 1000 * batch / mean compute ms.
+outputs: result/perf_vision_batchsize_{bs}_device_{id}.txt (the benchmark's five lines) and
+result/summary.json beside the result folder, not in it; --pure-data prints ais_bench's summary.
 """
 
 
@@ -94,13 +80,14 @@ def translate_benchmark_args(argv: Sequence[str]) -> List[str]:
 def parse_args(argv):
     from mocoinfer.backends import CHOICES
     from mocoinfer.formats import RESULT_FORMATS
+    from mocoinfer.perf import figures_help
     from mocoinfer.runner import PURE_DATA
 
     p = argparse.ArgumentParser(
         description="Run preprocessed .bin files through an Ascend .om (pyACL), an .onnx (ONNX Runtime) or "
                     "a checkpoint (PyTorch), writing the Ascend benchmark's outputs. The benchmark's "
                     "-key=value command line is accepted too.",
-        epilog=FIGURES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CHECKS + "\n" + figures_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", required=True, help=".om, .onnx or checkpoint (.pth/.pth.tar/.pt)")
     p.add_argument("--input", "-i", help="info file (get_info.py) or folder of .bin files (natural order)")
     p.add_argument("--output", "-o", default="result",

@@ -1,31 +1,85 @@
-"""The runner's reported figures: what each one counts, and the text that reports them.
+"""The runner's reported figures: what each one counts, defined once, and the text that reports them.
 
-`DEFINITIONS` go into summary.json; the perf file (the benchmark's five lines, formatted by
-`formats.format_perf`), the one-line summary of a file run and ais_bench's pure-inference
-summary are all built here from the summary dict that summary.json holds.
+`FIGURES` is the one definition: summary.json's "definitions", the `--help` of run_om_infer.py
+and the README's table all come from it (a test holds the README to it). The perf file (the
+benchmark's five lines, formatted by `formats.format_perf`), the one-line summary of a file run
+and ais_bench's pure-inference summary are built here from the summary dict summary.json holds.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+import textwrap
+from typing import Dict, List, NamedTuple
 
 from .formats import format_perf
 
 SUMMARY_NAME = "summary.json"
 
-DEFINITIONS = {
-    "e2e": "images / wall time from the first input read to the last result written "
+
+class Figure(NamedTuple):
+    """One reported figure."""
+
+    key: str  # its name in summary.json (a phase, or a field of the summary)
+    perf_field: str  # where the perf file reports it; "" when only summary.json has it
+    counts: str  # what it counts: summary.json's "definitions" entry
+    note: str = ""  # more for people (--help and the README), not written to summary.json
+    in_summary: bool = True  # False: not in a file run's summary.json "definitions"
+
+
+FIGURES = (
+    Figure("e2e", "[e2e] throughputRate",
+           "images / wall time from the first input read to the last result written "
            "(model load and warm-up excluded)",
-    "read": "images / reader time inside file reads",
-    "preprocess": "images / reader time preparing batches (reads and padding, waits excluded)",
-    "run": "images / backend.run wall time (host-to-device + compute + device-to-host + runtime overhead)",
-    "h2d": "images / host-to-device copy time",
-    "compute": "images / compute time (acl: acl.mdl.execute; onnxruntime and CPU torch: the whole run call)",
-    "d2h": "images / device-to-host copy time, fp16 to float32 conversion included",
-    "write": "images / writer time encoding and writing result files (summed over the writer threads)",
-    "latency_ms": "per batch, milliseconds",
-    "images": "real inputs; padding of a short last batch is not counted in any rate",
-}
+           "the perf file's [e2e] latency is that wall time in ms"),
+    Figure("read", "[data read] throughputRate", "images / reader time inside file reads"),
+    Figure("preprocess", "[preprocess] throughputRate",
+           "images / reader time preparing batches (reads and padding, waits excluded)",
+           "the .bin files are already preprocessed"),
+    Figure("run", "[infer] throughputRate",
+           "images / backend.run wall time (host-to-device + compute + device-to-host + runtime overhead)",
+           "images count each of the --loop runs of a batch"),
+    Figure("h2d", "", "images / host-to-device copy time",
+           "where the runtime separates the copies (pyACL, PyTorch on CUDA)"),
+    Figure("compute", "[infer] Interface throughputRate",
+           "images / compute time (acl: acl.mdl.execute; onnxruntime and CPU torch: the whole run call)",
+           "what ModelZoo's parse.py reads; equal to run where the runtime does everything in one call"),
+    Figure("d2h", "", "images / device-to-host copy time, fp16 to float32 conversion included",
+           "where the runtime separates the copies"),
+    Figure("write", "[post] throughputRate",
+           "images / writer time encoding and writing result files (summed over the writer threads)"),
+    Figure("latency_ms", "moduleLatency, the mean", "per batch, milliseconds",
+           "summary.json gives min/max/mean/median/p90/p99 per phase"),
+    Figure("images", "", "real inputs; padding of a short last batch is not counted in any rate"),
+    Figure("throughput_images_per_s", "ave_throughputRate, --pure-data",
+           "1000 * batch size / mean compute ms over the --loop timed batches of generated data",
+           "as ais_bench prints it; pure inference only", in_summary=False),
+)
+
+#: summary.json's "definitions": what each figure counts.
+DEFINITIONS = {f.key: f.counts for f in FIGURES if f.in_summary}
+
+
+def _counts(f: Figure) -> str:
+    return f"{f.counts}; {f.note}" if f.note else f.counts
+
+
+def figures_help(width: int = 100) -> str:
+    """The figures for `--help`: name, where the perf file has it, what it counts."""
+    lines = ["figures, as summary.json names them, and where the perf file reports them:"]
+    for f in FIGURES:
+        lines.append(f"  {f.key}" + (f" (perf file: {f.perf_field})" if f.perf_field else " (summary.json only)"))
+        lines += textwrap.wrap(_counts(f), width=width, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                               break_on_hyphens=False)
+    return "\n".join(lines) + "\n"
+
+
+def figures_table() -> List[str]:
+    """The README's table of figures, one Markdown line each."""
+    rows = ["| summary.json | perf file | what it counts |", "|---|---|---|"]
+    for f in FIGURES:
+        perf = f"`{f.perf_field}`" if f.perf_field else "-"
+        rows.append(f"| `{f.key}` | {perf} | {_counts(f)} |")
+    return rows
 
 
 def perf_text(s: Dict) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -38,6 +37,7 @@ from .formats import (
 from .inputs import check_input_sizes, check_names, list_inputs, stat_inputs
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .pipeline import plan_batches, run_pipeline
+from .progress import log, progress_bar
 from .stats import phase, rate
 
 RESULT_SUBDIR = "dumpOutput_device{device_id}"
@@ -154,10 +154,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     `torch`) or an open `Backend`, which the caller keeps ownership of. Returns the summary dict
     that summary.json holds.
     """
-    from tqdm import tqdm
-
     settings = RunSettings(**options)
-    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     outfmt = settings.outfmt
     if outfmt not in RESULT_FORMATS:
         raise UserError(f"unknown --outfmt {outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
@@ -179,9 +176,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
         _warm_up(be, bs, settings.warmup)
         result_dir = os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
         os.makedirs(result_dir, exist_ok=True)
-        bar = tqdm(total=len(paths), unit="img", file=sys.stderr,
-                   disable=(None if settings.progress is None else not settings.progress), desc="infer",
-                   leave=False)
+        bar = progress_bar(len(paths), "infer", settings.progress)
         times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar)
         n = len(paths)
         phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
@@ -191,7 +186,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
                "result_files": times.result_files, "wall_seconds": times.wall,
                "e2e": {"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
                "phases": phases}
-    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary, log)
+    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary)
     summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
                     "input": input_path, "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
                     "model_batch_size": be.batch_size, "result_dir": result_dir})
@@ -199,7 +194,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     return summary
 
 
-def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict, log) -> None:
+def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict) -> None:
     """N inputs must have given exactly N result files per output; stale ones are pointed out."""
     expected = {result_filename(p, fmt, k) for p in paths for k in range(1, n_outputs + 1)}
     present = {e.name for e in os.scandir(result_dir) if e.is_file() and is_result_name(e.name)}
@@ -211,7 +206,7 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
     stale = present - expected
     summary["stale_result_files"] = len(stale)
     if stale:
-        log(f"warning: {result_dir} also holds {len(stale)} result files from an earlier run "
+        log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
             f"(e.g. {sorted(stale, key=natural_key)[0]}); a metric over the folder would count them")
 
 

@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..progress import log
 from .base import Backend
 
 ACL_SUCCESS = 0
@@ -331,6 +332,4 @@ class AclBackend(Backend):
                 e + (f" (x{n})" if n > 1 else "") for e, n in counted.items())
             if raise_errors:
                 raise AclError(message)
-            import sys
-
-            print(f"warning: {message}", file=sys.stderr)
+            log.warning(message)

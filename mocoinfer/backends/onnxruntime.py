@@ -1,7 +1,7 @@
 """ONNX Runtime backend: runs the exported `.onnx` on any machine, GPU providers when present.
 
 Providers are always explicit: `--providers` when given, otherwise TensorRT and CUDA when this
-onnxruntime build has them, then CPU. Thread count is explicit too (one per core unless told).
+onnxruntime build has them, then CPU. Thread count is explicit too (one per usable CPU unless told).
 ONNX Runtime does its host/device copies inside `run`, so all of its time is recorded as compute.
 """
 
@@ -108,7 +108,6 @@ class OrtBackend(Backend):
         if spec.type not in _ONNX_DTYPES:
             raise UserError(f"{model_path}: input {spec.name!r} has unsupported type {spec.type}")
         self.input_dtype = np.dtype(_ONNX_DTYPES[spec.type])
-        self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         t0 = time.perf_counter()
