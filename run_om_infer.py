@@ -13,46 +13,81 @@ Writes result/dumpOutput_device{id}/<name>_1.txt per image, the benchmark's perf
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from typing import List, Sequence
 
 from mocoinfer.cli import run_main
+from mocoinfer.errors import UserError
 
-FIGURES = """\
+CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
 (ONNX / PyTorch: read from the file before the runtime starts; .om: from the model description
 right after the load, before any copy or execute), and --batch-size against a fixed-batch model.
 A fixed-batch model's short last batch is padded with copies of its first image; padding writes
 no result file, and the run checks that N inputs gave N result files.
 
-figures (N = real input images; the padding of a short last batch is never counted):
-  perf file result/perf_vision_batchsize_{bs}_device_{id}.txt, the benchmark's five lines:
-    [e2e]         throughputRate = N / wall time from the first read to the last result written
-                  (model load and warm-up excluded); latency = that wall time in ms
-    [data read]   N / reader time inside file reads; moduleLatency = mean ms per batch
-    [preprocess]  N / reader time preparing batches (reads + padding); mean ms per batch
-    [infer]       throughputRate = N*loop / backend.run time (copies + compute + overhead);
-                  Interface throughputRate = N*loop / compute time only (acl: acl.mdl.execute;
-                  ONNX Runtime and CPU PyTorch do all in one call: the same time);
-                  moduleLatency = mean ms per batch of backend.run
-    [post]        N / writer time encoding and writing result files; mean ms per batch
-  summary.json (beside the result folder, not in it): images/s and per-batch latency
-  min/max/mean/median/p90/p99 in ms for read, preprocess, run, write, and h2d / compute / d2h
-  where the runtime separates them.
-  --pure-data: no inputs; --warmup untimed then --loop timed batches of generated data, printed
-  as ais_bench's summary; throughput = 1000 * batch / mean compute ms.
+outputs: result/perf_vision_batchsize_{bs}_device_{id}.txt (the benchmark's five lines) and
+result/summary.json beside the result folder, not in it; --pure-data prints ais_bench's summary.
 """
+
+
+_BENCH_ARG = re.compile(r"^-(?P<key>[A-Za-z_]+)=(?P<value>.*)$")
+BENCHMARK_KEYS = ("model_type", "batch_size", "device_id", "input_text_path", "input_width", "input_height",
+                  "om_path", "useDvpp", "output_binary")
+
+
+def _bool(key: str, value: str) -> bool:
+    if value in ("True", "true"):
+        return True
+    if value in ("False", "false"):
+        return False
+    raise UserError(f"-{key}={value}: expected True, False, true or false")
+
+
+def translate_benchmark_args(argv: Sequence[str]) -> List[str]:
+    """Rewrite the `benchmark` tool's `-key=value` arguments into this runner's options;
+    anything else passes through unchanged, so both forms can be mixed."""
+    out: List[str] = []
+    for arg in argv:
+        m = _BENCH_ARG.match(arg)
+        if not m:
+            out.append(arg)
+            continue
+        key, value = m.group("key"), m.group("value")
+        if key == "model_type":
+            if value != "vision":
+                raise UserError(f"-model_type={value}: only vision models are supported")
+        elif key == "useDvpp":
+            if _bool(key, value):
+                raise UserError("-useDvpp=True is not supported: DVPP decodes JPEGs on the NPU, and this runner "
+                                "takes preprocessed .bin files; use -useDvpp=False with the info file of "
+                                "imagenet_torch_preprocess.py's output")
+        elif key == "output_binary":
+            out += ["--outfmt", "bin" if _bool(key, value) else "txt"]
+        elif key in ("batch_size", "device_id", "input_width", "input_height"):
+            out += [f"--{key.replace('_', '-')}", value]
+        elif key == "input_text_path":
+            out += ["--input", value]
+        elif key == "om_path":
+            out += ["--model", value]
+        else:
+            raise UserError(f"-{key}={value}: unknown benchmark option (known: "
+                            f"{', '.join('-' + k for k in BENCHMARK_KEYS)})")
+    return out
 
 
 def parse_args(argv):
     from mocoinfer.backends import CHOICES
     from mocoinfer.formats import RESULT_FORMATS
-    from mocoinfer.runner import PURE_DATA, translate_benchmark_args
+    from mocoinfer.perf import figures_help
+    from mocoinfer.runner import PURE_DATA
 
     p = argparse.ArgumentParser(
         description="Run preprocessed .bin files through an Ascend .om (pyACL), an .onnx (ONNX Runtime) or "
                     "a checkpoint (PyTorch), writing the Ascend benchmark's outputs. The benchmark's "
                     "-key=value command line is accepted too.",
-        epilog=FIGURES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=CHECKS + "\n" + figures_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", required=True, help=".om, .onnx or checkpoint (.pth/.pth.tar/.pt)")
     p.add_argument("--input", "-i", help="info file (get_info.py) or folder of .bin files (natural order)")
     p.add_argument("--output", "-o", default="result",
@@ -83,7 +118,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from mocoinfer import runner
+    from mocoinfer import perf, runner
 
     args = parse_args(argv)
     common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
@@ -91,12 +126,12 @@ def main(argv=None) -> int:
     if args.pure_data:
         summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=args.loop or 10,
                                             output=args.output, **common)
-        print(runner.pure_summary_text(summary))
+        print(perf.pure_summary_text(summary))
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
     summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=args.loop or 1,
                                    progress=False if args.no_progress else None, expect_hw=hw, **common)
-    print(runner.summary_line(summary))
+    print(perf.summary_line(summary))
     return 0
 
 

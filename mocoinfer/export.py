@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
+from .backends.onnxruntime import ort_session
 from .errors import UserError
 from .formats import INPUT_CHANNELS, INPUT_SIZE, atomic_path
 from .progress import log
@@ -78,17 +79,6 @@ def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool) 
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         with torch.no_grad():
             torch.onnx.export(model, (dummy,), path, **kwargs)
-
-
-def ort_session(onnx_path: str, providers: Optional[Sequence[str]] = None, threads: int = 0):
-    """An ONNX Runtime session with explicit providers and thread count (0 = one per core)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(onnx_path, sess_options=opts,
-                                providers=list(providers or ["CPUExecutionProvider"]))
 
 
 def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0,

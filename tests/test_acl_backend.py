@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -258,6 +259,54 @@ def test_om_without_cann_says_what_to_do(tmp_path, monkeypatch):
     assert "\n" not in msg
 
 
-def test_stand_in_is_not_importable_by_the_product(monkeypatch):
-    monkeypatch.delitem(sys.modules, "acl", raising=False)
-    assert importlib.util.find_spec("acl") is None
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+STAGE_SCRIPTS = ("pthtar2onnx", "imagenet_torch_preprocess", "get_info", "run_om_infer", "vision_metric_ImageNet")
+
+
+def _product_files():
+    for folder, _, names in os.walk(os.path.join(ROOT, "mocoinfer")):
+        yield from (os.path.join(folder, n) for n in names if n.endswith(".py"))
+    yield from (os.path.join(ROOT, n + ".py") for n in STAGE_SCRIPTS)
+    scripts = os.path.join(ROOT, "scripts")
+    yield from (os.path.join(scripts, n) for n in os.listdir(scripts) if n.endswith(".sh"))
+
+
+def test_stand_in_is_not_importable_by_the_product():
+    """No product module can reach the stand-in: none imports from tests/ or the stand-in's folder,
+    none puts them on sys.path or PYTHONPATH, and importing every product module loads nothing from
+    tests/. Oracle: the product's source (its imports read with `ast`) and the modules a fresh
+    interpreter has loaded. Whether a real `acl` is importable (an Ascend host) does not matter."""
+    import ast
+
+    offenders = []
+    for path in _product_files():
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for line in text.splitlines():
+            if ("sys.path" in line or "PYTHONPATH" in line or "addsitedir" in line) and (
+                    "tests" in line or "fake_acl" in line):
+                offenders.append(f"{path}: {line.strip()}")
+        if path.endswith(".py"):
+            for node in ast.walk(ast.parse(text, path)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                offenders += [f"{path}: imports {n}" for n in names if n.split(".")[0] in ("tests", "fake_acl")]
+    assert offenders == []
+
+    probe = ("import importlib, json, pkgutil, sys, mocoinfer\n"
+             "names = [m.name for m in pkgutil.walk_packages(mocoinfer.__path__, 'mocoinfer.')]\n"
+             f"names += {list(STAGE_SCRIPTS)!r}\n"
+             "for n in names: importlib.import_module(n)\n"
+             "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
+             "print(json.dumps({'files': files, 'path': sys.path, 'n': len(names)}))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                  if p and not os.path.abspath(p).startswith(TESTS_DIR)])
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["n"] > len(STAGE_SCRIPTS)  # the walk found the package's modules
+    under_tests = [f for f in loaded["files"] + loaded["path"]
+                   if f and os.path.abspath(f).startswith(TESTS_DIR + os.sep)]
+    assert under_tests == []

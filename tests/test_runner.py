@@ -303,3 +303,25 @@ def test_bad_run_options_are_refused(small_bins, tmp_path):
         run_inference("doubler", folder, str(tmp_path / "o"), backend=Doubler(), loop=0)
     with pytest.raises(UserError, match="unknown --outfmt"):
         run_inference("doubler", folder, str(tmp_path / "o"), backend=Doubler(), outfmt="csv")
+
+
+def test_figures_are_defined_once(capsys):
+    """Oracle: `mocoinfer.perf.FIGURES`, the one definition of each reported figure. The README's
+    table must be exactly the table made from it, and `--help` must print every definition."""
+    import run_om_infer
+    from mocoinfer import perf
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = perf.figures_table()[0]
+    assert lines.count(header) == 1
+    start = lines.index(header)
+    end = next(i for i in range(start, len(lines) + 1) if i == len(lines) or not lines[i].startswith("|"))
+    assert lines[start:end] == perf.figures_table()
+
+    with pytest.raises(SystemExit):
+        run_om_infer.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    missing = [fig.key for fig in perf.FIGURES if " ".join(fig.counts.split()) not in help_text]
+    assert missing == []
+    assert set(perf.DEFINITIONS) == {fig.key for fig in perf.FIGURES if fig.in_summary}

@@ -1,29 +1,30 @@
-"""Inference backends, one runtime per module, chosen by name or by the model file's extension.
+"""Inference backends, one runtime per module, chosen once by name or by the model file's extension.
 
-`open_backend("auto", path)` picks pyACL for `.om`, ONNX Runtime for `.onnx` and PyTorch for a
-checkpoint (`.pth`, `.pth.tar`, `.pt`, `.tar`). Only the chosen module is imported, so a machine
-without CANN or without a GPU runtime never imports what it does not have.
+`choose_backend(path, "auto")` gives the class for pyACL (`.om`), ONNX Runtime (`.onnx`) or
+PyTorch (a checkpoint: `.pth`, `.pth.tar`, `.pt`, `.tar`); the class can `probe` the file before
+any runtime starts, and `open_backend` loads it. Only the chosen module is imported, so a
+machine without CANN or without a GPU runtime never imports what it does not have.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Type, Union
 
 from ..errors import UserError
-from .base import Backend, Timing
+from .base import Backend, Probe, Timing
 
 BACKENDS = ("acl", "onnxruntime", "torch")
 CHOICES = ("auto",) + BACKENDS
 
+_CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend"}
 _CHECKPOINT_EXTENSIONS = (".pth.tar", ".pth", ".pt", ".tar")
 
-__all__ = ["BACKENDS", "CHOICES", "Backend", "Timing", "backend_for", "open_backend"]
+__all__ = ["BACKENDS", "CHOICES", "Backend", "Probe", "Timing", "choose_backend", "open_backend"]
 
 
-def backend_for(model_path: str, name: str = "auto") -> str:
-    """The backend that runs `model_path`: `name` itself, or the one its extension implies."""
+def _backend_name(model_path: str, name: str) -> str:
     if name != "auto":
         if name not in BACKENDS:
             raise UserError(f"unknown backend {name!r} (choose from {', '.join(CHOICES)})")
@@ -39,22 +40,25 @@ def backend_for(model_path: str, name: str = "auto") -> str:
                     "onnxruntime, .pth/.pth.tar/.pt → torch); pass --backend")
 
 
-def open_backend(name: str, model_path: str, device_id: int = 0,
-                 providers: Optional[Sequence[str]] = None, threads: int = 0) -> Backend:
-    """Load `model_path` with backend `name` (or "auto"); use the result as a context manager.
+def choose_backend(model_path: str, name: str = "auto") -> Type[Backend]:
+    """The backend class that runs `model_path`: `name` itself, or the one its extension implies."""
+    chosen = _backend_name(model_path, name)
+    module = importlib.import_module(f"{__name__}.{chosen}")
+    return getattr(module, _CLASSES[chosen])
 
-    `providers` only applies to ONNX Runtime, `threads` (0 = one per core) to the CPU runtimes.
+
+def open_backend(backend: Union[str, Type[Backend]], model_path: str, device_id: int = 0,
+                 providers: Optional[Sequence[str]] = None, threads: int = 0) -> Backend:
+    """Load `model_path` with `backend` (a class from `choose_backend`, or a name or "auto");
+    use the result as a context manager.
+
+    `providers` only applies to ONNX Runtime, `threads` (0 = one per usable CPU) to the CPU runtimes.
     """
-    chosen = backend_for(model_path, name)
+    cls = choose_backend(model_path, backend) if isinstance(backend, str) else backend
     if not os.path.exists(model_path):
         raise UserError(f"{model_path}: model not found")
     if os.path.isdir(model_path):
         raise UserError(f"{model_path}: is a folder, expected a model file")
-    if providers and chosen != "onnxruntime":
-        raise UserError(f"--providers applies to the onnxruntime backend only, not {chosen}")
-    module = importlib.import_module(f"{__name__}.{chosen}")
-    if chosen == "acl":
-        return module.AclBackend(model_path, device_id=device_id)
-    if chosen == "onnxruntime":
-        return module.OrtBackend(model_path, device_id=device_id, providers=providers, threads=threads)
-    return module.TorchBackend(model_path, device_id=device_id, threads=threads)
+    if providers and cls.name != "onnxruntime":
+        raise UserError(f"--providers applies to the onnxruntime backend only, not {cls.name}")
+    return cls.load(model_path, device_id=device_id, providers=providers, threads=threads)

@@ -20,11 +20,12 @@ from __future__ import annotations
 import glob
 import os
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import UserError
+from ..progress import log
 from .base import Backend
 
 ACL_SUCCESS = 0
@@ -70,6 +71,14 @@ class _Buffer:
 
 class AclBackend(Backend):
     name = "acl"
+
+    # No probe: only pyACL on the device can read an .om's input description (checked right
+    # after the load, before any copy or execute).
+
+    @classmethod
+    def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
+             threads: int = 0) -> AclBackend:
+        return cls(model_path, device_id=device_id)
 
     def __init__(self, model_path: str, device_id: int = 0) -> None:
         super().__init__()
@@ -323,6 +332,4 @@ class AclBackend(Backend):
                 e + (f" (x{n})" if n > 1 else "") for e, n in counted.items())
             if raise_errors:
                 raise AclError(message)
-            import sys
-
-            print(f"warning: {message}", file=sys.stderr)
+            log.warning(message)

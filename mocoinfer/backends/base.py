@@ -1,6 +1,7 @@
 """The one interface every inference runtime implements, and the timing record they share.
 
-A backend owns one loaded model. The runner only needs to know the per-sample input shape and
+A backend class can `probe` a model file before any runtime starts and `load` it; a loaded
+backend owns one model. The runner only needs to know the per-sample input shape and
 dtype (to check input files before any batch runs), the model's batch size (fixed or free), and
 `run(batch) -> [float32 array per output]`. Each `run` appends its phase times to `timing`, split
 into host-to-device copy, compute and device-to-host copy where the runtime exposes them
@@ -12,9 +13,24 @@ Backends are context managers: `close()` runs on every exit path, errors and Ctr
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
+
+class Probe(NamedTuple):
+    """A model's input as read from its file, before any runtime starts."""
+
+    shape: Tuple[int, ...]  # per sample, e.g. (3, 224, 224)
+    dtype: np.dtype
+    batch_size: Optional[int]  # fixed batch, or None when the batch axis is free
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def describe(self, model_path: str) -> str:
+        return f"{model_path} (input {np.dtype(self.dtype).name} {'x'.join(map(str, self.shape))})"
 
 
 class Timing:
@@ -52,6 +68,19 @@ class Backend:
 
     def __init__(self) -> None:
         self.timing = Timing()
+
+    @classmethod
+    def probe(cls, model_path: str) -> Optional[Probe]:
+        """The model's input read from the file without starting a runtime, or None where only
+        the loaded runtime can tell (or the file is not what this backend reads)."""
+        return None
+
+    @classmethod
+    def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
+             threads: int = 0) -> Backend:
+        """Open `model_path` with the options this runtime takes (`open_backend` has checked the
+        rest do not apply)."""
+        raise NotImplementedError
 
     @property
     def sample_bytes(self) -> int:

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: runs the exported `.onnx` on any machine, GPU providers when present.
 
 Providers are always explicit: `--providers` when given, otherwise TensorRT and CUDA when this
-onnxruntime build has them, then CPU. Thread count is explicit too (one per core unless told).
+onnxruntime build has them, then CPU. Thread count is explicit too (one per usable CPU unless told).
 ONNX Runtime does its host/device copies inside `run`, so all of its time is recorded as compute.
 """
 
@@ -13,7 +13,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
-from .base import Backend
+from ..progress import usable_cpus
+from .base import Backend, Probe
 
 # Preferred order when nothing is asked: fastest first, CPU always last as the fallback.
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -33,39 +34,53 @@ def choose_providers(requested: Optional[Sequence[str]], available: Sequence[str
     return [p for p in _AUTO_ORDER if p in available] + ["CPUExecutionProvider"]
 
 
-def probe(model_path: str):
-    """(per-sample input shape, dtype, fixed batch or None) from the graph alone, or None when the
-    file is not a one-input ONNX model (the session then reports what is wrong)."""
-    import onnx
+def ort_session(onnx_path: str, providers: Optional[Sequence[str]] = None, threads: int = 0):
+    """An ONNX Runtime session with explicit providers and thread count (0 = one per usable CPU)."""
+    import onnxruntime as ort
 
-    try:
-        graph = onnx.load(model_path, load_external_data=False).graph
-    except Exception:  # not ONNX: OrtBackend gives the user-facing error
-        return None
-    weights = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        return None
-    tensor = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
-    if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
-        return None
-    try:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-    except (KeyError, TypeError):
-        return None
-    return tuple(dims[1:]), dtype, (dims[0] or None)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or usable_cpus()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(onnx_path, sess_options=opts,
+                                providers=list(providers or ["CPUExecutionProvider"]))
 
 
 class OrtBackend(Backend):
     name = "onnxruntime"
 
+    @classmethod
+    def probe(cls, model_path: str) -> Optional[Probe]:
+        """The input from the graph alone, or None when the file is not a one-input ONNX model
+        (the session then reports what is wrong)."""
+        import onnx
+
+        try:
+            graph = onnx.load(model_path, load_external_data=False).graph
+        except Exception:  # not ONNX: OrtBackend gives the user-facing error
+            return None
+        weights = {i.name for i in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in weights]
+        if len(inputs) != 1:
+            return None
+        tensor = inputs[0].type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
+        if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
+            return None
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        except (KeyError, TypeError):
+            return None
+        return Probe(tuple(dims[1:]), dtype, dims[0] or None)
+
+    @classmethod
+    def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
+             threads: int = 0) -> OrtBackend:
+        return cls(model_path, device_id=device_id, providers=providers, threads=threads)
+
     def __init__(self, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
                  threads: int = 0) -> None:
         super().__init__()
         import onnxruntime as ort
-
-        from ..export import ort_session
 
         self.model_path = model_path
         self.providers = choose_providers(providers, ort.get_available_providers())
@@ -93,7 +108,6 @@ class OrtBackend(Backend):
         if spec.type not in _ONNX_DTYPES:
             raise UserError(f"{model_path}: input {spec.name!r} has unsupported type {spec.type}")
         self.input_dtype = np.dtype(_ONNX_DTYPES[spec.type])
-        self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         t0 = time.perf_counter()

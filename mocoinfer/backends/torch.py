@@ -9,21 +9,26 @@ synchronisation), otherwise on the CPU where all time is compute.
 from __future__ import annotations
 
 import time
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..formats import INPUT_CHANNELS, INPUT_SIZE
-from .base import Backend
-
-
-def probe(model_path: str):
-    """A checkpoint has no input shape of its own: the guide's model takes float32 3x224x224."""
-    return (INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE), np.dtype(np.float32), None
+from .base import Backend, Probe
 
 
 class TorchBackend(Backend):
     name = "torch"
+
+    @classmethod
+    def probe(cls, model_path: str) -> Probe:
+        """A checkpoint has no input shape of its own: the guide's model takes float32 3x224x224."""
+        return Probe((INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE), np.dtype(np.float32), None)
+
+    @classmethod
+    def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
+             threads: int = 0) -> TorchBackend:
+        return cls(model_path, device_id=device_id, threads=threads)
 
     def __init__(self, model_path: str, device_id: int = 0, threads: int = 0) -> None:
         super().__init__()
@@ -39,7 +44,7 @@ class TorchBackend(Backend):
         self._device = torch.device(f"cuda:{device_id}" if self._cuda else "cpu")
         self.device = str(self._device)
         self._model = build_model(model_path).to(self._device)
-        self.input_shape, self.input_dtype, self.batch_size = probe(model_path)
+        self.input_shape, self.input_dtype, self.batch_size = self.probe(model_path)
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         torch = self._torch
