@@ -186,8 +186,18 @@ def check_output(path: str, inputs: Iterable[str] = (), what: str = "output", ne
     """The whole policy for one output file, to call before heavy work: not an input (real path
     or inode), not a special file or symlink, in a writable folder with room."""
     check_target(path, what)
-    for source in inputs:
-        if source and same_file(path, source):
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None  # not there yet, so no existing input can be it
+    for source in inputs if st is not None else ():
+        try:
+            ss = os.stat(source)
+        except OSError:
+            continue
+        # The output is a regular file (checked above), so device and inode decide: this also
+        # catches a hard link, or an input reached through a symlink.
+        if (ss.st_dev, ss.st_ino) == (st.st_dev, st.st_ino):
             raise UserError(f"{path}: {what} path is the same file as the input {source}; writing it would "
                             f"destroy that input: give another {what} path")
     check_writable_dir(os.path.dirname(os.path.abspath(path)), need_bytes, what=f"{what} folder")
