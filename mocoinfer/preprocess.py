@@ -214,7 +214,7 @@ def _describe_settings(settings: Dict[str, object]) -> str:
 
 def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[str, object],
                existing: Dict[str, int], expected_size: int, overwrite: bool,
-               output_dir: str) -> Tuple[List[Task], List[Task], Dict[str, dict]]:
+               output_dir: str, workers: int = 1) -> Tuple[List[Task], List[Task], Dict[str, dict]]:
     """(todo, reused, manifest records of the reused) — every reused `.bin` proven.
 
     Proof: the manifest has the same settings, a record for the `.bin` whose size matches the
@@ -233,23 +233,45 @@ def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[s
                    f"now {_describe_settings(settings)})")
         raise UserError(f"{output_dir}: {len(present)} .bin file(s) already exist for these images (e.g. {names}) "
                         f"and cannot be reused: {why}; pass --overwrite to redo them, or give a new output dir")
-    todo, reused, records = [], [], {}
+    candidates = {}
     for task in tasks:
         name = os.path.basename(task.target)
         rec = recorded.get(name) if (ours and not overwrite) else None
-        if (rec and isinstance(rec, dict) and existing.get(name) == expected_size
-                and rec.get("size") == expected_size and rec.get("source") == os.path.basename(task.source)):
-            try:
-                size, digest = atomic.file_digest(task.source)
-            except OSError:
-                size, digest = -1, ""
-            if size == rec.get("source_size") and digest == rec.get("source_sha256"):
-                reused.append(task)
-                records[name] = rec
-                continue
+        if (isinstance(rec, dict) and existing.get(name) == expected_size and rec.get("size") == expected_size
+                and rec.get("source") == os.path.basename(task.source)):
+            candidates[task.index] = rec
+    digests = _digests([t.source for t in tasks if t.index in candidates], workers)
+    todo, reused, records = [], [], {}
+    for task in tasks:
+        name = os.path.basename(task.target)
+        rec = candidates.get(task.index)
+        if rec is not None and digests.get(task.source) == (rec.get("source_size"), rec.get("source_sha256")):
+            reused.append(task)
+            records[name] = rec
+            continue
         # A .bin this tool wrote before, or one --overwrite replaces, must not outlive a failure.
         todo.append(task._replace(drop_on_failure=name in existing and (overwrite or ours)))
     return todo, reused, records
+
+
+def _digests(paths: List[str], workers: int) -> Dict[str, Tuple[int, str]]:
+    """{path: (size, sha256)} of the images a rerun would reuse; unreadable ones are left out.
+
+    hashlib releases the GIL on large buffers, so threads hash on every core (a 50,000-image
+    folder is ~6 GB to hash).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: str):
+        try:
+            return path, atomic.file_digest(path)
+        except OSError:
+            return path, None
+
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max(1, min(workers, len(paths)))) as pool:
+        return {path: d for path, d in pool.map(one, paths, chunksize=64) if d is not None}
 
 
 def _failed_list_is_ours(path: str, manifest: Optional[dict]) -> bool:
@@ -422,7 +444,8 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
     expected_size = formats.bin_file_size(transform.crop, transform.crop)
     manifest = atomic.read_manifest(output_dir)
     existing = existing_bins(output_dir)
-    todo, reused, records = plan_reuse(tasks, manifest, settings, existing, expected_size, overwrite, output_dir)
+    todo, reused, records = plan_reuse(tasks, manifest, settings, existing, expected_size, overwrite, output_dir,
+                                       workers)
     _warn_orphans(output_dir, existing, tasks)
     atomic.check_writable_dir(output_dir, len(todo) * expected_size, what="output dir")
 

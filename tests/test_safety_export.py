@@ -85,6 +85,7 @@ def test_opset_outside_the_exporters_range_is_one_line(ckpt, tmp_path, capsys):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_nan_weight_names_the_checkpoint_the_tensor_and_nan(tmp_path, capsys):
     """Class: names: a NaN was reported against a hidden temporary, without saying NaN."""
     def poison(state):
