@@ -15,6 +15,7 @@ import pickle
 import re
 from typing import Dict, List, Optional, Tuple
 
+from .atomic import special_kind
 from .errors import UserError
 
 DEFAULT_ARCH = "resnet50"
@@ -35,6 +36,9 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, object], Optional[str]]:
         raise UserError(f"{path}: checkpoint not found")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a folder, expected a checkpoint file (.pth.tar)")
+    kind = special_kind(os.stat(path).st_mode)
+    if kind is not None:  # torch.load would block forever on a FIFO
+        raise UserError(f"{path}: is {kind}, expected a checkpoint file (.pth.tar); not opened")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

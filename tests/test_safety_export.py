@@ -143,3 +143,17 @@ def test_a_real_one_megabyte_file_system_is_refused_before_the_export(ckpt, tmp_
         assert os.listdir(mnt) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.slow
+def test_a_fifo_checkpoint_is_refused_without_opening_it(tmp_path):
+    """Class: special files: torch.load would block on a FIFO with no writer (a process with a
+    timeout, so a hang fails instead of stalling)."""
+    import sys
+
+    fifo = tmp_path / "model.pth.tar"
+    os.mkfifo(fifo)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "pthtar2onnx.py", "1", str(fifo), "--output", str(tmp_path / "m.onnx")],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and one_line_error(proc.stderr, str(fifo), "FIFO"), proc.stderr
