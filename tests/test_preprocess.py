@@ -20,6 +20,7 @@ from PIL import Image
 
 import imagenet_torch_preprocess as stage
 from mocoinfer import formats
+from mocoinfer.atomic import POLICY_FILES, read_manifest
 from mocoinfer.cli import run_main
 from mocoinfer.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, normalize_table, resized_size
 
@@ -340,8 +341,8 @@ def test_all_inputs_bad_is_an_error_even_with_skip_bad(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- resume
 
-def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporaries(image_dir, oracle, tmp_path,
-                                                                                  capsys):
+def test_rerun_skips_complete_bins_redoes_partial_ones_and_keeps_lookalike_temporaries(image_dir, oracle, tmp_path,
+                                                                                    capsys):
     folder = tmp_path / "val"
     folder.mkdir()
     names = ["val_01.JPEG", "val_02.JPEG", "val_04.JPEG", "val_18.JPEG"]
@@ -349,8 +350,9 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporari
         shutil.copy(os.path.join(image_dir, name), folder / name)
     out = tmp_path / "prep"
     assert run_stage([str(folder), str(out)], capsys)[0] == 0
-    # What a crash could leave behind: a short file (not from us: ours are atomic) and a dead
-    # process's temporary.
+    # What a crash could leave behind: a short file (not from us: ours are atomic), and a file
+    # named like an old-style temporary of a dead process: no run of this tool recorded it, so
+    # it is the user's and stays (atomic.py: only a recorded run's temporaries are deleted).
     (out / "val_02.bin").write_bytes(b"\0" * 1000)
     os.unlink(out / "val_04.bin")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -360,7 +362,8 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporari
     code, stdout, _ = run_stage([str(folder), str(out)], capsys)
     assert code == 0 and "2 written, 2 already up to date, 0 failed" in stdout
     assert os.stat(out / "val_01.bin").st_mtime_ns == before
-    assert sorted(os.listdir(out)) == sorted(formats.bin_name(n) for n in names)
+    assert sorted(n for n in os.listdir(out) if n not in POLICY_FILES) == sorted(
+        [formats.bin_name(n) for n in names] + [f".val_04.bin.tmp{dead.pid}"])
     assert all(bins_of(str(out))[formats.bin_name(n)] == oracle[(n, "bilinear")] for n in names)
     code, stdout, _ = run_stage([str(folder), str(out), "--overwrite"], capsys)
     assert code == 0 and "4 written, 0 already up to date" in stdout
@@ -373,7 +376,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(image_dir, oracle
     out = str(tmp_path / "prep")
     assert run_stage([str(folder), out], capsys)[0] == 0
     code, _, err = run_stage([str(folder), out, "--interpolation", "bicubic"], capsys)
-    assert code == 1 and "val_01.bin: already exists but differs" in err and "--overwrite" in err
+    assert code == 1 and "e.g. val_01.bin" in err and "other settings" in err and "--overwrite" in err
     code, _, _ = run_stage([str(folder), out, "--interpolation", "bicubic", "--overwrite"], capsys)
     assert code == 0 and bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bicubic")]
 
@@ -398,19 +401,25 @@ def test_interrupted_run_finishes_when_rerun(tmp_path, workers, sig):
         time.sleep(0.005)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     done = [n for n in os.listdir(out) if n.endswith(".bin") and not n.startswith(".")]
     assert 3 <= len(done) < n
     assert all(os.path.getsize(out / name) == BIN_BYTES for name in done)
 
+    # Only what the run recorded before it stopped is proven and reused; the manifest says the
+    # folder is incomplete until a run finishes.
+    manifest = read_manifest(str(out))
+    assert manifest["status"] == "incomplete" and set(manifest["files"]) <= set(done)
+    kept = len(manifest["files"])
     rerun = run_script(str(folder), str(out), "--workers", workers)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{n - len(done)} written, {len(done)} already up to date, 0 failed" in rerun.stdout
+    assert f"{n - kept} written, {kept} already up to date, 0 failed" in rerun.stdout
+    assert read_manifest(str(out))["status"] == "complete"
     expected = reference(src)
     final = bins_of(str(out))
     assert len(final) == n and all(data == expected for data in final.values())
-    assert not [name for name in os.listdir(out) if name.startswith(".")]
+    assert not [name for name in os.listdir(out) if name.startswith(".") and name not in POLICY_FILES]
 
 
 def test_transform_module_does_not_import_torch():
@@ -497,7 +506,7 @@ def test_uint8_pixels_on_transform_branches(tmp_path, interpolation, resize, cro
     assert tf.to_normalized(pixels).tobytes() == reference(path, interpolation, resize, crop, max_size)
 
 
-def test_uint8_rerun_keeps_complete_files_and_a_dtype_switch_redoes_them(image_dir, tmp_path, capsys):
+def test_uint8_rerun_keeps_complete_files_and_a_dtype_switch_needs_overwrite(image_dir, tmp_path, capsys):
     """Oracle: file sizes (150,528 uint8 / 602,112 float32) and torchvision's pixels after each run."""
     sub = tmp_path / "val"
     sub.mkdir()
@@ -508,8 +517,12 @@ def test_uint8_rerun_keeps_complete_files_and_a_dtype_switch_redoes_them(image_d
     code, stdout, _ = run_stage([str(sub), out, "--dtype", "uint8"], capsys)
     assert code == 0 and "0 written, 2 already up to date" in stdout
     assert bins_of(out)["val_01.bin"] == reference_pixels(str(sub / "val_01.JPEG"))
-    # float32 after uint8: the sizes differ, so nothing is taken as complete.
-    code, stdout, _ = run_stage([str(sub), out], capsys)
+    # float32 after uint8: other settings, so the folder's files are not reused; without
+    # --overwrite the stage refuses (naming the dtype) and leaves the uint8 files as they are.
+    before = bins_of(out)
+    code, _, stderr = run_stage([str(sub), out], capsys)
+    assert code == 1 and "dtype" in stderr and bins_of(out) == before
+    code, stdout, _ = run_stage([str(sub), out, "--overwrite"], capsys)
     assert code == 0 and "2 written, 0 already up to date" in stdout
     assert {len(b) for b in bins_of(out).values()} == {BIN_BYTES}
 
