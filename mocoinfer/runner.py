@@ -334,11 +334,12 @@ def _read_ahead(batch_bytes: int) -> int:
 
 # --------------------------------------------------------------------------- file mode
 
-def _opened(backend: Union[str, Backend], model: str, device_id: int, providers, threads):
+def _opened(backend: Union[str, Backend], model: str, device_id: int, providers, threads, precision="fp32"):
     """A context manager over the backend: ours is closed on every exit path, the caller's is not."""
     if isinstance(backend, Backend):
         return contextlib.nullcontext(backend)
-    return open_backend(backend, model, device_id=device_id, providers=providers, threads=threads)
+    return open_backend(backend, model, device_id=device_id, providers=providers, threads=threads,
+                        precision=precision)
 
 
 def _check_hw(backend: Backend, expect_hw: Optional[Tuple[int, int]]) -> None:
@@ -362,7 +363,7 @@ def run_inference(model: str, input_path: str, output: str = "result", batch_siz
                   device_id: int = 0, outfmt: str = "txt", backend: Union[str, Backend] = "auto",
                   providers: Optional[Sequence[str]] = None, warmup: int = 1, loop: int = 1, threads: int = 0,
                   progress: Optional[bool] = None, expect_hw: Optional[Tuple[int, int]] = None,
-                  log=None) -> dict:
+                  log=None, precision: str = "fp32") -> dict:
     """Run every input through the model; write result files, the perf file and summary.json.
 
     `backend` is a name (`auto`, `acl`, `onnxruntime`, `torch`) or an open `Backend`, which the
@@ -386,7 +387,7 @@ def run_inference(model: str, input_path: str, output: str = "result", batch_siz
         sample = int(np.prod(shape)) * np.dtype(dtype).itemsize
         check_input_sizes(paths, sizes, sample, f"{model} (input {np.dtype(dtype).name} "
                                                 f"{'x'.join(map(str, shape))})")
-    with _opened(backend, model, device_id, providers, threads) as be:
+    with _opened(backend, model, device_id, providers, threads, precision) as be:
         check_input_sizes(paths, sizes, be.sample_bytes, be.describe())
         _check_hw(be, expect_hw)
         bs = resolve_batch_size(be, batch_size)
@@ -400,7 +401,7 @@ def run_inference(model: str, input_path: str, output: str = "result", batch_siz
     summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": device_id,
                     "input": input_path, "outfmt": outfmt, "warmup": warmup, "loop": loop,
                     "model_batch_size": be.batch_size, "result_dir": result_dir,
-                    "definitions": DEFINITIONS})
+                    "precision": getattr(be, "precision", "fp32"), "definitions": DEFINITIONS})
     if be.name == "onnxruntime":
         summary["providers"] = list(getattr(be, "providers", []))
     perf_path = os.path.join(output, perf_filename(bs, device_id))
@@ -522,7 +523,8 @@ def summary_line(s: dict) -> str:
     compute = p.get("compute", p["run"])
     pad = f", {s['padded_images']} padded" if s["padded_images"] else ""
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} "
-            f"(batch {s['batch_size']}{pad}); e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
+            f"(batch {s['batch_size']}{pad}, {s.get('precision', 'fp32')}); "
+            f"e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
             f"infer {p['run']['throughput_images_per_s']:.1f} img/s, compute "
             f"{compute['throughput_images_per_s']:.1f} img/s; {s['perf_file']}, {s['summary_file']}")
 
@@ -532,7 +534,7 @@ def summary_line(s: dict) -> str:
 def run_pure_inference(model: str, batch_size: Optional[int] = None, device_id: int = 0,
                        backend: Union[str, Backend] = "auto", providers: Optional[Sequence[str]] = None,
                        pure_data: str = "zeros", warmup: int = 1, loop: int = 10, threads: int = 0,
-                       output: Optional[str] = None, seed: int = 0) -> dict:
+                       output: Optional[str] = None, seed: int = 0, precision: str = "fp32") -> dict:
     """Time `loop` batches of generated data (after `warmup` untimed ones): throughput and
     latency only, as ais_bench's pure-data mode. Writes summary.json and the benchmark's
     PureInfer perf file under `output` when given."""
@@ -540,7 +542,7 @@ def run_pure_inference(model: str, batch_size: Optional[int] = None, device_id: 
         raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
     if loop < 1 or warmup < 0:
         raise UserError(f"--loop must be >= 1 and --warmup >= 0 (got {loop} and {warmup})")
-    with _opened(backend, model, device_id, providers, threads) as be:
+    with _opened(backend, model, device_id, providers, threads, precision) as be:
         bs = resolve_batch_size(be, batch_size)
         shape = (bs,) + tuple(be.input_shape)
         if pure_data == "zeros":
@@ -560,6 +562,7 @@ def run_pure_inference(model: str, batch_size: Optional[int] = None, device_id: 
     mean_ms = compute["latency_ms"]["mean"]
     summary = {"model": model, "backend": be.name, "device": be.device, "device_id": device_id,
                "pure_data": pure_data, "batch_size": bs, "loop": loop, "warmup": warmup,
+               "precision": getattr(be, "precision", "fp32"),
                "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0,
                "phases": phases, "definitions": DEFINITIONS}
     if be.name == "onnxruntime":
@@ -588,6 +591,7 @@ def pure_summary_text(s: dict) -> str:
     compute = s["phases"].get("compute", s["phases"]["run"])["latency_ms"]
     lines.append(f"[INFO] throughput 1000*batchsize.mean({s['batch_size']})/{labels['compute']}.mean"
                  f"({compute['mean']:.4f}): {s['throughput_images_per_s']:.4f}")
+    lines.append(f"[INFO] precision: {s.get('precision', 'fp32')}")
     lines.append("[INFO] ------------------------------------------------------")
     return "\n".join(lines)
 

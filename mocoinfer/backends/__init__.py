@@ -40,10 +40,11 @@ def backend_for(model_path: str, name: str = "auto") -> str:
 
 
 def open_backend(name: str, model_path: str, device_id: int = 0,
-                 providers: Optional[Sequence[str]] = None, threads: int = 0) -> Backend:
+                 providers: Optional[Sequence[str]] = None, threads: int = 0, precision: str = "fp32") -> Backend:
     """Load `model_path` with backend `name` (or "auto"); use the result as a context manager.
 
-    `providers` only applies to ONNX Runtime, `threads` (0 = one per core) to the CPU runtimes.
+    `providers` only applies to ONNX Runtime, `threads` (0 = one per core) to the CPU runtimes,
+    `precision` (fp32, bf16, fp16) to PyTorch and, for fp16, ONNX Runtime's TensorRT provider.
     """
     chosen = backend_for(model_path, name)
     if not os.path.exists(model_path):
@@ -53,8 +54,12 @@ def open_backend(name: str, model_path: str, device_id: int = 0,
     if providers and chosen != "onnxruntime":
         raise UserError(f"--providers applies to the onnxruntime backend only, not {chosen}")
     module = importlib.import_module(f"{__name__}.{chosen}")
+    if precision != "fp32" and chosen == "acl":
+        raise UserError(f"{model_path}: --precision applies to torch and onnxruntime; an .om's precision is "
+                        "fixed when atc converts it")
     if chosen == "acl":
         return module.AclBackend(model_path, device_id=device_id)
     if chosen == "onnxruntime":
-        return module.OrtBackend(model_path, device_id=device_id, providers=providers, threads=threads)
-    return module.TorchBackend(model_path, device_id=device_id, threads=threads)
+        return module.OrtBackend(model_path, device_id=device_id, providers=providers, threads=threads,
+                                 precision=precision)
+    return module.TorchBackend(model_path, device_id=device_id, threads=threads, precision=precision)
