@@ -71,6 +71,10 @@ def main(argv=None) -> int:
     from mocoinfer.export import export_checkpoint
 
     args = parse_args(argv)
+    if args.quantize:
+        from mocoinfer.quantize import calibration_files
+
+        calibration_files(args.calibration, args.calibration_count)  # fail before the export, not after
     result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
                                dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify)
     report = result["verify"]
