@@ -133,3 +133,25 @@ def test_bf16_agrees_with_fp32_on_every_demo_image(ckpt, tmp_path, capsys):
     assert (got.argmax(1) == ref.argmax(1)).all()
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.99 and np.abs(got - ref).max() > 0  # close, and really computed in bf16
+
+
+def test_sweep_reports_each_variant_against_float32(tmp_path):
+    """Oracle: result files written here by hand, whose comparison is counted by hand: for the
+    int8 variant image b goes from (0, 4) to (4, 3): top-1 changes, cosine 12/(4*5) = 0.6, difference
+    4; image a is unchanged (cosine 1). So: agreement 50%, cosine mean 0.8, min 0.6, max diff 4."""
+    from mocoinfer.formats import write_json, write_result
+    from mocoinfer.sweep import markdown
+
+    logits = {"onnxruntime": [[3.0, 0.0], [0.0, 4.0]], "onnxruntime-int8": [[3.0, 0.0], [4.0, 3.0]]}
+    precision = {"onnxruntime": "fp32", "onnxruntime-int8": "int8"}
+    for variant, rows in logits.items():
+        (tmp_path / variant / "bs1").mkdir(parents=True)
+        write_json(str(tmp_path / variant / "bs1" / "summary.json"),
+                   {"batch_size": 1, "throughput_images_per_s": 10.0, "precision": precision[variant]})
+        out = tmp_path / variant / "accuracy" / "dumpOutput_device0"
+        out.mkdir(parents=True)
+        for name, row in zip(("a.bin", "b.bin"), rows):
+            write_result(str(out), name, np.asarray(row, dtype=np.float32), "txt")
+    table = markdown(str(tmp_path))
+    assert "| onnxruntime-int8 | int8 | 50.00% | 0.80000 / 0.60000 | 4 | 2 |" in table
+    assert "| onnxruntime | fp32 | 100.00% | 1.00000 / 1.00000 | 0 | 2 |" in table
