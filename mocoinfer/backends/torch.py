@@ -57,7 +57,12 @@ def check_precision(precision: str, cuda: bool, model_path: str,
     if precision == "fp16" and not cuda:
         raise UserError(f"{model_path}: --precision fp16 runs on CUDA only and no CUDA device is available "
                         "(on a CPU use bf16 where it has bfloat16 units, or the int8 ONNX model)")
-    if precision == "bf16" and not cuda:
+    if precision == "bf16" and cuda:
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise UserError(f"{model_path}: --precision bf16: this CUDA device has no bfloat16 support; use fp16")
+    elif precision == "bf16":
         ok, found = bf16_units if bf16_units is not None else cpu_bf16_units()
         if not ok:
             raise UserError(f"{model_path}: --precision bf16 needs a CPU with bfloat16 units ({found}); "
