@@ -39,6 +39,10 @@ PRECISION_KEY = "mocoinfer.precision"
 MIN_TOP1_AGREEMENT = 0.95
 MIN_COSINE = 0.98
 QUANT_OPSET = 13
+# A dynamic-batch model is calibrated and checked this many images at a time: the calibrator keeps
+# every intermediate tensor of a batch (about 100 MB per ResNet-50 image), so one batch of all
+# calibration images could need gigabytes.
+DYNAMIC_BATCH = 8
 
 
 @dataclass
@@ -97,7 +101,7 @@ def load_sample(path: str) -> np.ndarray:
 
 def _batches(samples: np.ndarray, batch_size: Optional[int]) -> Iterator[np.ndarray]:
     """Batches of a fixed-batch model's size; the short last one is padded with its first image."""
-    step = batch_size or len(samples)
+    step = batch_size or DYNAMIC_BATCH
     for start in range(0, len(samples), step):
         batch = samples[start:start + step]
         if batch_size and len(batch) < batch_size:
