@@ -15,7 +15,7 @@ have not been run here (no GPU on the development machine).
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -49,8 +49,7 @@ def cpu_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> Tuple[bool, str]:
     return ok, "oneDNN reports bf16 support" if ok else "oneDNN reports no bf16 support"
 
 
-def check_precision(precision: str, cuda: bool, model_path: str,
-                    bf16_units: Optional[Tuple[bool, str]] = None) -> None:
+def check_precision(precision: str, cuda: bool, model_path: str) -> None:
     """Refuse a precision this machine cannot run, before the model is loaded."""
     if precision not in PRECISIONS:
         raise UserError(f"{model_path}: unknown --precision {precision!r} (choose from {', '.join(PRECISIONS)})")
@@ -63,7 +62,7 @@ def check_precision(precision: str, cuda: bool, model_path: str,
         if not torch.cuda.is_bf16_supported():
             raise UserError(f"{model_path}: --precision bf16: this CUDA device has no bfloat16 support; use fp16")
     elif precision == "bf16":
-        ok, found = bf16_units if bf16_units is not None else cpu_bf16_units()
+        ok, found = cpu_bf16_units()
         if not ok:
             raise UserError(f"{model_path}: --precision bf16 needs a CPU with bfloat16 units ({found}); "
                             "use fp32 here")
