@@ -42,6 +42,12 @@ def parse_args(argv):
                         "(default output: ./moco-v2-uint8-bs{N}.onnx)")
     p.add_argument("--arch", help="torchvision ResNet name, overriding the checkpoint's 'arch' (default: resnet50)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check (not recommended)")
+    p.add_argument("--quantize", choices=["int8"], help="also write moco-v2-bs{N}-int8.onnx (ONNX Runtime static "
+                                                       "quantization, QDQ, per-channel), verified against float")
+    p.add_argument("--calibration", metavar="DIR", help="preprocessed .bin files to calibrate and verify int8 on")
+    p.add_argument("--calibration-count", type=int, default=100, help="calibration images (default: %(default)s)")
+    p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="activation range estimate (default: %(default)s)")
     args = p.parse_args(argv)
     pos = args.positional
     if len(pos) > 2:
@@ -62,6 +68,8 @@ def parse_args(argv):
         p.error("no checkpoint given (e.g. `pthtar2onnx.py 1 model_lincls_best.pth.tar`)")
     if args.batch_size < 1:
         p.error(f"batch size must be >= 1, got {args.batch_size}")
+    if args.quantize and not args.calibration:
+        p.error("--quantize int8 needs --calibration DIR (preprocessed .bin files)")
     return args
 
 
@@ -69,6 +77,10 @@ def main(argv=None) -> int:
     from mocoinfer.export import export_checkpoint
 
     args = parse_args(argv)
+    if args.quantize:
+        from mocoinfer.quantize import calibration_files
+
+        calibration_files(args.calibration, args.calibration_count)  # fail before the export, not after
     result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
                                dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify,
                                uint8_input=args.uint8_input)
@@ -78,6 +90,12 @@ def main(argv=None) -> int:
     print(f"wrote {result['output']} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}"
           f"{kind}) "
           f"in {result['load_seconds'] + result['export_seconds']:.1f}s; {check}")
+    if args.quantize:
+        from mocoinfer.quantize import quantize_int8
+
+        q = quantize_int8(result["output"], args.calibration, count=args.calibration_count,
+                          method=args.calibration_method)
+        print(f"wrote {q['output']} in {q['report'].seconds:.1f}s; {q['report'].summary()}")
     return 0
 
 

@@ -99,6 +99,9 @@ def parse_args(argv):
                    help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
     p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT/CUDA when "
                                        "available, then CPU)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="torch: bf16 on CPUs with bfloat16 units or CUDA, fp16 on CUDA; onnxruntime: fp16 with "
+                        "TensorRT (default: %(default)s; an int8 .onnx runs as int8)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for onnxruntime/torch (default: one per core)")
     p.add_argument("--warmup", type=int, default=1, help="untimed batches before timing (default: %(default)s)")
     p.add_argument("--loop", type=int, default=None,
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
-                  providers=args.providers, warmup=args.warmup, threads=args.threads)
+                  providers=args.providers, warmup=args.warmup, threads=args.threads, precision=args.precision)
     if args.pure_data:
         summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=args.loop or 10,
                                             output=args.output, **common)

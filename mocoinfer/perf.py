@@ -108,7 +108,8 @@ def summary_line(s: Dict) -> str:
     compute = p.get("compute", p["run"])
     pad = f", {s['padded_images']} padded" if s["padded_images"] else ""
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} "
-            f"(batch {s['batch_size']}{pad}); e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
+            f"(batch {s['batch_size']}{pad}, {s.get('precision', 'fp32')}); "
+            f"e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
             f"infer {p['run']['throughput_images_per_s']:.1f} img/s, compute "
             f"{compute['throughput_images_per_s']:.1f} img/s; {s['perf_file']}, {s['summary_file']}")
 
@@ -127,5 +128,6 @@ def pure_summary_text(s: Dict) -> str:
     compute = s["phases"].get("compute", s["phases"]["run"])["latency_ms"]
     lines.append(f"[INFO] throughput 1000*batchsize.mean({s['batch_size']})/{labels['compute']}.mean"
                  f"({compute['mean']:.4f}): {s['throughput_images_per_s']:.4f}")
+    lines.append(f"[INFO] precision: {s.get('precision', 'fp32')}")
     lines.append("[INFO] ------------------------------------------------------")
     return "\n".join(lines)

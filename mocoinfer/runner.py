@@ -58,6 +58,7 @@ class RunSettings:
     outfmt: str = "txt"
     progress: Optional[bool] = None
     expect_hw: Optional[Tuple[int, int]] = None
+    precision: str = "fp32"
 
     def check(self) -> None:
         if self.loop < 1 or self.warmup < 0:
@@ -92,7 +93,7 @@ def _opened(model: str, settings: RunSettings, cls: Optional[Type[Backend]]):
     if cls is None:
         return contextlib.nullcontext(settings.backend)
     return open_backend(cls, model, device_id=settings.device_id, providers=settings.providers,
-                        threads=settings.threads)
+                        threads=settings.threads, precision=settings.precision)
 
 
 def _chosen(model: str, settings: RunSettings) -> Optional[Type[Backend]]:
@@ -189,7 +190,8 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     _verify_results(result_dir, paths, outfmt, times.n_outputs, summary)
     summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
                     "input": input_path, "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
-                    "model_batch_size": be.batch_size, "result_dir": result_dir})
+                    "model_batch_size": be.batch_size, "result_dir": result_dir,
+                    "precision": getattr(be, "precision", "fp32")})
     _finish(summary, be, output, perf_filename(bs, settings.device_id), perf_text(summary))
     return summary
 
@@ -240,6 +242,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     mean_ms = compute["latency_ms"]["mean"]
     summary = {"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
                "pure_data": pure_data, "batch_size": bs, "loop": loop, "warmup": settings.warmup,
+               "precision": getattr(be, "precision", "fp32"),
                "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0,
                "phases": phases}
     _finish(summary, be, output, pure_perf_filename(model, settings.device_id),

@@ -1,9 +1,14 @@
-"""The guide's throughput table: pure-inference summaries by backend and batch size → Markdown + PNG.
+"""The guide's throughput table: pure-inference summaries by variant and batch size → Markdown + PNG.
 
-scripts/7_perf.sh runs `run_om_infer.py --pure-data` once per backend and batch size, each writing
-`<perf dir>/<backend>/bs<N>/summary.json`; this module gathers them into one table (images/s, one
-column per backend measured on this host, one row per batch size) and a plot of images/s against
+scripts/7_perf.sh runs `run_om_infer.py --pure-data` once per variant (a backend, or a backend at a
+precision: `onnxruntime-int8`, `torch-bf16`, ...) and batch size, each writing
+`<perf dir>/<variant>/bs<N>/summary.json`; this module gathers them into one table (images/s, one
+column per variant measured on this host, one row per batch size) and a plot of images/s against
 batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds per batch.
+
+Where 7_perf.sh also ran real inputs through each variant (`<variant>/accuracy/`), a second table
+gives each variant's accuracy cost against the float32 reference (onnxruntime, else torch) on the
+same images: top-1 agreement, logit cosine (mean and min) and the largest logit difference.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from .errors import UserError
-from .formats import atomic_path, atomic_write_text
+from .formats import atomic_path, atomic_write_text, iter_results
+
+ACCURACY_SUBDIR = "accuracy"
+REFERENCES = ("onnxruntime", "torch")  # float32 variants, in order of preference as the reference
 
 
 def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], dict]]:
@@ -33,10 +41,49 @@ def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], 
         found[(os.path.basename(os.path.dirname(os.path.dirname(path))), int(s["batch_size"]))] = s
     if not found:
         raise UserError(f"{perf_dir}: no <backend>/bs<N>/summary.json files (run scripts/7_perf.sh)")
-    order = {"acl": 0, "onnxruntime": 1, "torch": 2}
-    backends = sorted({b for b, _ in found}, key=lambda b: (order.get(b, 9), b))
+    backends = sorted({b for b, _ in found}, key=_variant_order)
     sizes = sorted({bs for _, bs in found})
     return backends, sizes, found
+
+
+def _variant_order(variant: str):
+    order = {"acl": 0, "onnxruntime": 1, "torch": 2}
+    return (order.get(variant.split("-")[0], 9), variant)
+
+
+def _accuracy_outputs(perf_dir: str, variant: str) -> Optional[Dict[str, object]]:
+    folders = sorted(glob.glob(os.path.join(perf_dir, variant, ACCURACY_SUBDIR, "dumpOutput_device*")))
+    if not folders:
+        return None
+    return dict(iter_results(folders[0]))
+
+
+def accuracy(perf_dir: str) -> Tuple[Optional[str], Dict[str, dict]]:
+    """(reference variant, {variant: comparison}) over the images every variant ran in
+    `<variant>/accuracy/`; (None, {}) when no float32 reference ran real inputs."""
+    import numpy as np
+
+    from .quantize import compare_outputs
+
+    variants = sorted((os.path.basename(os.path.dirname(d)) for d in
+                       glob.glob(os.path.join(perf_dir, "*", ACCURACY_SUBDIR))), key=_variant_order)
+    ref_name = next((r for r in REFERENCES if r in variants), None)
+    if ref_name is None:
+        return None, {}
+    ref = _accuracy_outputs(perf_dir, ref_name) or {}
+    table = {}
+    for v in variants:
+        got = _accuracy_outputs(perf_dir, v)
+        keys = sorted(set(ref) & set(got or {}))
+        if not keys:
+            continue
+        table[v] = compare_outputs(np.stack([ref[k] for k in keys]), np.stack([got[k] for k in keys]))
+        table[v]["missing"] = len(set(ref) ^ set(got or {}))
+    return ref_name, table
+
+
+def _precision(found: Dict[Tuple[str, int], dict], variant: str) -> str:
+    return next((s.get("precision") for (v, _), s in found.items() if v == variant and s.get("precision")), "fp32")
 
 
 def _column(backend: str, summaries: List[dict]) -> str:
@@ -63,6 +110,18 @@ def markdown(perf_dir: str) -> str:
               f"{any_summary.get('loop', '?')} timed batches after {any_summary.get('warmup', '?')} warm-up; "
               "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure). "
               f"Host: {platform.machine()}, {os.cpu_count()} cores."]
+    ref_name, acc = accuracy(perf_dir)
+    if acc:
+        lines += ["", f"| variant | precision | top-1 agreement vs {ref_name} | cosine mean / min | max abs diff "
+                      "| images |", "|---|---|---:|---:|---:|---:|"]
+        for v in sorted(acc, key=_variant_order):
+            a = acc[v]
+            lines.append(f"| {v} | {_precision(found, v)} | {a['top1_agreement']:.2%} | {a['mean_cosine']:.5f} / "
+                         f"{a['min_cosine']:.5f} | {a['max_abs_diff']:.3g} | {a['images']} |")
+        unmatched = [v for v in sorted(acc, key=_variant_order) if acc[v]["missing"]]
+        lines += ["", f"Accuracy: logits of each variant against float32 {ref_name} on the same real inputs "
+                      "(per-image cosine; max |difference| over all logits)."
+                  + (f" Images missing on one side (not compared): {', '.join(unmatched)}." if unmatched else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Step 7 (guide: 性能对比): throughput by batch size, one column per backend measured on this host.
+# Step 7 (guide: 性能对比): throughput by batch size, one column per variant measured on this host,
+# and each variant's accuracy cost against the float32 reference.
 #
-#   BATCH_SIZES="1 4 8 16 32 64" PERF_BACKENDS="onnxruntime torch" scripts/7_perf.sh
+#   BATCH_SIZES="1 4 8 16 32 64" PERF_VARIANTS="onnxruntime onnxruntime-int8 torch torch-bf16" scripts/7_perf.sh
 #
-# For each batch size: export moco-v2-bs<N>.onnx (kept when newer than the checkpoint), convert it
-# with atc and measure the .om when CANN is present, then run pure inference (generated data,
-# PERF_WARMUP untimed and PERF_LOOP timed batches) on every backend. Writes $PERF_DIR/throughput.md
-# (the table) and throughput.png (images/s against batch size).
-# Settings: BATCH_SIZES, PERF_BACKENDS, PERF_LOOP, PERF_WARMUP, CKPT, PERF_DIR (see scripts/env.sh).
+# Variants: onnxruntime, onnxruntime-int8 (pthtar2onnx.py --quantize int8, calibrated on CALIB_DIR),
+# onnxruntime-fp16 (TensorRT), torch, torch-bf16 (CPUs with bfloat16 units, or CUDA), torch-fp16
+# (CUDA), acl (added first when CANN is present). PERF_VARIANTS defaults to PERF_BACKENDS.
+# For each batch size: export moco-v2-bs<N>.onnx (kept when newer than the checkpoint), convert or
+# quantize it where a variant needs it, then run pure inference (generated data, PERF_WARMUP
+# untimed and PERF_LOOP timed batches) on every variant. When ACCURACY_INPUT (default PREP_DIR)
+# holds .bin files, its first PERF_ACCURACY_IMAGES go through every variant at the first batch
+# size, and the comparison with the float32 reference (onnxruntime, else torch) goes into the table.
+# Writes $PERF_DIR/throughput.md (the tables) and throughput.png (images/s against batch size).
+# Settings: BATCH_SIZES, PERF_VARIANTS (or PERF_BACKENDS), PERF_LOOP, PERF_WARMUP, CKPT, PERF_DIR,
+# CALIB_DIR, CALIB_COUNT (100), ACCURACY_INPUT, PERF_ACCURACY_IMAGES (100) (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -15,31 +22,74 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 handle_help "$0" "$@"
 begin_step "7_perf"
 
+PERF_VARIANTS="${PERF_VARIANTS:-$PERF_BACKENDS}"
+CALIB_DIR="${CALIB_DIR:-$PREP_DIR}"
+CALIB_COUNT="${CALIB_COUNT:-100}"
+ACCURACY_INPUT="${ACCURACY_INPUT:-$PREP_DIR}"
+PERF_ACCURACY_IMAGES="${PERF_ACCURACY_IMAGES:-100}"
+
 [ -f "$CKPT" ] || { echo "$STEP_NAME: checkpoint $CKPT not found (set CKPT=...)" >&2; exit 1; }
 read -r -a sizes <<< "$BATCH_SIZES"
-read -r -a backends <<< "$PERF_BACKENDS"
-if have_cann && [[ " ${backends[*]} " != *" acl "* ]]; then backends=(acl "${backends[@]}"); fi
+read -r -a variants <<< "$PERF_VARIANTS"
+if have_cann && [[ " ${variants[*]} " != *" acl "* ]]; then variants=(acl "${variants[@]}"); fi
+
+# Sets backend, model and precision for variant $1 at batch size $2, making the model if needed.
+prepare_variant() {
+    local variant="$1" bs="$2" onnx="$WORK_DIR/moco-v2-bs$2.onnx"
+    precision=fp32
+    case "$variant" in
+        onnxruntime) backend=onnxruntime; model="$onnx" ;;
+        onnxruntime-fp16) backend=onnxruntime; model="$onnx"; precision=fp16 ;;
+        onnxruntime-int8)
+            backend=onnxruntime; model="$WORK_DIR/moco-v2-bs$bs-int8.onnx"
+            if [ ! -f "$model" ] || [ "$onnx" -nt "$model" ]; then
+                "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$onnx" --quantize int8 \
+                    --calibration "$CALIB_DIR" --calibration-count "$CALIB_COUNT"
+            fi ;;
+        torch) backend=torch; model="$CKPT" ;;
+        torch-bf16) backend=torch; model="$CKPT"; precision=bf16 ;;
+        torch-fp16) backend=torch; model="$CKPT"; precision=fp16 ;;
+        acl)
+            backend=acl; model="$WORK_DIR/moco-v2-atc-bs$bs.om"
+            if [ ! -f "$model" ] || [ "$onnx" -nt "$model" ]; then
+                BS="$bs" ONNX_MODEL="$onnx" OM_BASE="${model%.om}" "$ROOT/scripts/2_onnx2om.sh"
+            fi ;;
+        *) echo "$STEP_NAME: unknown variant '$variant' in PERF_VARIANTS (onnxruntime, onnxruntime-int8," \
+                "onnxruntime-fp16, torch, torch-bf16, torch-fp16, acl)" >&2; exit 1 ;;
+    esac
+}
 
 for bs in "${sizes[@]}"; do
     onnx="$WORK_DIR/moco-v2-bs$bs.onnx"
     if [ ! -f "$onnx" ] || [ "$CKPT" -nt "$onnx" ]; then
         "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$onnx"
     fi
-    for backend in "${backends[@]}"; do
-        case "$backend" in
-            onnxruntime) model="$onnx" ;;
-            torch) model="$CKPT" ;;
-            acl)
-                model="$WORK_DIR/moco-v2-atc-bs$bs.om"
-                if [ ! -f "$model" ] || [ "$onnx" -nt "$model" ]; then
-                    BS="$bs" ONNX_MODEL="$onnx" OM_BASE="${model%.om}" "$ROOT/scripts/2_onnx2om.sh"
-                fi ;;
-            *) echo "$STEP_NAME: unknown backend '$backend' in PERF_BACKENDS" >&2; exit 1 ;;
-        esac
-        echo "$STEP_NAME: $backend, batch $bs"
+    for variant in "${variants[@]}"; do
+        prepare_variant "$variant" "$bs"
+        echo "$STEP_NAME: $variant, batch $bs"
         "$PYTHON" "$ROOT/run_om_infer.py" --model "$model" --backend "$backend" --batch-size "$bs" \
             --device-id "$DEVICE_ID" --pure-data random --warmup "$PERF_WARMUP" --loop "$PERF_LOOP" \
-            --output "$PERF_DIR/$backend/bs$bs" > /dev/null
+            --precision "$precision" --output "$PERF_DIR/$variant/bs$bs" > /dev/null
     done
 done
+
+# Accuracy cost: the same real inputs through every variant, compared by sweep.py.
+mapfile -t bins < <(find "$ACCURACY_INPUT" -maxdepth 1 -name '*.bin' 2> /dev/null | sort -V | head -n "$PERF_ACCURACY_IMAGES")
+if [ "${#bins[@]}" -gt 0 ]; then
+    bs="${sizes[0]}"
+    info="$PERF_DIR/accuracy_inputs.info"
+    mkdir -p "$PERF_DIR"
+    for i in "${!bins[@]}"; do printf '%d %s 224 224\n' "$i" "${bins[$i]}"; done > "$info.tmp$$"
+    mv "$info.tmp$$" "$info"
+    for variant in "${variants[@]}"; do
+        prepare_variant "$variant" "$bs"
+        echo "$STEP_NAME: $variant, accuracy on ${#bins[@]} images from $ACCURACY_INPUT"
+        rm -rf "$PERF_DIR/$variant/accuracy"
+        "$PYTHON" "$ROOT/run_om_infer.py" --model "$model" --backend "$backend" --batch-size "$bs" \
+            --device-id "$DEVICE_ID" --input "$info" --precision "$precision" --no-progress \
+            --output "$PERF_DIR/$variant/accuracy" > /dev/null
+    done
+else
+    echo "$STEP_NAME: no .bin files in $ACCURACY_INPUT: throughput only (set ACCURACY_INPUT for the accuracy columns)"
+fi
 "$PYTHON" -m mocoinfer.sweep "$PERF_DIR"

@@ -48,11 +48,12 @@ def choose_backend(model_path: str, name: str = "auto") -> Type[Backend]:
 
 
 def open_backend(backend: Union[str, Type[Backend]], model_path: str, device_id: int = 0,
-                 providers: Optional[Sequence[str]] = None, threads: int = 0) -> Backend:
+                 providers: Optional[Sequence[str]] = None, threads: int = 0, precision: str = "fp32") -> Backend:
     """Load `model_path` with `backend` (a class from `choose_backend`, or a name or "auto");
     use the result as a context manager.
 
-    `providers` only applies to ONNX Runtime, `threads` (0 = one per usable CPU) to the CPU runtimes.
+    `providers` only applies to ONNX Runtime, `threads` (0 = one per usable CPU) to the CPU runtimes,
+    `precision` (fp32, bf16, fp16) to PyTorch and, for fp16, ONNX Runtime's TensorRT provider.
     """
     cls = choose_backend(model_path, backend) if isinstance(backend, str) else backend
     if not os.path.exists(model_path):
@@ -61,4 +62,7 @@ def open_backend(backend: Union[str, Type[Backend]], model_path: str, device_id:
         raise UserError(f"{model_path}: is a folder, expected a model file")
     if providers and cls.name != "onnxruntime":
         raise UserError(f"--providers applies to the onnxruntime backend only, not {cls.name}")
-    return cls.load(model_path, device_id=device_id, providers=providers, threads=threads)
+    if precision != "fp32" and cls.name == "acl":
+        raise UserError(f"{model_path}: --precision applies to torch and onnxruntime; an .om's precision is "
+                        "fixed when atc converts it")
+    return cls.load(model_path, device_id=device_id, providers=providers, threads=threads, precision=precision)

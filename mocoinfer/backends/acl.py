@@ -77,7 +77,7 @@ class AclBackend(Backend):
 
     @classmethod
     def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
-             threads: int = 0) -> AclBackend:
+             threads: int = 0, precision: str = "fp32") -> AclBackend:
         return cls(model_path, device_id=device_id)
 
     def __init__(self, model_path: str, device_id: int = 0) -> None:

@@ -77,7 +77,7 @@ class Backend:
 
     @classmethod
     def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
-             threads: int = 0) -> Backend:
+             threads: int = 0, precision: str = "fp32") -> Backend:
         """Open `model_path` with the options this runtime takes (`open_backend` has checked the
         rest do not apply)."""
         raise NotImplementedError

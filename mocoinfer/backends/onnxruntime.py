@@ -74,24 +74,37 @@ class OrtBackend(Backend):
 
     @classmethod
     def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
-             threads: int = 0) -> OrtBackend:
-        return cls(model_path, device_id=device_id, providers=providers, threads=threads)
+             threads: int = 0, precision: str = "fp32") -> OrtBackend:
+        return cls(model_path, device_id=device_id, providers=providers, threads=threads, precision=precision)
 
     def __init__(self, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, precision: str = "fp32") -> None:
         super().__init__()
         import onnxruntime as ort
 
+        from ..quantize import model_precision
+
         self.model_path = model_path
         self.providers = choose_providers(providers, ort.get_available_providers())
-        # GPU providers take their device from provider options; CPU ignores device_id.
-        with_options = [(p, {"device_id": device_id}) if p in _AUTO_ORDER else p for p in self.providers]
+        if precision not in ("fp32", "fp16"):
+            raise UserError(f"{model_path}: --precision {precision} is not an ONNX Runtime option (fp32, or fp16 "
+                            "with TensorRT; for int8 export with pthtar2onnx.py --quantize int8)")
+        if precision == "fp16" and "TensorrtExecutionProvider" not in self.providers:
+            raise UserError(f"{model_path}: --precision fp16 with ONNX Runtime needs the TensorRT provider, "
+                            f"which this run does not have (providers: {', '.join(self.providers)})")
+        # GPU providers take their device from provider options; CPU ignores device_id. TensorRT
+        # builds its engine in fp16 when asked (written for GPU hosts, not run here: no GPU).
+        with_options = [(p, dict({"device_id": device_id},
+                                 **({"trt_fp16_enable": True} if precision == "fp16" and p.startswith("Tensorrt")
+                                    else {})))
+                        if p in _AUTO_ORDER else p for p in self.providers]
         try:
             self._session = ort_session(model_path, providers=with_options, threads=threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
         self.providers = self._session.get_providers()
+        self.precision = precision if precision != "fp32" else model_precision(self._session)
         self.device = ", ".join(self.providers)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
