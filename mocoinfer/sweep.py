@@ -3,7 +3,9 @@
 scripts/7_perf.sh runs `run_om_infer.py --pure-data` once per backend and batch size, each writing
 `<perf dir>/<backend>/bs<N>/summary.json`; this module gathers them into one table (images/s, one
 column per backend measured on this host, one row per batch size) and a plot of images/s against
-batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds per batch.
+batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds per batch. With
+`DYNAMIC_BATCH` set, every batch size of a backend runs on one dynamic-batch model, and the table
+says so.
 """
 
 from __future__ import annotations
@@ -58,12 +60,22 @@ def markdown(perf_dir: str) -> str:
         rate, bs = max(rates)
         best.append(f"{b} {rate:.1f} images/s at batch {bs}")
     any_summary = next(iter(found.values()))
-    lines += ["", f"Best: {'; '.join(best)}.",
+    lines += ["", f"Best: {'; '.join(best)}.", f"Models: {'; '.join(_models(b, found) for b in backends)}.",
               f"Pure inference on {any_summary.get('pure_data', 'generated')} data, "
               f"{any_summary.get('loop', '?')} timed batches after {any_summary.get('warmup', '?')} warm-up; "
               "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure). "
               f"Host: {platform.machine()}, {os.cpu_count()} cores."]
     return "\n".join(lines) + "\n"
+
+
+def _models(backend: str, found: Dict[Tuple[str, int], dict]) -> str:
+    """Which model files gave a backend's column: one for every batch size (a dynamic-batch model,
+    or a checkpoint), or one per batch size."""
+    models = {os.path.basename(str(s.get("model", "?"))) for (b, _), s in found.items() if b == backend}
+    sizes = sum(1 for b, _ in found if b == backend)
+    if len(models) == 1 and sizes > 1:
+        return f"{backend} {models.pop()} for every batch size"
+    return f"{backend} " + (models.pop() if len(models) == 1 else "one model per batch size")
 
 
 def plot(perf_dir: str, png_path: str) -> bool:

@@ -48,7 +48,7 @@ echo "== step 5: inference (the converted model), then the PyTorch reference"
 "$S/5_infer.sh"
 MODEL="$CKPT" BACKEND=torch RESULT_DIR="$WORK_DIR/result_torch" "$S/5_infer.sh"
 echo "== step 6: accuracy, and the precision comparison against PyTorch"
-REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$DEVICE_ID" "$S/6_eval.sh"
+REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$FIRST_DEVICE" "$S/6_eval.sh"
 echo "== step 7: throughput by batch size ($BATCH_SIZES)"
 "$S/7_perf.sh"
 

@@ -31,7 +31,11 @@ detect_chip_name() {
 }
 
 BS="${BS:-1}"
+# DEVICE_ID=0,1,2,3: step 5 runs one worker process per device; every result goes to
+# dumpOutput_device$FIRST_DEVICE, the folder step 6 reads. Steps 0 and 7 use the first device.
 DEVICE_ID="${DEVICE_ID:-0}"
+# shellcheck disable=SC2034  # read by the steps that source this file
+FIRST_DEVICE="${DEVICE_ID%%,*}"
 CHIP_NAME="${CHIP_NAME:-$(detect_chip_name)}"
 WORK_DIR="${WORK_DIR:-$ROOT/work}"
 CKPT="${CKPT:-$WORK_DIR/model_lincls_best.pth.tar}"
@@ -108,7 +112,7 @@ begin_step() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-    for v in BS DEVICE_ID CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
+    for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
              PERF_BACKENDS AIPP DYNAMIC_BATCH PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
