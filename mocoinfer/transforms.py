@@ -110,7 +110,9 @@ def normalize_into(table: np.ndarray, pixels: np.ndarray, out: np.ndarray) -> np
     uint8 files both come from here, so the two give the same bits."""
     chw = pixels.transpose(2, 0, 1)
     for c in range(chw.shape[0]):
-        np.take(table[c], chw[c], out=out[c])
+        # uint8 indices are always inside the 256-entry table, so no bounds mode ever applies;
+        # "wrap" spares the buffered copy that the default "raise" makes of `out`.
+        np.take(table[c], chw[c], out=out[c], mode="wrap")
     return out
 
 
