@@ -163,6 +163,12 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
         raise UserError(f"{model}: an open backend runs on its one device; pass a backend name for --device-id "
                         f"{','.join(map(str, device_ids))}")
     backend_name = choose_backend(model, settings.backend).name
+    if kind is None and len(set(sizes)) > 1:
+        # Only a loaded .om tells what its input is, and each worker sees only its shard: the
+        # one-kind-of-file rule is checked across all the shards here.
+        other = next(i for i, size in enumerate(sizes) if size != sizes[0])
+        raise UserError(f"{paths[other]}: {sizes[other]} bytes, but {paths[0]} holds {sizes[0]}; one run takes one "
+                        "kind of file (preprocess them all with the same --dtype)")
     n = len(paths)
     used = list(device_ids[:n])
     if len(used) < len(device_ids):

@@ -143,6 +143,18 @@ def test_acl_failure_on_one_device_stops_the_run_and_leaves_nothing_allocated(ac
     assert not os.path.exists(os.path.join(out, "summary.json"))
 
 
+def test_acl_mix_of_file_kinds_across_shards_is_refused_before_any_device_opens(acl, pixels, tmp_path):
+    """Oracle: shard 0 holds only uint8 files and shard 1 only float32 ones, so no worker alone
+    would see the mix; the parent must refuse it, naming one file of each."""
+    folder, _ = pixels
+    odd = os.path.join(folder, f"img{N_IMAGES}.bin")
+    np.zeros(int(np.prod(HWC)), np.float32).tofile(odd)
+    with pytest.raises(UserError) as err:
+        run_inference(_aipp_om(tmp_path / "m.om"), folder, str(tmp_path / "o"), device_id="0,1", progress=False)
+    assert str(err.value).startswith(f"{odd}: 192 bytes, but {folder}/img1.bin holds 48")
+    assert _reports(acl) == []
+
+
 def test_acl_device_that_does_not_exist(acl, pixels, tmp_path):
     folder, _ = pixels
     with pytest.raises(UserError, match=r"^device 4: acl.rt.set_device failed with return code 107001"):
