@@ -54,6 +54,9 @@ PERF_WARMUP="${PERF_WARMUP:-3}"
 # make one dynamic-batch model for those batch sizes instead of one fixed-batch model per BS.
 AIPP="${AIPP:-0}"
 DYNAMIC_BATCH="${DYNAMIC_BATCH:-}"
+# Step 3's file type: uint8 pixels by default with AIPP (the AIPP OM reads nothing else; a float32
+# model normalises them on the host, to the same inputs), else the guide's float32.
+if [ "$AIPP" = "1" ]; then DTYPE="${DTYPE:-uint8}"; else DTYPE="${DTYPE:-float32}"; fi
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -113,7 +116,7 @@ begin_step() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS AIPP DYNAMIC_BATCH PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
     done

@@ -1,5 +1,6 @@
 """Dynamic batch end to end in the shell steps: step 5 at BS on the one model, the sweep without
-re-exporting or reconverting, DEVICE_ID lists; and the sweep's table saying which model it measured.
+re-exporting or reconverting, DEVICE_ID lists, step 3's DTYPE; and the sweep's table saying which
+model it measured.
 
 Oracles: the command lines the steps hand a stand-in python and a stand-in atc (recorded, written
 out by hand below); hand-written summaries for the table.
@@ -92,6 +93,18 @@ def test_eval_reads_the_first_devices_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (run,) = _calls(log, "vision_metric_ImageNet.py")
     assert run[1] == f"{tmp_path}/work/result/dumpOutput_device2/"
+
+
+def test_preprocess_writes_uint8_by_default_with_aipp(tmp_path):
+    py, log = _recording_python(tmp_path, acl=False)
+    (tmp_path / "val").mkdir()
+    for extra, dtype in (({}, "float32"), ({"AIPP": "1"}, "uint8"), ({"AIPP": "1", "DTYPE": "float32"}, "float32"),
+                         ({"DTYPE": "uint8"}, "uint8")):
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "3_preprocess.sh")],
+                              env=_env(tmp_path, PYTHON=py, VAL_DIR=tmp_path / "val", **extra),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert _arg(_calls(log, "imagenet_torch_preprocess.py")[-1], "--dtype") == dtype
 
 
 def test_sweep_table_names_the_one_dynamic_model(tmp_path):
