@@ -267,6 +267,7 @@ def summary_line(s: dict) -> str:
                     f"img/s, compute {d['phases'].get('compute', d['phases']['run'])['throughput_images_per_s']:.1f} "
                     f"img/s" for d in s["devices"])
     pad = f", {s['padded_images']} padded" if s["padded_images"] else ""
+    files = f"; perf files beside it, {s['summary_file']}" if s.get("summary_file") else ""
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} on "
             f"{len(s['devices'])} devices (batch {s['batch_size']}{pad}); total e2e "
-            f"{s['e2e']['throughput_images_per_s']:.1f} img/s; {per}; perf files beside it, {s['summary_file']}")
+            f"{s['e2e']['throughput_images_per_s']:.1f} img/s; {per}{files}")
