@@ -24,8 +24,12 @@ CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
 (ONNX / PyTorch: read from the file before the runtime starts; .om: from the model description
 right after the load, before any copy or execute), and --batch-size against a fixed-batch model.
-A fixed-batch model's short last batch is padded with copies of its first image; padding writes
-no result file, and the run checks that N inputs gave N result files.
+A float32 3x224x224 model also takes the uint8 files of imagenet_torch_preprocess.py --dtype uint8
+(normalised on the host exactly as preprocessing does: the same inputs as the float32 files); a
+uint8-input model (pthtar2onnx.py --uint8-input, an AIPP .om) takes them as they are. One run
+takes one kind of file. A fixed-batch model's short last batch is padded with copies of its first
+image (a dynamic-batch .om: to its smallest listed size that fits); padding writes no result
+file, and the run checks that N inputs gave N result files.
 
 outputs: result/perf_vision_batchsize_{bs}_device_{id}.txt (the benchmark's five lines) and
 result/summary.json beside the result folder, not in it; --pure-data prints ais_bench's summary.
@@ -91,9 +95,13 @@ def parse_args(argv):
     p.add_argument("--model", "-m", required=True, help=".om, .onnx or checkpoint (.pth/.pth.tar/.pt)")
     p.add_argument("--input", "-i", help="info file (get_info.py) or folder of .bin files (natural order)")
     p.add_argument("--output", "-o", default="result",
-                   help="output folder (default: %(default)s): results go to dumpOutput_device{id}/ inside it")
+                   help="output folder (default: %(default)s): results go to dumpOutput_device{id}/ inside it "
+                        "(with several devices, all of them to dumpOutput_device{first id}/)")
     p.add_argument("--batch-size", type=int, help="batch size (default: a fixed-batch model's own, else 1)")
-    p.add_argument("--device-id", type=int, default=0, help="NPU / GPU index (default: %(default)s)")
+    p.add_argument("--device-id", default="0",
+                   help="NPU / GPU index, or several (0,1,2,3): one worker process per device, each taking a "
+                        "contiguous share of the inputs (on a CPU, of the cores), a perf file per device and "
+                        "one summary.json with each device and the total (default: %(default)s)")
     p.add_argument("--outfmt", choices=RESULT_FORMATS, default="txt", help="result file format (default: txt)")
     p.add_argument("--backend", choices=CHOICES, default="auto",
                    help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
@@ -134,7 +142,12 @@ def main(argv=None) -> int:
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
     summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=args.loop or 1,
                                    progress=False if args.no_progress else None, expect_hw=hw, **common)
-    print(perf.summary_line(summary))
+    if "devices" in summary:
+        from mocoinfer.devices import summary_line
+
+        print(summary_line(summary))
+    else:
+        print(perf.summary_line(summary))
     return 0
 
 

@@ -6,6 +6,13 @@ result files. Targets from the issue: >= 3,300 images/s with bin results (the 31
 in the guide) and >= 1,000 images/s with txt results, on >= 2,000 files, peak memory < 1.5 GB.
 
     .venv/bin/python benchmarks/bench_runner.py [--images 2400] [--batch-sizes 1,32]
+
+`--uint8` instead times, side by side and interleaved, the same images as float32 files (602,112
+bytes) and as uint8 pixel files (150,528 bytes), bin results: uint8 files fed as they are to a
+uint8-input model (target >= 2x the float32 files' images/s), and uint8 files normalised on the
+host for a float32 model (reported, no target).
+
+    .venv/bin/python benchmarks/bench_runner.py --uint8 [--images 1200] [--batch-sizes 32] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -29,14 +36,19 @@ from mocoinfer.runner import run_inference  # noqa: E402
 TARGETS = {"bin": 3300.0, "txt": 1000.0}
 
 
+UINT8_TARGET = 2.0
+
+
 class ZeroCost(Backend):
     """The backend interface with no work behind it: a precomputed output, as a device infinitely fast."""
 
     name = "zero-cost"
 
-    def __init__(self) -> None:
+    def __init__(self, uint8: bool = False) -> None:
         super().__init__()
         self.input_shape, self.input_dtype, self.batch_size = (3, 224, 224), np.dtype(np.float32), None
+        if uint8:  # a uint8-input model (AIPP .om, --uint8-input ONNX): NHWC pixels
+            self.input_shape, self.input_dtype = (224, 224, 3), np.dtype(np.uint8)
         self.model_path = "zero-cost"
         self._out = np.random.default_rng(0).standard_normal((1024, 1000)).astype(np.float32)
 
@@ -51,13 +63,72 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
+def _write_inputs(folder: str, n: int, sample: bytes) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        path = os.path.join(folder, f"ILSVRC2012_val_{i + 1:08d}.bin")
+        if not os.path.exists(path):
+            with open(path, "wb") as f:
+                f.write(sample)
+    for name in os.listdir(folder):  # into the page cache
+        with open(os.path.join(folder, name), "rb") as f:
+            f.read()
+
+
+def bench_uint8(work: str, images: int, batch_sizes, rounds: int) -> bool:
+    """float32 files vs uint8 files (as they are, and normalised on the host), bin results."""
+    from mocoinfer.transforms import imagenet_table
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+    table = imagenet_table()
+    floats = np.stack([table[c][pixels[..., c]] for c in range(3)]).astype(np.float32)
+    _write_inputs(os.path.join(work, "f32"), images, floats.tobytes())
+    _write_inputs(os.path.join(work, "u8"), images, pixels.tobytes())
+    print(f"{images} images as float32 files ({floats.nbytes:,} bytes) and as uint8 files ({pixels.nbytes:,} "
+          f"bytes), page cache warm; cpu cores: {os.cpu_count()}; {rounds} interleaved rounds, best of each")
+    cases = (("float32 files → float32 model", "f32", False), ("uint8 files → uint8 model", "u8", True),
+             ("uint8 files → float32 model (host normalisation)", "u8", False))
+    ok = True
+    for bs in batch_sizes:
+        best = {}
+        for _ in range(rounds):
+            for label, folder, uint8 in cases:
+                out = os.path.join(work, "result")
+                os.sync()
+                s = run_inference("zero-cost", os.path.join(work, folder), out, batch_size=bs, outfmt="bin",
+                                  backend=ZeroCost(uint8=uint8), progress=False)
+                best[label] = max(best.get(label, 0.0), s["e2e"]["throughput_images_per_s"])
+                shutil.rmtree(out)
+        base = best[cases[0][0]]
+        for label, _, _ in cases:
+            print(f"batch {bs:>3}, {label:<48} {best[label]:8.0f} images/s = {best[label] / base:.2f}x")
+        ratio = best[cases[1][0]] / base
+        ok &= ratio >= UINT8_TARGET
+        print(f"batch {bs:>3}: uint8 files as they are vs float32 files: {ratio:.2f}x (target >= "
+              f"{UINT8_TARGET:.1f}x) [{'ok' if ratio >= UINT8_TARGET else 'BELOW'}]")
+    return ok
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=2400)
-    p.add_argument("--batch-sizes", default="1,32")
+    p.add_argument("--images", type=int, default=None, help="default: 2400 (1200 with --uint8)")
+    p.add_argument("--batch-sizes", default=None, help="default: 1,32 (32 with --uint8)")
+    p.add_argument("--uint8", action="store_true", help="compare uint8 files with float32 files instead")
+    p.add_argument("--rounds", type=int, default=2, help="--uint8: interleaved rounds (default: 2)")
     p.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
     args = p.parse_args()
+    if args.images is None:
+        args.images = 1200 if args.uint8 else 2400
+    if args.batch_sizes is None:
+        args.batch_sizes = "32" if args.uint8 else "1,32"
     work = args.dir or tempfile.mkdtemp(prefix="bench_runner_")
+    if args.uint8:
+        try:
+            return 0 if bench_uint8(work, args.images, [int(b) for b in args.batch_sizes.split(",")],
+                                    args.rounds) else 1
+        finally:
+            if not args.dir:
+                shutil.rmtree(work, ignore_errors=True)
     try:
         inputs = os.path.join(work, "prep_dataset")
         os.makedirs(inputs, exist_ok=True)

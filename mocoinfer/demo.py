@@ -9,7 +9,7 @@ does real work and an exporter that mishandled it would show.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from .checkpoint import DEFAULT_ARCH
 
@@ -190,6 +190,31 @@ def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0, interpo
             "min_top1_margin": float((top2[:, 0] - top2[:, 1]).min())}
 
 
+def _folder_bytes(folder: str, suffix: str) -> List[int]:
+    return [e.stat().st_size for e in os.scandir(folder) if e.is_file() and e.name.endswith(suffix)]
+
+
+def compare_uint8_path(f32_prep: str, u8_prep: str, f32_results: str, u8_results: str) -> Tuple[str, bool]:
+    """The demo's uint8 check: sizes on disk of both preprocessed folders, and whether the float
+    model's result files on the uint8 files are byte for byte those on the float32 files."""
+    f32, u8 = _folder_bytes(f32_prep, ".bin"), _folder_bytes(u8_prep, ".bin")
+    names = sorted(n for n in os.listdir(f32_results) if not n.startswith("."))
+    same = []
+    for name in names:
+        other = os.path.join(u8_results, name)
+        if os.path.exists(other):
+            with open(os.path.join(f32_results, name), "rb") as a, open(other, "rb") as b:
+                same.append(a.read() == b.read())
+    ok = bool(names) and len(same) == len(names) and all(same) and len(os.listdir(u8_results)) == len(names)
+    mb = 1024 * 1024
+    text = (f"float32 files: {len(f32)} x {f32[0] if f32 else 0:,} bytes = {sum(f32) / mb:.1f} MiB; uint8 files: "
+            f"{len(u8)} x {u8[0] if u8 else 0:,} bytes = {sum(u8) / mb:.1f} MiB ({sum(f32) / max(1, sum(u8)):.1f}x "
+            f"smaller)\nthe float32 model's results on the uint8 files (normalised on the host) vs on the float32 "
+            f"files: {sum(same)} of {len(names)} result files identical byte for byte"
+            + ("" if ok else " -- MISMATCH"))
+    return text, ok
+
+
 def main(argv: Optional[list] = None) -> int:
     import argparse
 
@@ -200,12 +225,19 @@ def main(argv: Optional[list] = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--make-inputs", metavar="WORK_DIR", help="write checkpoint, val/ images and val_label.txt here")
     group.add_argument("--checkpoint", metavar="PATH", help="only write a stand-in main_lincls.py checkpoint to PATH")
+    group.add_argument("--compare-uint8", nargs=4, metavar=("F32_PREP", "U8_PREP", "F32_RESULTS", "U8_RESULTS"),
+                       help="sizes of both preprocessed folders, and whether the results on the uint8 files "
+                            "equal those on the float32 files byte for byte (exit 1 if not)")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
                         help="number of sample images (default: %(default)s)")
     parser.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear",
                         help="the preprocessing the reference labels are computed with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.compare_uint8:
+        text, ok = compare_uint8_path(*args.compare_uint8)
+        print(text)
+        return 0 if ok else 1
     if args.checkpoint:
         make_standin_checkpoint(args.checkpoint, seed=args.seed)
         print(f"wrote stand-in checkpoint {args.checkpoint} (random weights, seed {args.seed}; NOT a trained model)")

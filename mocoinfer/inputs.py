@@ -2,12 +2,17 @@
 
 Every input is checked with `os.stat` against the model's per-sample input size, and two inputs
 that would write the same result file are refused, so a bad input never reaches the device.
+A float32 `3xHxW` model also takes the uint8 `HxWx3` pixel files of `--dtype uint8`
+preprocessing (a quarter of the size), which the runner normalises on the host; one run takes
+one kind of file.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
 
 from .errors import UserError
 from .formats import natural_key, read_info, result_filename
@@ -64,8 +69,47 @@ def check_names(paths: Sequence[str], fmt: str) -> None:
         seen[name] = p
 
 
-def check_input_sizes(paths: Sequence[str], sizes: Sequence[int], sample_bytes: int, model_desc: str) -> None:
-    """Every input must hold exactly one sample of the model's input."""
+def check_input_sizes(paths: Sequence[str], sizes: Sequence[int], sample_bytes: int, model_desc: str,
+                      pixel_bytes: Optional[int] = None) -> None:
+    """Every input must hold exactly one sample of the model's input (`pixel_bytes`: the uint8
+    pixel size the model also takes, named in the error)."""
+    also = f" (or {pixel_bytes} as uint8 pixels)" if pixel_bytes else ""
     for p, size in zip(paths, sizes):
         if size != sample_bytes:
-            raise UserError(f"{p}: {size} bytes, but {model_desc} takes {sample_bytes} bytes per sample")
+            raise UserError(f"{p}: {size} bytes, but {model_desc} takes {sample_bytes} bytes per sample{also}")
+
+
+class InputKind(NamedTuple):
+    """What the input files hold for this model: `file_bytes` each, and whether they are uint8
+    HWC pixels the host normalises into the model's float32 CHW input (`host_normalize`)."""
+
+    file_bytes: int
+    host_normalize: bool
+
+
+def pixel_file_bytes(shape: Sequence[int], dtype) -> Optional[int]:
+    """Bytes of the uint8 HWC pixel file a float32 `3xHxW` model can take; None for other models
+    (a uint8 model takes its own input as it is)."""
+    if np.dtype(dtype) != np.float32 or len(shape) != 3 or shape[0] != 3:
+        return None
+    return int(np.prod(shape))
+
+
+def input_kind(paths: Sequence[str], sizes: Sequence[int], shape: Sequence[int], dtype,
+               model_desc: str) -> InputKind:
+    """The kind of every input for a model taking `shape` x `dtype` per sample: its own input,
+    or (for a float32 3xHxW model) uint8 pixel files; a mix of the two, or any other size, is an
+    error naming the file."""
+    own = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    pixels = pixel_file_bytes(shape, dtype)
+    if pixels is not None:
+        as_pixels = next((p for p, size in zip(paths, sizes) if size == pixels), None)
+        as_own = next((p for p, size in zip(paths, sizes) if size == own), None)
+        if as_pixels is not None and as_own is not None:
+            raise UserError(f"{as_pixels}: uint8 pixels ({pixels} bytes), but {as_own} holds float32 ({own} bytes); "
+                            "one run takes one kind of file (preprocess them all with the same --dtype)")
+        if as_pixels is not None:
+            check_input_sizes(paths, sizes, pixels, model_desc + " as uint8 HWC pixels")
+            return InputKind(pixels, True)
+    check_input_sizes(paths, sizes, own, model_desc, pixels)
+    return InputKind(own, False)

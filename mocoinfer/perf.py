@@ -33,7 +33,8 @@ FIGURES = (
            "the perf file's [e2e] latency is that wall time in ms"),
     Figure("read", "[data read] throughputRate", "images / reader time inside file reads"),
     Figure("preprocess", "[preprocess] throughputRate",
-           "images / reader time preparing batches (reads and padding, waits excluded)",
+           "images / reader time preparing batches (reads, host normalisation of uint8 files, padding; "
+           "waits excluded)",
            "the .bin files are already preprocessed"),
     Figure("run", "[infer] throughputRate",
            "images / backend.run wall time (host-to-device + compute + device-to-host + runtime overhead)",

@@ -4,10 +4,11 @@
                   ──(bounded queue of results)──▶ writer threads
 
 The reader fills preallocated batch buffers with one `readinto` per file (no per-image arrays,
-no concatenation) and pads a fixed-batch model's short last batch with copies of its first
-sample, as ais_bench does; the writers write one result file per real image, atomically. Both
-queues are bounded (and the batch buffers recycled), so memory stays flat whatever the number
-of images.
+no concatenation; uint8 pixel files for a float32 model go through one staging buffer and are
+normalised into the batch with preprocessing's own look-up, `transforms.normalize_batch`) and
+pads a fixed-batch model's short last batch with copies of its first sample, as ais_bench does;
+the writers write one result file per real image, atomically. Both queues are bounded (and the
+batch buffers recycled), so memory stays flat whatever the number of images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from .backends import Backend
 from .errors import UserError
 from .formats import write_result
+from .transforms import normalize_batch
 
 # Read-ahead by bytes rather than batches: many small batches or a couple of big ones.
 READ_AHEAD_BYTES = 64 << 20
@@ -72,6 +74,8 @@ class PipelineTimes:
     n_outputs: int
     padded_images: int
     batches: int
+    started: float = 0.0  # time.time() at the first read and after the last write, to merge
+    ended: float = 0.0  # the wall times of several devices' runs
 
 
 class _Stop(Exception):
@@ -103,10 +107,12 @@ class _Reader(threading.Thread):
     """Fills recycled batch buffers from the input files, in order, ahead of the device."""
 
     def __init__(self, paths: Sequence[str], plan: Sequence[Batch], sample_bytes: int,
-                 free: queue.Queue, ready: queue.Queue, stop: threading.Event) -> None:
+                 free: queue.Queue, ready: queue.Queue, stop: threading.Event,
+                 staging: Optional[np.ndarray] = None) -> None:
         super().__init__(name="mocoinfer-reader", daemon=True)
         self.paths, self.plan, self.sample_bytes = paths, plan, sample_bytes
         self.free, self.ready, self.stop = free, ready, stop
+        self.staging = staging  # uint8 pixel files land here, then are normalised into the batch
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
         self.error: Optional[BaseException] = None
@@ -117,7 +123,7 @@ class _Reader(threading.Thread):
             for batch in self.plan:
                 buf = _get(self.free, self.stop)
                 t0 = time.perf_counter()
-                view = memoryview(buf).cast("B")
+                view = memoryview(buf if self.staging is None else self.staging).cast("B")
                 for i in range(batch.n):
                     path = self.paths[batch.start + i]
                     with open(path, "rb", buffering=0) as f:
@@ -125,6 +131,8 @@ class _Reader(threading.Thread):
                     if got != sb:
                         raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
                 t1 = time.perf_counter()
+                if self.staging is not None:
+                    normalize_batch(self.staging[:batch.n], buf[:batch.n])
                 if batch.n_run > batch.n:
                     buf[batch.n:batch.n_run] = buf[0]
                 t2 = time.perf_counter()
@@ -185,10 +193,22 @@ def _read_ahead(batch_bytes: int) -> int:
 
 
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
-                 result_dir: str, outfmt: str, loop: int, bar) -> PipelineTimes:
+                 result_dir: str, outfmt: str, loop: int, bar, host_normalize: bool = False,
+                 cancel=None) -> PipelineTimes:
     """Run every batch of `plan` through `be` (each `loop` times), writing results into
-    `result_dir`; `bar` (a progress bar) advances by the real images of each batch."""
+    `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
+
+    `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
+    `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
+    batches with a UserError: another device of the run has failed.
+    """
     shape = (batch_size,) + tuple(be.input_shape)
+    staging = None
+    file_bytes = be.sample_bytes
+    if host_normalize:
+        _, height, width = be.input_shape
+        staging = np.empty((batch_size, height, width, 3), dtype=np.uint8)
+        file_bytes = staging[0].nbytes
     batch_bytes = int(np.prod(shape)) * be.input_dtype.itemsize
     depth = _read_ahead(batch_bytes)
     stop = threading.Event()
@@ -197,11 +217,11 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         free.put(np.empty(shape, dtype=be.input_dtype))
     ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
-    reader = _Reader(paths, plan, be.sample_bytes, free, ready, stop)
+    reader = _Reader(paths, plan, file_bytes, free, ready, stop, staging)
     writers = [_Writer(result_dir, paths, outfmt, todo, stop) for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
     n_outputs = 0
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), time.time()
     reader.start()
     for w in writers:
         w.start()
@@ -210,6 +230,8 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
             item = _get(ready, stop)
             if item is None:
                 break
+            if cancel is not None and cancel.is_set():
+                raise UserError(f"{result_dir}: stopped, another device of this run failed")
             batch, buf = item
             inputs = buf[:batch.n_run]
             for _ in range(loop):
@@ -232,7 +254,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
             while w.is_alive():
                 w.join(_POLL)
         _raise_first(writers)
-        t_end = time.perf_counter()
+        t_end, ended = time.perf_counter(), time.time()
     except _Stop:
         raise (_first_error(writers) or reader.error or UserError("inference stopped")) from None
     finally:
@@ -244,4 +266,5 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     return PipelineTimes(wall=t_end - t_start, read=reader.read_seconds, prepare=reader.prep_seconds,
                          run=run_seconds, write=[t for w in writers for t in w.seconds],
                          result_files=sum(w.written for w in writers), n_outputs=n_outputs,
-                         padded_images=sum(b.n_run - b.n for b in plan), batches=len(plan))
+                         padded_images=sum(b.n_run - b.n for b in plan), batches=len(plan),
+                         started=started, ended=ended)

@@ -34,7 +34,7 @@ from .formats import (
     result_filename,
     write_json,
 )
-from .inputs import check_input_sizes, check_names, list_inputs, stat_inputs
+from .inputs import InputKind, check_names, input_kind, list_inputs, stat_inputs
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .pipeline import plan_batches, run_pipeline
 from .progress import log, progress_bar
@@ -135,7 +135,7 @@ def _run_phases(be: Backend, images: int, run_seconds: Sequence[float]) -> Dict[
 
 def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: str, perf: str) -> None:
     """Complete `summary` with what both modes report; with an `output` folder, write the perf
-    file and summary.json there."""
+    file there (summary.json comes after, `write_summary`)."""
     summary["definitions"] = DEFINITIONS
     if be.name == "onnxruntime":
         summary["providers"] = list(getattr(be, "providers", []))
@@ -144,17 +144,20 @@ def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: str, p
     os.makedirs(output, exist_ok=True)
     summary["perf_file"] = os.path.join(output, perf_name)
     atomic_write_text(summary["perf_file"], perf)
-    summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], summary)
 
 
 def run_inference(model: str, input_path: str, output: str = "result", **options) -> dict:
     """Run every input through the model; write result files, the perf file and summary.json.
 
     `options` are `RunSettings` fields. Its `backend` is a name (`auto`, `acl`, `onnxruntime`,
-    `torch`) or an open `Backend`, which the caller keeps ownership of. Returns the summary dict
-    that summary.json holds.
+    `torch`) or an open `Backend`, which the caller keeps ownership of. `device_id` may list
+    several devices ("0,1,2,3" or a list): one worker process per device (`mocoinfer.devices`).
+    Returns the summary dict that summary.json holds.
     """
+    from .devices import parse_device_ids
+
+    device_ids = parse_device_ids(options.get("device_id", 0))
+    options["device_id"] = device_ids[0]
     settings = RunSettings(**options)
     outfmt = settings.outfmt
     if outfmt not in RESULT_FORMATS:
@@ -165,20 +168,41 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     sizes = stat_inputs(paths, source)
     cls = _chosen(model, settings)
     probed = _probe(cls, model)
+    kind = None
     if probed is not None:
         # Checked before any runtime starts: a wrong input never reaches the device.
-        check_input_sizes(paths, sizes, probed.sample_bytes, probed.describe(model))
+        kind = input_kind(paths, sizes, probed.shape, probed.dtype, probed.describe(model))
+    if len(device_ids) > 1:
+        from .devices import run_on_devices
+
+        return run_on_devices(model, input_path, output, paths, sizes, settings, device_ids, kind)
+    summary = run_files(model, paths, sizes, output, settings, cls, kind)
+    summary["input"] = input_path
+    _stale_results(summary["result_dir"], paths, outfmt, summary)
+    write_summary(output, summary)
+    return summary
+
+
+def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: str, settings: RunSettings,
+              cls: Optional[Type[Backend]], kind: Optional[InputKind] = None,
+              result_dir: Optional[str] = None, bar=None, cancel=None) -> dict:
+    """Run `paths` (checked: `sizes` are their sizes, `kind` what they hold when known before the
+    load) on one device into `result_dir` (default: `output`/dumpOutput_device{id}); writes the
+    perf file of `settings.device_id` in `output` and returns the summary, not yet written."""
+    outfmt = settings.outfmt
     with _opened(model, settings, cls) as be:
-        if probed is None:  # only the loaded runtime can tell (an .om), or the caller's backend
-            check_input_sizes(paths, sizes, be.sample_bytes, be.describe())
+        if kind is None:  # only the loaded runtime can tell (an .om), or the caller's backend
+            kind = input_kind(paths, sizes, be.input_shape, be.input_dtype, be.describe())
         _check_hw(be, settings.expect_hw)
         bs = resolve_batch_size(be, settings.batch_size)
         plan = plan_batches(len(paths), bs, be)
         _warm_up(be, bs, settings.warmup)
-        result_dir = os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
+        result_dir = result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
         os.makedirs(result_dir, exist_ok=True)
-        bar = progress_bar(len(paths), "infer", settings.progress)
-        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar)
+        if bar is None:
+            bar = progress_bar(len(paths), "infer", settings.progress)
+        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar,
+                             host_normalize=kind.host_normalize, cancel=cancel)
         n = len(paths)
         phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
         phases.update(_run_phases(be, n * settings.loop, times.run))
@@ -189,22 +213,46 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
                "phases": phases}
     _verify_results(result_dir, paths, outfmt, times.n_outputs, summary)
     summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
-                    "input": input_path, "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
+                    "input_files": "uint8 pixels, normalised on the host" if kind.host_normalize
+                    else f"{be.input_dtype.name}, as the model takes them",
+                    "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
                     "model_batch_size": be.batch_size, "result_dir": result_dir,
-                    "precision": getattr(be, "precision", "fp32")})
+                    "precision": getattr(be, "precision", "fp32"), "n_outputs": times.n_outputs,
+                    "first_read": times.started, "last_write": times.ended})
     _finish(summary, be, output, perf_filename(bs, settings.device_id), perf_text(summary))
     return summary
 
 
+def write_summary(output: Optional[str], summary: dict) -> None:
+    """summary.json in `output`, beside the result folder."""
+    if not output:
+        return
+    summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
+    write_json(summary["summary_file"], summary)
+
+
+def _expected_results(paths, fmt: str, n_outputs: int):
+    return {result_filename(p, fmt, k) for p in paths for k in range(1, n_outputs + 1)}
+
+
+def _present_results(result_dir: str):
+    return {e.name for e in os.scandir(result_dir) if e.is_file() and is_result_name(e.name)}
+
+
 def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict) -> None:
-    """N inputs must have given exactly N result files per output; stale ones are pointed out."""
-    expected = {result_filename(p, fmt, k) for p in paths for k in range(1, n_outputs + 1)}
-    present = {e.name for e in os.scandir(result_dir) if e.is_file() and is_result_name(e.name)}
-    missing = expected - present
+    """N inputs must have given exactly N result files per output."""
+    expected = _expected_results(paths, fmt, n_outputs)
+    missing = expected - _present_results(result_dir)
     if missing or summary["result_files"] != len(expected):
         example = sorted(missing, key=natural_key)[:3]
         raise UserError(f"{result_dir}: {len(paths)} inputs gave {len(expected) - len(missing)} of "
                         f"{len(expected)} result files (missing e.g. {', '.join(example) or '-'})")
+
+
+def _stale_results(result_dir: str, paths, fmt: str, summary: dict) -> None:
+    """Result files in the folder that no input of this run wrote are pointed out."""
+    expected = _expected_results(paths, fmt, summary["n_outputs"])
+    present = _present_results(result_dir)
     stale = present - expected
     summary["stale_result_files"] = len(stale)
     if stale:
@@ -218,7 +266,13 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     latency only, as ais_bench's pure-data mode. `options` are `RunSettings` fields (`loop`
     defaults to 10 here). Writes summary.json and the benchmark's PureInfer perf file under
     `output` when given."""
+    from .devices import parse_device_ids
+
     options.setdefault("loop", 10)
+    device_ids = parse_device_ids(options.get("device_id", 0))
+    if len(device_ids) > 1:
+        raise UserError(f"--pure-data measures one device; give one --device-id, not {len(device_ids)}")
+    options["device_id"] = device_ids[0]
     settings = RunSettings(**options)
     if pure_data not in PURE_DATA:
         raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
@@ -247,4 +301,5 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
                "phases": phases}
     _finish(summary, be, output, pure_perf_filename(model, settings.device_id),
             format_pure_perf(summary["throughput_images_per_s"], mean_ms))
+    write_summary(output, summary)
     return summary

@@ -9,6 +9,9 @@ batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds 
 Where 7_perf.sh also ran real inputs through each variant (`<variant>/accuracy/`), a second table
 gives each variant's accuracy cost against the float32 reference (onnxruntime, else torch) on the
 same images: top-1 agreement, logit cosine (mean and min) and the largest logit difference.
+
+With `DYNAMIC_BATCH` set, every batch size of a variant runs on one dynamic-batch model, and the
+table says so.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def markdown(perf_dir: str) -> str:
         rate, bs = max(rates)
         best.append(f"{b} {rate:.1f} images/s at batch {bs}")
     any_summary = next(iter(found.values()))
-    lines += ["", f"Best: {'; '.join(best)}.",
+    lines += ["", f"Best: {'; '.join(best)}.", f"Models: {'; '.join(_models(b, found) for b in backends)}.",
               f"Pure inference on {any_summary.get('pure_data', 'generated')} data, "
               f"{any_summary.get('loop', '?')} timed batches after {any_summary.get('warmup', '?')} warm-up; "
               "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure). "
@@ -123,6 +126,16 @@ def markdown(perf_dir: str) -> str:
                       "(per-image cosine; max |difference| over all logits)."
                   + (f" Images missing on one side (not compared): {', '.join(unmatched)}." if unmatched else "")]
     return "\n".join(lines) + "\n"
+
+
+def _models(backend: str, found: Dict[Tuple[str, int], dict]) -> str:
+    """Which model files gave a backend's column: one for every batch size (a dynamic-batch model,
+    or a checkpoint), or one per batch size."""
+    models = {os.path.basename(str(s.get("model", "?"))) for (b, _), s in found.items() if b == backend}
+    sizes = sum(1 for b, _ in found if b == backend)
+    if len(models) == 1 and sizes > 1:
+        return f"{backend} {models.pop()} for every batch size"
+    return f"{backend} " + (models.pop() if len(models) == 1 else "one model per batch size")
 
 
 def plot(perf_dir: str, png_path: str) -> bool:

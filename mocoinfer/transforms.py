@@ -18,7 +18,8 @@ on `Image.open(p).convert('RGB')` is reproduced step by step:
 - ToTensor + Normalize: each output value is `((float32(v) / 255) - mean[c]) / std[c]`, one float32
   operation at a time as torch does them (it divides by 255, it does not multiply by 1/255). It
   depends only on the channel and the uint8 value, so all 3 x 256 results are computed once into
-  a table and every image is a table look-up: the same bits, for a fraction of the work.
+  a table and every image is a table look-up: the same bits, for a fraction of the work. The
+  runner normalises uint8 files for a float32 model with the same look-up (`normalize_batch`).
 
 Importing this module does not import torch, so worker processes start cheaply.
 """
@@ -93,6 +94,35 @@ def normalize_table(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] 
     if (std32 == 0).any():
         raise ValueError("std evaluated to zero after conversion to float32")
     return np.ascontiguousarray((values[None, :] - mean32) / std32, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def imagenet_table() -> np.ndarray:
+    """`normalize_table()` for the ImageNet mean and std, computed once per process (read-only)."""
+    table = normalize_table()
+    table.setflags(write=False)
+    return table
+
+
+def normalize_into(table: np.ndarray, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """ToTensor + Normalize of uint8 HWC pixels into float32 CHW `out`, by look-up in `table`
+    (`normalize_table`). Preprocessing's float32 files and the runner's host normalisation of
+    uint8 files both come from here, so the two give the same bits."""
+    chw = pixels.transpose(2, 0, 1)
+    for c in range(chw.shape[0]):
+        # uint8 indices are always inside the 256-entry table, so no bounds mode ever applies;
+        # "wrap" spares the buffered copy that the default "raise" makes of `out`.
+        np.take(table[c], chw[c], out=out[c], mode="wrap")
+    return out
+
+
+def normalize_batch(pixels: np.ndarray, out: np.ndarray, table: Optional[np.ndarray] = None) -> np.ndarray:
+    """`normalize_into` for each sample of uint8 [n,H,W,3] into float32 [n,3,H,W] (ImageNet's
+    mean and std unless `table` is given)."""
+    table = imagenet_table() if table is None else table
+    for i in range(len(pixels)):
+        normalize_into(table, pixels[i], out[i])
+    return out
 
 
 def horizontal_first(width: int, height: int, new_w: int, new_h: int) -> bool:
@@ -211,14 +241,12 @@ class EvalTransform:
         `out`, a float32 C-contiguous array of that shape, is filled and returned: a worker reuses
         one, sparing the kernel a fresh 600 KB of zeroed pages per image.
         """
-        chw = pixels.transpose(2, 0, 1)
+        shape = (pixels.shape[2], pixels.shape[0], pixels.shape[1])
         if out is None:
-            out = np.empty(chw.shape, dtype=np.float32)
-        elif out.shape != chw.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of shape {chw.shape}")
-        for c in range(3):
-            np.take(self._table[c], chw[c], out=out[c])
-        return out
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
+        return normalize_into(self._table, pixels, out)
 
     def resized_crop_pixels(self, img: Image.Image) -> np.ndarray:
         """Resize then CenterCrop, as uint8 [crop, crop, 3]: `crop_pixels(resize_image(img))`, faster."""

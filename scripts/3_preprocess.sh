@@ -5,7 +5,9 @@
 #
 # INTERPOLATION=bilinear (default) is the transform MoCo's main_lincls.py measured the checkpoint
 # with; INTERPOLATION=bicubic is the ModelZoo script's, behind its published OM accuracy.
-# A rerun skips images already done. Settings: VAL_DIR, PREP_DIR, INTERPOLATION (see scripts/env.sh).
+# DTYPE=uint8 (the default with AIPP=1) writes uint8 HWC pixels, 150,528 bytes per image, which
+# step 5 feeds to an AIPP .om as they are and to a float32 model normalised on the host.
+# A rerun skips images already done. Settings: VAL_DIR, PREP_DIR, INTERPOLATION, DTYPE (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -14,4 +16,4 @@ handle_help "$0" "$@"
 begin_step "3_preprocess"
 
 [ -d "$VAL_DIR" ] || { echo "$STEP_NAME: image folder $VAL_DIR not found (set VAL_DIR=...)" >&2; exit 1; }
-"$PYTHON" "$ROOT/imagenet_torch_preprocess.py" "$VAL_DIR" "$PREP_DIR" --interpolation "$INTERPOLATION"
+"$PYTHON" "$ROOT/imagenet_torch_preprocess.py" "$VAL_DIR" "$PREP_DIR" --interpolation "$INTERPOLATION" --dtype "$DTYPE"

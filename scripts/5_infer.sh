@@ -4,14 +4,22 @@
 #   scripts/5_infer.sh                      # the .om on an NPU when CANN is here, else the .onnx
 #   MODEL=model_lincls_best.pth.tar RESULT_DIR=work/result_torch scripts/5_infer.sh   # PyTorch reference
 #
-# Writes $RESULT_DIR/dumpOutput_device$DEVICE_ID/<image>_1.$OUTFMT, the perf file and summary.json.
-# Settings: MODEL, BACKEND, BS, DEVICE_ID, OUTFMT, INFO_FILE, RESULT_DIR (see scripts/env.sh).
+#   DEVICE_ID=0,1,2,3 scripts/5_infer.sh    # one worker process per device, contiguous shares of the inputs
+#   DYNAMIC_BATCH=1,4,8,16,32,64 BS=16 scripts/5_infer.sh   # the one dynamic-batch model, at batch BS
+#
+# Writes $RESULT_DIR/dumpOutput_device$DEVICE_ID/<image>_1.$OUTFMT (with several devices, all in
+# dumpOutput_device<first id>), a perf file per device and summary.json. With DYNAMIC_BATCH set,
+# the model is the dynamic-batch one of steps 1-2: the .onnx runs at any BS, the .om at a listed one.
+# The info file may list float32 or uint8 files (imagenet_torch_preprocess.py --dtype uint8): a
+# float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.
+# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 handle_help "$0" "$@"
 begin_step "5_infer"
+check_dynamic_batch
 
 if [ -n "${MODEL:-}" ]; then
     reason="MODEL is set"

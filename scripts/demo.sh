@@ -6,7 +6,9 @@
 # Makes a STAND-IN checkpoint in main_lincls.py's format (random backbone, classifier fitted to the
 # sample images), sample images of varied sizes and modes, and a val_label.txt whose labels come
 # from an independent path (torchvision's transform and PyTorch). Then runs steps 1-7 with the
-# ONNX model on ONNX Runtime and the checkpoint on PyTorch, so result.json must say Top-1 100%.
+# ONNX model on ONNX Runtime and the checkpoint on PyTorch, so result.json must say Top-1 100%. The
+# uint8 path runs too: the same images preprocessed as uint8 pixels (a quarter of the bytes) through
+# the same float32 model, whose results must equal those on the float32 files byte for byte.
 # Files go under $WORK_DIR (default work/demo, git-ignored). Settings: DEMO_IMAGES (16), BS (4),
 # BATCH_SIZES ("1 4 8"), PERF_BACKENDS ("onnxruntime torch"), PERF_LOOP (5), INTERPOLATION.
 
@@ -31,7 +33,8 @@ if [ -n "$(ls -A "$WORK_DIR")" ] && [ ! -f "$marker" ]; then
     exit 1
 fi
 touch "$marker"
-rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$PERF_DIR"
+PREP_U8="$WORK_DIR/prep_dataset_uint8" RESULT_U8="$WORK_DIR/result_uint8"
+rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$PERF_DIR" "$PREP_U8" "$RESULT_U8"
 S="$ROOT/scripts"
 
 echo "== demo inputs"
@@ -47,8 +50,16 @@ echo "== step 4: info file"
 echo "== step 5: inference (the converted model), then the PyTorch reference"
 "$S/5_infer.sh"
 MODEL="$CKPT" BACKEND=torch RESULT_DIR="$WORK_DIR/result_torch" "$S/5_infer.sh"
+echo "== the uint8 path: the same images as uint8 pixels (--dtype uint8), through the same float32 model"
+"$PYTHON" "$ROOT/imagenet_torch_preprocess.py" "$VAL_DIR" "$PREP_U8" --interpolation "$INTERPOLATION" \
+    --dtype uint8 --no-progress
+"$PYTHON" "$ROOT/run_om_infer.py" --model "$ONNX_MODEL" --input "$PREP_U8" --output "$RESULT_U8" \
+    --batch-size "$BS" --device-id "$FIRST_DEVICE" --outfmt "$OUTFMT" --no-progress
+# Fails the demo unless every result file is the same, byte for byte.
+"$PYTHON" -m mocoinfer.demo --compare-uint8 "$PREP_DIR" "$PREP_U8" "$RESULT_DIR/dumpOutput_device$FIRST_DEVICE" \
+    "$RESULT_U8/dumpOutput_device$FIRST_DEVICE" | tee "$WORK_DIR/uint8_check.txt"
 echo "== step 6: accuracy, and the precision comparison against PyTorch"
-REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$DEVICE_ID" "$S/6_eval.sh"
+REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$FIRST_DEVICE" "$S/6_eval.sh"
 echo "== step 7: throughput by batch size ($BATCH_SIZES)"
 "$S/7_perf.sh"
 
@@ -58,6 +69,8 @@ cat "$WORK_DIR/result.json"
 echo
 echo "== ONNX Runtime vs the PyTorch reference ($WORK_DIR/result_compare.json)"
 cat "$WORK_DIR/result_compare.json"
+echo "== the uint8 path ($PREP_U8)"
+cat "$WORK_DIR/uint8_check.txt"
 echo "== throughput ($PERF_DIR/throughput.md)"
 cat "$PERF_DIR/throughput.md"
 echo

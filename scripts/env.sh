@@ -31,7 +31,11 @@ detect_chip_name() {
 }
 
 BS="${BS:-1}"
+# DEVICE_ID=0,1,2,3: step 5 runs one worker process per device; every result goes to
+# dumpOutput_device$FIRST_DEVICE, the folder step 6 reads. Steps 0 and 7 use the first device.
 DEVICE_ID="${DEVICE_ID:-0}"
+# shellcheck disable=SC2034  # read by the steps that source this file
+FIRST_DEVICE="${DEVICE_ID%%,*}"
 CHIP_NAME="${CHIP_NAME:-$(detect_chip_name)}"
 WORK_DIR="${WORK_DIR:-$ROOT/work}"
 CKPT="${CKPT:-$WORK_DIR/model_lincls_best.pth.tar}"
@@ -50,6 +54,9 @@ PERF_WARMUP="${PERF_WARMUP:-3}"
 # make one dynamic-batch model for those batch sizes instead of one fixed-batch model per BS.
 AIPP="${AIPP:-0}"
 DYNAMIC_BATCH="${DYNAMIC_BATCH:-}"
+# Step 3's file type: uint8 pixels by default with AIPP (the AIPP OM reads nothing else; a float32
+# model normalises them on the host, to the same inputs), else the guide's float32.
+if [ "$AIPP" = "1" ]; then DTYPE="${DTYPE:-uint8}"; else DTYPE="${DTYPE:-float32}"; fi
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -108,8 +115,8 @@ begin_step() {
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-    for v in BS DEVICE_ID CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS AIPP DYNAMIC_BATCH PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+    for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
+             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
     done

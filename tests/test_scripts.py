@@ -173,6 +173,9 @@ def test_demo_end_to_end(tmp_path):
     assert predicted == labels
     assert len(set(predicted.values())) >= 8
     assert "STAND-IN" in proc.stdout
+    # The uint8 path: a quarter of the bytes, and the float model's results on it identical.
+    assert "uint8 files: 8 x 150,528 bytes" in proc.stdout and "(4.0x smaller)" in proc.stdout
+    assert "8 of 8 result files identical byte for byte" in proc.stdout and "MISMATCH" not in proc.stdout
     assert "| 2 |" in (work / "perf" / "throughput.md").read_text()
     assert (work / "perf" / "throughput.png").read_bytes()[:4] == b"\x89PNG"
     # A second run in the same folder works and starts from clean inputs.

@@ -19,18 +19,28 @@ It models what the real module would do to an NPU closely enough to check a call
   broken device among good ones); a child process gets the same from the environment variable
   `FAKE_ACL_FAIL_DEVICES="1=507033,3=507033"`, read at import and by `reset()`.
 
+- four devices, 0-3 (`DEVICE_COUNT`): `rt.set_device` of another id returns 107001 (invalid
+  device id), `rt.get_device_count()` gives 4; input data type 4 is uint8 (an AIPP model's input);
+- for several worker processes, each with its own state: `FAKE_ACL_FAIL_ON_DEVICE="2:acl.mdl.execute=507011:3"`
+  arms `FAIL["acl.mdl.execute"] = (507011, 3)` when `rt.set_device(2)` succeeds (the fourth
+  execute on device 2 fails), and `FAKE_ACL_REPORT_DIR=<folder>` makes each process write
+  `<folder>/<pid>.json` at exit: the devices it set and its `leaks()` then.
+
 `CALLS` records every call name in order.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import types
 
 import numpy as np
 
-_ACL_NP = {0: np.float32, 1: np.float16, 3: np.int32, 9: np.int64}
+_ACL_NP = {0: np.float32, 1: np.float16, 3: np.int32, 4: np.uint8, 9: np.int64}
+DEVICE_COUNT = 4
+ACL_ERROR_RT_INVALID_DEVICEID = 107001
 NPY_FLOAT32 = 11
 NPY_HALF = 23
 DYNAMIC_INPUT = "ascend_mbatch_shape_data"
@@ -59,6 +69,7 @@ class _State:
         self.host_views = {}  # pointers handed out by numpy_to_ptr / bytes_to_ptr
         self.next_handle = 0x1000
         self.calls_by_name = {}
+        self.devices_used = set()
 
     def handle(self) -> int:
         self.next_handle += 0x1000
@@ -170,8 +181,23 @@ def _set_device(device_id):
     _require(S.initialized, "set_device before init")
     if device_id in FAIL_DEVICES:
         return FAIL_DEVICES[device_id]
+    if not 0 <= device_id < DEVICE_COUNT:
+        return ACL_ERROR_RT_INVALID_DEVICEID
     S.devices.add(device_id)
+    S.devices_used.add(device_id)
+    spec = os.environ.get("FAKE_ACL_FAIL_ON_DEVICE", "")
+    if spec:
+        dev, _, rule = spec.partition(":")
+        name, _, code_skip = rule.partition("=")
+        code, _, skip = code_skip.partition(":")
+        if int(dev) == device_id:
+            FAIL[name] = (int(code), int(skip or 0))
     return 0
+
+
+@_api("acl.rt.get_device_count", "pair", "rt")
+def _get_device_count():
+    return DEVICE_COUNT, 0
 
 
 @_api("acl.rt.reset_device", "ret", "rt")
@@ -516,4 +542,12 @@ def _execute(model_id, in_ds, out_ds):
     return 0
 
 
+def _report_at_exit() -> None:
+    folder = os.environ.get("FAKE_ACL_REPORT_DIR")
+    if folder and S.devices_used:
+        with open(os.path.join(folder, f"{os.getpid()}.json"), "w", encoding="utf-8") as f:
+            json.dump({"devices_used": sorted(S.devices_used), "leaks": leaks()}, f)
+
+
+atexit.register(_report_at_exit)
 reset()
