@@ -2,7 +2,7 @@
 
 Oracles: a hand count of top-k hits on tiny result sets; `np.argsort(-x, kind="stable")` for the
 tie rule; `np.float32(token)` for txt parsing; and the guide's own algorithm
-(benchmarks/bench_metric.py: guide_metric) for result.json, compared string by string.
+(tests/reference_metric.py: guide_metric) for result.json, compared string by string.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import vision_metric_ImageNet as stage
-from benchmarks.bench_metric import guide_metric
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
 from mocoinfer.formats import decode_result, encode_result, read_result_json
 from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, topk_indices
+from tests.reference_metric import guide_metric
 
 
 def write_set(folder, vectors, fmt="txt", suffix=1, names=None):
