@@ -110,6 +110,7 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
     if workers is None:
         workers = default_workers(len(files))
     width = None
+    ref_error = ""
     out: List[ChunkScores] = []
     with _bar(len(files), progress) as bar:
         for s, job, got in zip(starts, jobs, ordered_map(score_chunk, jobs, workers)):
@@ -122,11 +123,11 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
                 i = s + got.bad_label
                 raise UserError(f"{label_name}: label {int(labels[i])} of image {files[i].key!r} is out "
                                 f"of range for {width}-class results")
-            if job.ref_paths and got.ref_width != width:
-                raise UserError(f"{job.ref_paths[0]}: {got.ref_width} values, but "
-                                f"{job.paths[job.ref_rows[0]]} has {width}")
+            ref_error = ref_error or got.ref_error
             out.append(got)
             bar.update(len(job.paths))
+    if ref_error:
+        raise UserError(ref_error)
     has_ref = np.array([refs is not None and f.key in refs for f in files], dtype=bool)
 
     def cat(name: str) -> np.ndarray:
@@ -274,9 +275,15 @@ def score(result_dir: str, labels: LabelsArg, reference_dir: Optional[str] = Non
     rs = scan_results(result_dir)
     files, missing = _split_labelled(rs, label_map, allow_missing_labels, label_name)
     c = None
+    ref_error = None
     if reference_dir is not None:
-        c = _common(rs, scan_results(reference_dir), label_map, allow_missing_labels, label_name)
+        try:
+            c = _common(rs, scan_results(reference_dir), label_map, allow_missing_labels, label_name)
+        except UserError as exc:
+            ref_error = exc  # reported after the checked dir's faults, as before the pass was one
     p = _run_pass(files, None if c is None else c.refs, label_map, label_name, workers, progress)
+    if ref_error is not None:
+        raise ref_error
     acc = _accuracy(p, rs, missing, len(label_map), TOPK)
     return acc, None if c is None else _comparison(p, c, result_dir, reference_dir, tolerance)
 

@@ -183,7 +183,7 @@ class ChunkScores(NamedTuple):
     bad_label: int                 # first image whose label is out of range, or -1
     ranks: np.ndarray              # label rank of each image (see label_ranks)
     nan: np.ndarray                # image holds a NaN score
-    ref_width: int                 # values per reference vector (0: no reference in the chunk)
+    ref_error: str                 # why the references could not be compared ('' if they could)
     ref_ranks: np.ndarray          # per image with a reference: the label rank in the reference
     agree: np.ndarray              # top-1 class the same
     overlap: np.ndarray            # top-5 classes shared
@@ -202,12 +202,21 @@ def score_chunk(job: ChunkJob) -> ChunkScores:
     # Out-of-range labels are reported by the caller, after its own width check; clip meanwhile.
     lab = np.clip(lab, 0, width - 1)
     head = (width, int(bad[0]) if bad.size else -1, label_ranks(a, lab), np.isnan(a).any(axis=1))
-    b = read_chunk(job.ref_paths) if job.ref_paths else None
-    if b is None or b.shape[1] != width:
-        none_i = np.zeros(0, dtype=np.int64)
-        none_b, none_f = none_i.astype(bool), none_i.astype(np.float64)
-        return ChunkScores(*head, 0 if b is None else b.shape[1], none_i, none_b, none_i, none_b, none_f, none_f)
-    return ChunkScores(*head, width, *_compare_rows(a[job.ref_rows], b, lab[job.ref_rows]))
+    none_i = np.zeros(0, dtype=np.int64)
+    none_b, none_f = none_i.astype(bool), none_i.astype(np.float64)
+    nothing = (none_i, none_b, none_i, none_b, none_f, none_f)
+    if not job.ref_paths:
+        return ChunkScores(*head, "", *nothing)
+    # A fault on the reference's side is sent back, not raised: the caller reports it after every
+    # fault of the checked dir, as when the accuracy and the comparison ran one after the other.
+    try:
+        b = read_chunk(job.ref_paths)
+    except UserError as exc:
+        return ChunkScores(*head, str(exc), *nothing)
+    if b.shape[1] != width:
+        return ChunkScores(*head, f"{job.ref_paths[0]}: {b.shape[1]} values, but "
+                                  f"{job.paths[job.ref_rows[0]]} has {width}", *nothing)
+    return ChunkScores(*head, "", *_compare_rows(a[job.ref_rows], b, lab[job.ref_rows]))
 
 
 def _compare_rows(a: np.ndarray, b: np.ndarray, lab: np.ndarray) -> tuple:

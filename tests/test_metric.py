@@ -412,3 +412,14 @@ def test_no_progress_and_its_quiet_alias(good, capsys):
         assert run([res, lab, tmp / "o", "result.json", *flag]) == 0
         outputs.append(((tmp / "o" / "result.json").read_text(), capsys.readouterr().out))
     assert all(o == outputs[0] for o in outputs)
+
+
+def test_checked_dir_faults_are_reported_before_the_references(good, capsys):
+    # Oracle: the order of the stage before the pass was one: the accuracy (all of the checked
+    # dir) first, the comparison after it.
+    tmp, res, lab, names = good
+    big = write_labels(tmp / "big.txt", names, [1, 1, 1, 20, 1, 1])
+    write_set(tmp / "short", [np.zeros(19)] * 6, "bin", 0, names)
+    for ref in (tmp / "nope", tmp / "short"):
+        expect_error(capsys, [res, big, tmp / "out", "result.json", "--compare", ref], "out of range", tmp / "out")
+    expect_error(capsys, [res, lab, tmp / "out", "result.json", "--compare", tmp / "short"], "19 values", tmp / "out")
