@@ -123,6 +123,17 @@ def test_malformed_txt_is_an_error(text):
         decode_result(text, "txt", "x_1.txt")
 
 
+def test_result_files_larger_than_one_read(tmp_path):
+    # Oracle: the vector written; 20,000 values make a txt of about 250 kB and a bin of 80 kB,
+    # more than read_result fetches in one read.
+    from mocoinfer.formats import read_result
+    v = np.random.default_rng(10).standard_normal(20000).astype(np.float32)
+    for fmt in ("txt", "bin", "npy"):
+        write_set(tmp_path, [v], fmt, 1, [f"big_{fmt}"])
+        got = read_result(str(tmp_path / f"big_{fmt}_1.{fmt}"))
+        np.testing.assert_array_equal(got.view(np.uint32), v.view(np.uint32))
+
+
 def test_bin_and_npy_errors():
     with pytest.raises(UserError, match="multiple of 4"):
         decode_result(b"abc", "bin", "x_1.bin")
