@@ -41,8 +41,13 @@ def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.intp)
     rows = np.arange(scores.shape[0])
     s = scores[rows, labels][:, None]
-    cols = np.arange(scores.shape[1])
-    ranks = (scores > s).sum(axis=1) + ((scores == s) & (cols < labels[:, None])).sum(axis=1)
+    ranks = np.count_nonzero(scores > s, axis=1)
+    # Equal scores at lower indices rank first too; most rows have none (the label equals only
+    # itself), so only the others are searched.
+    tied = np.flatnonzero(np.count_nonzero(scores == s, axis=1) > 1)
+    if tied.size:
+        lower = np.arange(scores.shape[1]) < labels[tied, None]
+        ranks[tied] += np.count_nonzero((scores[tied] == s[tied]) & lower, axis=1)
     nan_label = np.flatnonzero(np.isnan(s[:, 0]))
     for r in nan_label:
         # A NaN label score ranks after every number, and after the NaNs at lower indices.
