@@ -56,7 +56,8 @@ def parse_args(argv):
     p.add_argument("--compare-json", metavar="PATH",
                    help="where to write the comparison (default: <json name>_compare.json beside it)")
     p.add_argument("--workers", type=int,
-                   help="processes reading result files (default: 0 under 2,000 files, else up to 4)")
+                   help="processes reading result files (default: 0 under 2,000 txt files, else up to 4; "
+                        "bin and npy files are read in one process)")
     add_progress_args(p, quiet_alias=True)
     args = p.parse_args(argv)
     for name, pos, opt, default in (("result dir", "folder", "folder_opt", None),

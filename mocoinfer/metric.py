@@ -108,7 +108,9 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
         jobs.append(ChunkJob(paths[s:s + CHUNK], labels[s:s + CHUNK], np.array(rows, dtype=np.intp),
                               [refs[part[i].key].path for i in rows]))  # type: ignore[index]
     if workers is None:
-        workers = default_workers(len(files))
+        # Only txt parsing is worth a pool: bin and npy files are read faster in this process.
+        ref_files = [refs[f.key] for f in files if f.key in refs] if refs is not None else []
+        workers = default_workers(sum(f.fmt == "txt" for f in files) + sum(f.fmt == "txt" for f in ref_files))
     width = None
     ref_error = ""
     out: List[ChunkScores] = []

@@ -27,7 +27,7 @@ from .progress import usable_cpus
 
 TOPK = 5
 CHUNK = 256
-# Below this many files a process pool costs more to start than it saves.
+# Below this many txt files a process pool costs more to start than it saves.
 POOL_MIN_FILES = 2000
 MAX_WORKERS = 4
 TIE_RULE = "higher score first; among equal scores the lower class index first; NaN last"
@@ -115,7 +115,8 @@ def read_chunk(paths: Sequence[str]) -> np.ndarray:
 
 
 def default_workers(n_files: int) -> int:
-    """0 (read in this process) for small runs, else the usable CPUs, at most MAX_WORKERS."""
+    """Worker processes for parsing `n_files` txt files: 0 (this process) for small runs, else
+    the usable CPUs, at most MAX_WORKERS."""
     if n_files < POOL_MIN_FILES:
         return 0
     cpus = usable_cpus()
