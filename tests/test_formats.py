@@ -208,3 +208,13 @@ def test_temporary_names_are_hidden_and_name_their_writer(tmp_path):
             f.write("half")
         raise RuntimeError("interrupted")
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_result_files_larger_than_one_read(tmp_path):
+    """Oracle: the vector written; 20,000 values make a txt of about 250 kB and a bin of 80 kB,
+    more than read_result fetches in one read."""
+    v = np.random.default_rng(10).standard_normal(20000).astype(np.float32)
+    for fmt in ("txt", "bin", "npy"):
+        path = formats.write_result(str(tmp_path), f"big_{fmt}.bin", v, fmt)
+        got = formats.read_result(path)
+        np.testing.assert_array_equal(got.view(np.uint32), v.view(np.uint32))
