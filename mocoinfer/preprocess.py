@@ -33,14 +33,25 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import atomic, formats
 from .errors import Terminated, UserError
-from .progress import log
+from .prepplan import (
+    Inputs,
+    Task,
+    _failed_list_is_ours,
+    existing_bins,
+    list_inputs,
+    plan_reuse,
+    plan_tasks,
+    prepare_output_dir,
+    settings_of,
+)
+from .progress import log, usable_cpus
 from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform, load_rgb
 
 WRITTEN, FAILED, FATAL = "written", "failed", "fatal"
@@ -49,14 +60,6 @@ TOOL = "imagenet_torch_preprocess.py"
 MIN_SIZE, MAX_SIZE = 8, 4096
 # How often the manifest is saved during a run, so a killed run loses little proven work.
 MANIFEST_EVERY_S = 10.0
-
-
-class Task(NamedTuple):
-    index: int
-    source: str
-    target: str
-    # The .bin was this tool's and is being redone: a failure drops it rather than leave a stale one.
-    drop_on_failure: bool = False
 
 
 class Summary(NamedTuple):
@@ -82,11 +85,8 @@ class Summary(NamedTuple):
 
 
 def default_workers() -> int:
-    """The cores this process may run on (the affinity mask, which containers and taskset set)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    """One worker per usable CPU (the affinity mask, which containers and taskset set)."""
+    return usable_cpus()
 
 
 def check_sizes(resize: int, crop: int) -> None:
@@ -98,195 +98,6 @@ def check_sizes(resize: int, crop: int) -> None:
         raise UserError(f"--crop ({crop}) must not exceed --resize ({resize}): the crop is taken from the "
                         "resized image's short edge")
 
-
-# --------------------------------------------------------------------------- planning
-
-class Inputs(NamedTuple):
-    entries: List[Tuple[str, bool]]  # (name, is_dir) of what the workers get
-    failed: List[Tuple[str, str]]  # (name, reason) of special files, never opened
-    hidden: List[str]
-    skipped_dirs: List[str]  # folders that are or hold the output dir
-
-
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def list_inputs(input_dir: str, output_dir: Optional[str] = None) -> Inputs:
-    """Every entry of the input dir in natural order, sorted into inputs, failures and skips."""
-    if not os.path.exists(input_dir):
-        raise UserError(f"{input_dir}: input image dir not found")
-    if not os.path.isdir(input_dir):
-        raise UserError(f"{input_dir}: not a directory (give the folder that holds the images)")
-    try:
-        with os.scandir(input_dir) as it:
-            names = [e.name for e in it]
-    except OSError as exc:
-        raise UserError(f"{input_dir}: cannot list input dir ({exc.strerror or exc})") from None
-    names.sort(key=formats.natural_key)
-    found = Inputs([], [], [], [])
-    for name in names:
-        if name.startswith("."):
-            found.hidden.append(name)
-            continue
-        path = os.path.join(input_dir, name)
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                reason = "symbolic link loop"
-            elif exc.errno == errno.ENOENT:
-                reason = f"broken symbolic link (to {os.readlink(path)})" if os.path.islink(path) else "vanished"
-            else:
-                reason = f"cannot read ({atomic.describe_os_error(exc)})"
-            found.failed.append((name, reason))
-            continue
-        kind = atomic.special_kind(st.st_mode)
-        if kind == "a folder":
-            if output_dir is not None and _inside(output_dir, path):
-                found.skipped_dirs.append(name)
-            else:
-                found.entries.append((name, True))  # its worker reports it as a bad input
-        elif kind is not None:
-            found.failed.append((name, f"is {kind}, not an image (not opened)"))
-        else:
-            found.entries.append((name, False))
-    if not names:
-        raise UserError(f"{input_dir}: input image dir is empty")
-    return found
-
-
-def plan_tasks(input_dir: str, output_dir: str, entries: Sequence[Tuple[str, bool]]) -> List[Task]:
-    """One task per input; an error naming them when two inputs would write the same `.bin`."""
-    tasks, owner, clashes = [], {}, []
-    for index, (name, is_dir) in enumerate(entries):
-        target = formats.bin_name(name)
-        # A folder is reported as a bad input by its worker; it never writes, so cannot clash.
-        if not is_dir:
-            if target in owner:
-                clashes.append(f"{owner[target]} and {name} → {target}")
-            else:
-                owner[target] = name
-        tasks.append(Task(index, os.path.join(input_dir, name), os.path.join(output_dir, target)))
-    if clashes:
-        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
-        raise UserError(f"{input_dir}: {len(clashes)} output name clash{'es' if len(clashes) > 1 else ''}, "
-                        f"inputs named the same before their first '.': {'; '.join(clashes[:3])}{more}; "
-                        "rename or move them, nothing was written")
-    return tasks
-
-
-def prepare_output_dir(input_dir: str, output_dir: str) -> None:
-    """Create the output dir if needed; refuse the input dir itself, a file, a read-only place."""
-    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
-        raise UserError(f"{output_dir}: output dir exists and is not a directory")
-    if os.path.isdir(output_dir) and os.path.isdir(input_dir) and atomic.same_file(input_dir, output_dir):
-        raise UserError(f"{output_dir}: output dir is the input dir; give another folder")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{output_dir}: cannot create output dir ({atomic.describe_os_error(exc)})") from None
-    atomic.check_writable_dir(output_dir, what="output dir")
-
-
-def existing_bins(output_dir: str) -> Dict[str, int]:
-    """{name: size} of the regular `.bin` files already in the output dir."""
-    found = {}
-    with os.scandir(output_dir) as it:
-        for entry in it:
-            if entry.name.endswith(formats.BIN_SUFFIX) and not entry.name.startswith("."):
-                with contextlib.suppress(OSError):
-                    if entry.is_file(follow_symlinks=False):
-                        found[entry.name] = entry.stat(follow_symlinks=False).st_size
-    return found
-
-
-def settings_of(transform: EvalTransform, dtype: str = formats.DEFAULT_BIN_DTYPE) -> Dict[str, object]:
-    """What the manifest records as the settings that make a `.bin` (compared as a whole)."""
-    return {"interpolation": transform.interpolation, "resize": transform.resize, "crop": transform.crop,
-            "dtype": dtype}
-
-
-def _describe_settings(settings: Dict[str, object]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in settings.items())
-
-
-def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[str, object],
-               existing: Dict[str, int], expected_size: int, overwrite: bool,
-               output_dir: str, workers: int = 1) -> Tuple[List[Task], List[Task], Dict[str, dict]]:
-    """(todo, reused, manifest records of the reused) — every reused `.bin` proven.
-
-    Proof: the manifest has the same settings, a record for the `.bin` whose size matches the
-    file, and the image's size and SHA-256 today equal the recorded ones.
-    """
-    recorded = manifest.get("files", {}) if manifest else {}
-    ours = manifest is not None and manifest.get("settings") == settings
-    present = [t for t in tasks if os.path.basename(t.target) in existing]
-    if not overwrite and present and not ours:
-        names = ", ".join(os.path.basename(t.target) for t in present[:3])
-        if manifest is None:
-            why = ("no manifest records how they were made (made by another tool, an older version, "
-                   "or by hand)")
-        else:
-            why = (f"they were made with other settings ({_describe_settings(manifest.get('settings', {}))}; "
-                   f"now {_describe_settings(settings)})")
-        raise UserError(f"{output_dir}: {len(present)} .bin file(s) already exist for these images (e.g. {names}) "
-                        f"and cannot be reused: {why}; pass --overwrite to redo them, or give a new output dir")
-    candidates = {}
-    for task in tasks:
-        name = os.path.basename(task.target)
-        rec = recorded.get(name) if (ours and not overwrite) else None
-        if (isinstance(rec, dict) and existing.get(name) == expected_size and rec.get("size") == expected_size
-                and rec.get("source") == os.path.basename(task.source)):
-            candidates[task.index] = rec
-    digests = _digests([t.source for t in tasks if t.index in candidates], workers)
-    todo, reused, records = [], [], {}
-    for task in tasks:
-        name = os.path.basename(task.target)
-        rec = candidates.get(task.index)
-        if rec is not None and digests.get(task.source) == (rec.get("source_size"), rec.get("source_sha256")):
-            reused.append(task)
-            records[name] = rec
-            continue
-        # A .bin this tool wrote before, or one --overwrite replaces, must not outlive a failure.
-        todo.append(task._replace(drop_on_failure=name in existing and (overwrite or ours)))
-    return todo, reused, records
-
-
-def _digests(paths: List[str], workers: int) -> Dict[str, Tuple[int, str]]:
-    """{path: (size, sha256)} of the images a rerun would reuse; unreadable ones are left out.
-
-    hashlib releases the GIL on large buffers, so threads hash on every core (a 50,000-image
-    folder is ~6 GB to hash).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(path: str):
-        try:
-            return path, atomic.file_digest(path)
-        except OSError:
-            return path, None
-
-    if not paths:
-        return {}
-    with ThreadPoolExecutor(max(1, min(workers, len(paths)))) as pool:
-        return {path: d for path, d in pool.map(one, paths, chunksize=64) if d is not None}
-
-
-def _failed_list_is_ours(path: str, manifest: Optional[dict]) -> bool:
-    """True when `failed.txt` is absent or is the one a run of this tool wrote (same content)."""
-    try:
-        size, digest = atomic.file_digest(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    rec = (manifest or {}).get("failed_list") or {}
-    return rec.get("size") == size and rec.get("sha256") == digest
-
-
-# --------------------------------------------------------------------------- one image
 
 def describe_failure(path: str, exc: BaseException) -> str:
     """One line saying why an input could not be preprocessed, in the user's terms."""
@@ -407,8 +218,6 @@ def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool, worke
     with multiprocessing.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
         yield from pool.imap_unordered(_run_task, tasks, chunksize=_chunksize(len(tasks), workers))
 
-
-# --------------------------------------------------------------------------- the stage
 
 def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = DEFAULT_INTERPOLATION,
                       resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP, workers: Optional[int] = None,
