@@ -139,9 +139,9 @@ def _pct(value: str) -> str:
     return f"{value}%" if value else "-"
 
 
-def accuracy_table(work_dir: str, settings: Dict[str, str]) -> List[str]:
-    """This run's Top-1/Top-5 (and the PyTorch reference's, when compared) beside the published
-    figures for the interpolation it was preprocessed with."""
+def accuracy_table(work_dir: str, settings: Dict[str, str], with_compare: bool = True) -> List[str]:
+    """This run's Top-1/Top-5 (and, `with_compare`, the PyTorch reference's from
+    result_compare.json) beside the published figures for the interpolation it was preprocessed with."""
     res = read_result_json(os.path.join(work_dir, "result.json"))
     n = int(res.get("Number of images", "0"))
     kind = settings["MODEL_KIND"]
@@ -149,7 +149,7 @@ def accuracy_table(work_dir: str, settings: Dict[str, str]) -> List[str]:
             f"| {res.get('Top1 accuracy', '-')} | {res.get('Top5 accuracy', '-')} | {n:,} |"]
     cmp_path = os.path.join(work_dir, "result_compare.json")
     cmp = None
-    if os.path.exists(cmp_path):
+    if with_compare:
         cmp = read_json(cmp_path, "comparison file")
         ref = cmp.get("reference_accuracy", {})
         # result_compare.json holds percentages; render them as result.json does.
@@ -228,9 +228,9 @@ def throughput_table(work_dir: str, result_dirs: Sequence[str], perf_dir: Option
     return lines
 
 
-def tables(work_dir: str, result_dirs: Sequence[str], perf_dir: Optional[str]) -> str:
+def tables(work_dir: str, result_dirs: Sequence[str], perf_dir: Optional[str], with_compare: bool = False) -> str:
     settings = read_run_settings(os.path.join(work_dir, RUN_SETTINGS_NAME))
-    lines = accuracy_table(work_dir, settings) + [""] + throughput_table(work_dir, result_dirs, perf_dir)
+    lines = accuracy_table(work_dir, settings, with_compare) + [""] + throughput_table(work_dir, result_dirs, perf_dir)
     return "\n".join(lines) + "\n"
 
 
@@ -253,6 +253,8 @@ def main(argv: Optional[list] = None) -> int:
     t.add_argument("work_dir")
     t.add_argument("--result-dir", action="append", default=[], help="a result folder with a perf file; repeatable")
     t.add_argument("--perf-dir", help="step 7's folder, when it was run")
+    t.add_argument("--compare", action="store_true",
+                   help="this run compared with the PyTorch reference: add result_compare.json's figures")
     t.add_argument("--markdown", help="also write the tables here")
     args = p.parse_args(argv)
     if args.command == "settings":
@@ -261,7 +263,7 @@ def main(argv: Optional[list] = None) -> int:
               + ", ".join(f"{k}={new[k]}" for k in RUN_SETTING_KEYS if k not in ("CKPT_SIZE", "CKPT_SHA256"))
               + f"; {check_settings(args.work_dir, new, args.output, args.overwrite)}")
         return 0
-    text = tables(args.work_dir, [d for d in args.result_dir if os.path.isdir(d)], args.perf_dir)
+    text = tables(args.work_dir, [d for d in args.result_dir if os.path.isdir(d)], args.perf_dir, args.compare)
     if args.markdown:
         atomic_write_text(args.markdown, text)
     print(text, end="")

@@ -72,7 +72,7 @@ eval_env=()
 if [ "$REFERENCE" = 1 ]; then
     echo "== step 5 (REFERENCE=1): the checkpoint on PyTorch"
     MODEL="$CKPT" BACKEND=torch RESULT_DIR="$torch_dir" "$S/5_infer.sh"
-    result_dirs+=(--result-dir "$torch_dir")
+    result_dirs+=(--result-dir "$torch_dir" --compare)
     eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$DEVICE_ID")
 fi
 echo "== step 6: accuracy"

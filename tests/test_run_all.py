@@ -128,7 +128,7 @@ def _work_with_results(tmp_path, interpolation, compare=True):
 
 def test_tables_bicubic_show_the_guides_figures(tmp_path):
     work = _work_with_results(tmp_path, "bicubic")
-    text = report.tables(str(work), [str(work / "result")], None)
+    text = report.tables(str(work), [str(work / "result")], None, with_compare=True)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert "| this run: ONNX model (ONNX Runtime), batch 32 | 67.31% | 87.82% | 50,000 |" in rows
     assert "| this run: checkpoint on PyTorch (REFERENCE=1) | 67.59% | 87.99% | 50,000 |" in rows
@@ -143,6 +143,9 @@ def test_tables_bicubic_show_the_guides_figures(tmp_path):
 def test_tables_bilinear_show_mocos_figure_and_no_comparison_row(tmp_path):
     work = _work_with_results(tmp_path, "bilinear", compare=False)
     text = report.tables(str(work), [str(work / "result")], None)
+    # A result_compare.json left by an earlier REFERENCE=1 run is not this run's comparison.
+    write_json(str(work / "result_compare.json"), {"reference_accuracy": {"top1": 1.0, "top5": 2.0}})
+    assert report.tables(str(work), [str(work / "result")], None) == text
     assert "| MoCo README: released 200-epoch model (main_lincls.py) | 67.7% | - | 50,000 |" in text
     assert "ModelZoo guide:" not in text and "REFERENCE=1" not in text
 
