@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # pip's, hence the braces.
 PIP_QUIET := { grep -v -e "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup test test-fast lint demo run bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test-fast: setup lint
 
 demo: setup
 	bash scripts/demo.sh
+
+# Steps 1-6 (and 7) from a checkpoint to the guide's tables:
+#   make run CKPT=model_lincls_best.pth.tar VAL_DIR=/data/imagenet/val LABELS=val_label.txt
+run: setup
+	bash scripts/run_all.sh
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; "$(BIN)/python" "$$b"; done

@@ -514,3 +514,42 @@ def read_result_json(path: str) -> Dict[str, str]:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     return {item["key"]: item["value"] for item in doc["value"]}
+
+
+# --------------------------------------------------------------------------- JSON side files
+
+def read_json(path: str, what: str) -> dict:
+    """A JSON object written by `write_json` (summary.json, result_compare.json, run_settings.json);
+    a missing or malformed file is a one-line error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable {what} ({exc})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: not a {what} (expected a JSON object)")
+    return obj
+
+
+# --------------------------------------------------------------------------- run settings
+
+#: scripts/run_all.sh records the settings its outputs were made with here, in its WORK_DIR.
+RUN_SETTINGS_NAME = "run_settings.json"
+#: the recorded settings, in the order they are compared and reported.
+RUN_SETTING_KEYS = ("BS", "INTERPOLATION", "CKPT", "CKPT_SIZE", "CKPT_SHA256", "VAL_DIR", "LABELS", "MODEL_KIND")
+
+
+def write_run_settings(path: str, settings: Dict[str, str]) -> None:
+    """`{"format": "mocoinfer run settings 1", "settings": {KEY: value}}`, every value a string."""
+    write_json(path, {"format": "mocoinfer run settings 1",
+                      "settings": {k: str(settings[k]) for k in RUN_SETTING_KEYS}})
+
+
+def read_run_settings(path: str) -> Dict[str, str]:
+    doc = read_json(path, "run settings file")
+    settings = doc.get("settings")
+    if not isinstance(settings, dict) or any(k not in settings for k in RUN_SETTING_KEYS):
+        raise UserError(f"{path}: not a run settings file (expected the keys {', '.join(RUN_SETTING_KEYS)})")
+    return {k: str(settings[k]) for k in RUN_SETTING_KEYS}

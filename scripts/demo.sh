@@ -76,4 +76,4 @@ cat "$PERF_DIR/throughput.md"
 echo
 echo "demo finished in $((SECONDS - start))s. The checkpoint is a STAND-IN with random weights and a classifier"
 echo "fitted to $(find "$VAL_DIR" -type f | wc -l | tr -d ' ') sample images: 100% Top-1 shows every stage agrees with the reference path,"
-echo "not that any model is accurate. For the real model: CKPT=... VAL_DIR=... LABELS=... scripts/1_pth2onnx.sh etc."
+echo "not that any model is accurate. For the real model: CKPT=... VAL_DIR=... LABELS=... scripts/run_all.sh"

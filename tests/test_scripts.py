@@ -59,7 +59,7 @@ def test_help(script, tmp_path):
     proc = subprocess.run([script, "--help"], env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    assert first.startswith(("Step ", "The embedded default")), first
+    assert first.startswith(("Step ", "Steps ", "The embedded default")), first
     assert "Settings" in proc.stdout or "WORK_DIR" in proc.stdout
     assert not (tmp_path / "work").exists()  # --help does no work
 
