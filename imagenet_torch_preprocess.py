@@ -23,8 +23,11 @@ def parse_args(argv):
                     "bit-identical to torchvision's Resize -> CenterCrop -> ToTensor -> Normalize(ImageNet).",
         epilog="Bad inputs (corrupt, truncated, empty, not an image, a folder) do not stop the run: they are "
                "listed with their reason on stderr and in OUTPUT_DIR/failed.txt, and the exit status is 1 "
-               "(0 with --skip-bad). Every .bin is written under a temporary name and renamed, and a rerun "
-               "skips complete ones: rerun the same command to finish an interrupted run.")
+               "(0 with --skip-bad). Every .bin is written under a temporary name and renamed. OUTPUT_DIR is locked "
+               "for the run and keeps a manifest (.mocoinfer-manifest.json) of the settings and of each image's "
+               "SHA-256: a rerun reuses a .bin only when both still match, so rerun the same command to finish "
+               "an interrupted run. Hidden files are skipped; FIFOs, sockets, devices and symlink loops are "
+               "listed as failures without being opened.")
     p.add_argument("input_dir", nargs="?", help="folder of images (guide form: first positional)")
     p.add_argument("output_dir", nargs="?", help="folder for the .bin files (guide form: second positional)")
     p.add_argument("--input_img_dir", "--input-img-dir", dest="input_img_dir", help="folder of images (newer form)")
@@ -34,13 +37,14 @@ def parse_args(argv):
                    help="resize filter: bilinear (default) is MoCo main_lincls.py's evaluation; bicubic is the "
                         "ModelZoo Moco-v2 script's (and its published OM accuracy)")
     p.add_argument("--resize", type=int, default=DEFAULT_RESIZE,
-                   help="short edge after resizing (default: %(default)s)")
+                   help="short edge after resizing, 8 to 4096 (default: %(default)s)")
     p.add_argument("--crop", type=int, default=DEFAULT_CROP,
-                   help="side of the center crop, the model's input size (default: %(default)s)")
+                   help="side of the center crop, the model's input size, 8 to --resize (default: %(default)s)")
     p.add_argument("--workers", "-j", type=int, help="worker processes (default: all cores this process may use)")
     p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
                    help="bad inputs are a warning and the exit status is 0")
-    p.add_argument("--overwrite", action="store_true", help="redo .bin files that are already complete")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every .bin, also those proven current or made with other settings")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = p.parse_args(argv)
     args.input_dir = either_form(p, args.input_dir, args.input_img_dir, "input dir")

@@ -15,6 +15,7 @@ import pickle
 import re
 from typing import Dict, List, Optional, Tuple
 
+from .atomic import special_kind
 from .errors import UserError
 
 DEFAULT_ARCH = "resnet50"
@@ -35,6 +36,9 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, object], Optional[str]]:
         raise UserError(f"{path}: checkpoint not found")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a folder, expected a checkpoint file (.pth.tar)")
+    kind = special_kind(os.stat(path).st_mode)
+    if kind is not None:  # torch.load would block forever on a FIFO
+        raise UserError(f"{path}: is {kind}, expected a checkpoint file (.pth.tar); not opened")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -58,6 +62,10 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, object], Optional[str]]:
     else:
         raise UserError(f"{path}: no 'state_dict' in the checkpoint and it is not a state dict itself")
 
+    not_tensors = [f"{k!r} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise UserError(f"{path}: state_dict holds values that are not tensors: {_first(not_tensors)}; "
+                        "a checkpoint's state_dict maps parameter names to tensors only")
     keys = list(state)
     if any(k.startswith(("module.encoder_q.", "encoder_q.")) for k in keys):
         raise UserError(
@@ -116,5 +124,22 @@ def build_model(path: str, arch: Optional[str] = None):
                   for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
     if mismatched:
         raise UserError(f"{path}: does not match torchvision {name}: shape mismatch in {_first(mismatched, 3)}")
+    bad = _non_finite(state)
+    if bad:
+        raise UserError(f"{path}: weights are not finite: {_first(bad, 3)}; the checkpoint is corrupt or its "
+                        "training diverged, and the exported model would output NaN")
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _non_finite(state: Dict[str, object]) -> List[str]:
+    """`name (n NaN, m Inf)` for every floating tensor holding a NaN or an infinity."""
+    import torch
+
+    bad = []
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            parts = ([f"{nan} NaN"] if nan else []) + ([f"{inf} Inf"] if inf else [])
+            bad.append(f"{name} ({', '.join(parts)})")
+    return bad

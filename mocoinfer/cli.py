@@ -2,7 +2,8 @@
 
 Library code raises `UserError` for anything the user can fix (a bad path, a malformed file, a
 wrong argument). `run_main` turns it into one line on stderr and a non-zero exit, so no stage
-ever shows a traceback for bad input, and Ctrl-C exits with the conventional 130.
+ever shows a traceback for bad input, and Ctrl-C exits with the conventional 130 (SIGTERM, raised
+as `errors.Terminated`, with 143).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Terminated (SIGTERM) carries its own code, 143; Ctrl-C is 130.
         print(f"{prog}: interrupted; completed outputs are kept, rerun the same command to resume",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return int(getattr(exc, "exit_code", EXIT_INTERRUPTED))

@@ -10,3 +10,16 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem with the user's input or environment; the message is shown as one line."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or another stop signal) turned into the same clean stop as Ctrl-C.
+
+    It is a KeyboardInterrupt, so every `except KeyboardInterrupt` cleanup runs; `exit_code`
+    is the shell's convention, 128 + the signal number (143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int = 15):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -6,6 +6,10 @@ It is written with the TorchScript exporter (`dynamo=False`), whose operator cho
 parser knows. Every export is then checked with `onnx.checker` and run through ONNX Runtime
 against the PyTorch model in eval mode; the `.onnx` file only appears under its final name when
 that check passes.
+
+The output follows `atomic.py`'s policy, checked before the checkpoint is even loaded: it may
+not be the checkpoint itself, a symlink or a special file (`--output /dev/null` as root would
+replace the device), and its folder must be writable; the opset must be one the exporter has.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+from . import atomic
 from .backends.onnxruntime import ort_session
 from .errors import UserError
-from .formats import INPUT_CHANNELS, INPUT_SIZE, atomic_path
+from .formats import INPUT_CHANNELS, INPUT_SIZE
 from .progress import log
 
 INPUT_NAME = "actual_input_1"
@@ -56,6 +61,23 @@ class VerifyReport:
                 f"top-1 agreement {self.top1_agreement:.0%}, batch sizes {', '.join(map(str, self.batch_sizes))}")
 
 
+def supported_opsets() -> Tuple[int, int]:
+    """(lowest, highest) opset the installed TorchScript exporter writes."""
+    try:
+        from torch.onnx import _constants as c
+
+        return int(c.ONNX_MIN_OPSET), int(getattr(c, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", c.ONNX_MAX_OPSET))
+    except (ImportError, AttributeError):  # a private module: fall back to what every torch 2.x has
+        return 7, 17
+
+
+def check_opset(opset: int) -> None:
+    low, high = supported_opsets()
+    if not low <= opset <= high:
+        raise UserError(f"--opset {opset} is not supported by the installed exporter (torch writes opsets "
+                        f"{low} to {high}; the guide uses {DEFAULT_OPSET})")
+
+
 def default_output_name(batch_size: int, dynamic: bool = False) -> str:
     return "moco-v2-dynamic.onnx" if dynamic else f"moco-v2-bs{batch_size}.onnx"
 
@@ -82,25 +104,27 @@ def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool) 
 
 
 def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0,
-                atol: float = ATOL, rtol: float = RTOL) -> VerifyReport:
+                atol: float = ATOL, rtol: float = RTOL, name: Optional[str] = None) -> VerifyReport:
     """Check the file with onnx.checker, then compare ONNX Runtime with PyTorch on random batches.
 
     Raises UserError when the graph is invalid, has the wrong interface, or any output differs
-    beyond `atol + rtol * max|torch|`.
+    beyond `atol + rtol * max|torch|`. Messages name `name` (the final output), not the
+    temporary file being checked.
     """
     import numpy as np
     import onnx
     import torch
 
+    shown = name or onnx_path
     start = time.perf_counter()
     try:
         onnx.checker.check_model(onnx_path)
     except onnx.checker.ValidationError as exc:
-        raise UserError(f"{onnx_path}: exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{shown}: exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
     sess = ort_session(onnx_path)
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
-        raise UserError(f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
+        raise UserError(f"{shown}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
                         f"{[i.name for i in inputs]} / {[o.name for o in outputs]}")
     gen = torch.Generator().manual_seed(seed)
     report = VerifyReport(batch_sizes=list(batch_sizes), atol=atol, rtol=rtol)
@@ -111,7 +135,7 @@ def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0
             ref = model(x).numpy()
         got = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
         if got.shape != ref.shape:
-            raise UserError(f"{onnx_path}: output shape {got.shape} at batch {bs}, PyTorch gives {ref.shape}")
+            raise UserError(f"{shown}: output shape {got.shape} at batch {bs}, PyTorch gives {ref.shape}")
         diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
         scale = float(np.abs(ref).max())
         max_abs = float(diff.max())
@@ -124,7 +148,7 @@ def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0
         agree += int((got.argmax(1) == ref.argmax(1)).sum())
         total += bs
         if not np.isfinite(got).all() or max_abs > tol:
-            raise UserError(f"{onnx_path}: ONNX Runtime output differs from PyTorch at batch {bs}: "
+            raise UserError(f"{shown}: ONNX Runtime output differs from PyTorch at batch {bs}: "
                             f"max abs diff {max_abs:.3g} > tolerance {tol:.3g}")
     report.top1_agreement = agree / total
     report.seconds = time.perf_counter() - start
@@ -132,21 +156,31 @@ def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0
 
 
 def export_model(model, output: str, batch_size: int = 1, opset: int = DEFAULT_OPSET,
-                 dynamic: bool = False, verify: bool = True) -> Optional[VerifyReport]:
-    """Export `model` to `output`, verify it, and only then move it into place."""
+                 dynamic: bool = False, verify: bool = True, inputs: Sequence[str] = ()) -> Optional[VerifyReport]:
+    """Export `model` to `output`, verify it, and only then move it into place.
+
+    `inputs` are the files the model came from (the checkpoint): the output may not be one.
+    """
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
+    check_opset(opset)
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise UserError(f"{output}: output folder {folder} does not exist")
+    # float32 parameters are the bulk of the file; a little over for the graph itself.
+    need = int(sum(t.numel() * t.element_size() for t in model.state_dict().values()) * 1.05)
+    atomic.check_output(output, inputs, what="output", need_bytes=need)
     model = model.eval()
-    with atomic_path(output) as tmp:
-        _torch_export(model, tmp, batch_size, opset, dynamic)
-        report = None
-        if verify:
-            # A dynamic graph must also be proven at a batch size other than the traced one.
-            sizes = [batch_size, batch_size + 1 if batch_size > 1 else 2] if dynamic else [batch_size]
-            report = verify_onnx(tmp, model, sizes)
+    try:
+        with atomic.atomic_path(output) as tmp:
+            _torch_export(model, tmp, batch_size, opset, dynamic)
+            report = None
+            if verify:
+                # A dynamic graph must also be proven at a batch size other than the traced one.
+                sizes = [batch_size, batch_size + 1 if batch_size > 1 else 2] if dynamic else [batch_size]
+                report = verify_onnx(tmp, model, sizes, name=output)
+    except OSError as exc:  # a full disk or a folder gone read-only while exporting
+        raise UserError(f"{output}: cannot write ({atomic.describe_os_error(exc)}); nothing was written") from None
     return report
 
 
@@ -157,13 +191,19 @@ def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size:
     from .checkpoint import build_model
 
     output = output or default_output_name(batch_size, dynamic)
+    # Every argument and the output path before the (slow) load.
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    check_opset(opset)
+    atomic.check_output(output, [checkpoint], what="output")
     if dynamic:
         log.warning("--dynamic exports a dynamic batch axis; the guide found fixed-batch models "
                     "more accurate and faster on Ascend (atc needs --dynamic_batch_size for it)")
     t0 = time.perf_counter()
     model = build_model(checkpoint, arch)
     t1 = time.perf_counter()
-    report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic, verify=verify)
+    report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic, verify=verify,
+                          inputs=[checkpoint])
     t2 = time.perf_counter()
     return {"output": output, "batch_size": batch_size, "dynamic": dynamic, "opset": opset,
             "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report}

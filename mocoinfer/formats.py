@@ -9,14 +9,15 @@
 - perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`): the benchmark's five lines.
 - result.json: the guide's one-line "Overall statistical evaluation".
 
-Every writer goes through `atomic_path`: the data lands under a hidden temporary name in the
-target folder and is renamed into place, so a reader never sees half a file and an interrupted
-stage leaves nothing that a rerun could mistake for finished work.
+Every writer goes through `atomic.atomic_path`: the data lands under a hidden temporary name in
+the target folder and is renamed into place, so a reader never sees half a file and an
+interrupted stage leaves nothing that a rerun could mistake for finished work. The atomic
+helpers and the output policy live in `atomic.py`; they are re-exported here so that
+`from .formats import atomic_write_text` keeps working.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -26,6 +27,14 @@ from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequenc
 
 import numpy as np
 
+from .atomic import (  # noqa: F401  (re-exported for modules not yet importing from atomic)
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    temp_owner_pid,
+    temp_run_id,
+    write_json,
+)
 from .errors import UserError
 
 # The guide's model input: float32 CHW 3x224x224.
@@ -68,50 +77,6 @@ def result_key(file_name: str) -> str:
     """
     stem = image_key(file_name)
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-def _temp_name(path: str) -> str:
-    folder, name = os.path.split(path)
-    # Hidden and pid-tagged: listings skip it, and two processes never share one.
-    return os.path.join(folder, f".{name}.tmp{os.getpid()}")
-
-
-_TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)$")
-
-
-def temp_owner_pid(file_name: str) -> Optional[int]:
-    """The pid that wrote a temporary of `atomic_path` (left behind if it was killed), else None."""
-    m = _TEMP_NAME.match(os.path.basename(file_name))
-    return int(m.group(1)) if m else None
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str, obj, indent: Optional[int] = 2) -> None:
-    """Write JSON atomically (summary files meant for machines and people)."""
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
 # --------------------------------------------------------------------------- info file

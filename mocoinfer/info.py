@@ -9,7 +9,9 @@ Two modes, as the guide's script has them:
   restarted at 0 for each, writing duplicate indices).
 
 Both list files in natural order with the folder path as given, numbered from 0, and write the
-info file atomically through `formats.write_info`.
+info file atomically through `formats.write_info`, under the output policy of `atomic.py`: the
+info file may not be a listed file or the folder, a symlink or a special file (checked before
+any listing), hidden files are skipped with a note, and a FIFO or device is never opened.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import os
 import time
 from typing import List, NamedTuple, Tuple
 
-from . import formats
+from . import atomic, formats
 from .errors import UserError
+from .progress import log
 
 JPG_EXTENSIONS = (".jpg", ".jpeg")
 SHOWN = 5  # offending files named in an error message
@@ -40,9 +43,15 @@ def _names(folder: str, keep) -> List[str]:
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: not a directory")
     try:
-        names = [n for n in os.listdir(folder) if not n.startswith(".") and keep(n)]
+        names = [n for n in os.listdir(folder) if keep(n)]
     except OSError as exc:
         raise UserError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+    hidden = sorted(n for n in names if n.startswith("."))
+    if hidden:
+        # A hidden name is no input: the preprocessing stage never writes one, and listing it
+        # would feed the benchmark a file nobody sees.
+        log.warning(f"{folder}: skipped {len(hidden)} hidden file(s) (e.g. {', '.join(hidden[:3])})")
+    names = [n for n in names if not n.startswith(".")]
     names.sort(key=formats.natural_key)
     return names
 
@@ -102,11 +111,17 @@ def jpg_entries(folder: str, progress: bool = True) -> List[Tuple[str, int, int]
     for name in tqdm(names, unit="img", desc="get_info", disable=not progress or len(names) < 1000):
         path = os.path.join(folder, name)
         try:
-            # open() parses the header only; the pixels are never decoded.
-            with Image.open(path) as img:
+            # Only a regular file is opened, never blocking (a FIFO would hang the stage);
+            # Image.open parses the header only, the pixels are never decoded.
+            with atomic.open_regular(path) as f, Image.open(f) as img:
                 width, height = img.size
         except Exception as exc:  # any reader error is this file's problem; all are reported
-            why = "is a directory" if os.path.isdir(path) else " ".join(str(exc).split()) or type(exc).__name__
+            if os.path.isdir(path):
+                why = "is a directory"
+            elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+                why = exc.strerror
+            else:
+                why = " ".join(str(exc).split()) or type(exc).__name__
             problems.append((name, why))
             continue
         entries.append((_path(folder, name), width, height))
@@ -119,17 +134,18 @@ def write_info_file(mode: str, folder: str, info_path: str, width: int = 0, heig
                     progress: bool = True) -> InfoSummary:
     """Write the info file for `mode` ('bin' or 'jpg'); nothing is written when a check fails."""
     start = time.perf_counter()
-    if mode == "bin":
-        entries = bin_entries(folder, width, height)
-    elif mode == "jpg":
-        entries = jpg_entries(folder, progress=progress)
-    else:
+    if mode not in ("bin", "jpg"):
         raise UserError(f"unknown mode {mode!r} (choose bin or jpg)")
+    # The cheap half of the policy first, so a bad output path fails before a long listing.
+    atomic.check_target(info_path, "info file")
     parent = os.path.dirname(info_path) or "."
     if not os.path.isdir(parent):
         raise UserError(f"{info_path}: folder {parent} does not exist")
-    try:
-        count = formats.write_info(info_path, entries)
-    except OSError as exc:
-        raise UserError(f"{info_path}: cannot write info file ({exc.strerror or exc})") from None
+    atomic.check_writable_dir(parent, what="info file's folder")
+    if mode == "bin":
+        entries = bin_entries(folder, width, height)
+    else:
+        entries = jpg_entries(folder, progress=progress)
+    atomic.check_output(info_path, [folder] + [path for path, _, _ in entries], what="info file")
+    count = formats.write_info(info_path, entries)
     return InfoSummary(info_path, count, time.perf_counter() - start)

@@ -2,24 +2,32 @@
 
 What `imagenet_torch_preprocess.py` runs. The transform is `transforms.EvalTransform`
 (bit-identical to torchvision's); this module finds the inputs, decides what is left to do,
-spreads it over worker processes and reports:
+spreads it over worker processes and reports. It follows the output policy of `atomic.py`:
 
-- inputs are every entry of the input dir, in natural order; two that would write the same
-  `.bin` stop the run before any work;
-- a `.bin` of the right size is complete (every write is atomic), so a rerun skips it unless
-  its input is newer, and an interrupted run finishes by running the same command again; one
-  reused `.bin` is recomputed and compared first, so a rerun with other settings does not
-  silently mix two transforms;
+- the output dir is locked for the run (a second run into it stops, naming the first);
+- inputs are the entries of the input dir in natural order; hidden names are skipped with a
+  note (they would make hidden outputs), FIFOs, sockets, devices and broken or looping
+  symlinks are failures by name and never opened, and a folder that is or holds the output
+  dir is not an input; two inputs that would write the same `.bin` stop the run before any work;
+- reuse is proven, file by file: the folder's manifest records the settings and, per `.bin`,
+  the size and SHA-256 of the image it was made from; a rerun keeps a `.bin` only when the
+  settings are the same and its image's content still hashes the same (mtimes are not trusted).
+  A rerun with other settings refuses without `--overwrite`; the manifest says `incomplete`
+  until a run finishes, and an interrupted run resumes by running the same command again;
 - a file that cannot be preprocessed does not stop the others: every failure is listed, with
-  its reason, on stderr and in `failed.txt` in the output dir.
+  its reason, on stderr and in `failed.txt` in the output dir (a `failed.txt` this tool did not
+  write is never replaced or deleted);
+- only this run's temporaries, and those of the previous holder of the folder's lock, are deleted.
 
-Workers receive file names and write their own `.bin`, returning only a short status, so
-memory stays bounded whatever the folder size.
+Workers receive file names and write their own `.bin`, returning only a short status and the
+image's hash, so memory stays bounded whatever the folder size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import multiprocessing
 import os
 import signal
@@ -30,17 +38,25 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import formats
-from .errors import UserError
-from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform
+from . import atomic, formats
+from .errors import Terminated, UserError
+from .progress import log
+from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform, load_rgb
 
 WRITTEN, FAILED, FATAL = "written", "failed", "fatal"
+TOOL = "imagenet_torch_preprocess.py"
+# Sizes outside this range are typos (`--crop 100000` would allocate gigabytes per worker).
+MIN_SIZE, MAX_SIZE = 8, 4096
+# How often the manifest is saved during a run, so a killed run loses little proven work.
+MANIFEST_EVERY_S = 10.0
 
 
 class Task(NamedTuple):
     index: int
     source: str
     target: str
+    # The .bin was this tool's and is being redone: a failure drops it rather than leave a stale one.
+    drop_on_failure: bool = False
 
 
 class Summary(NamedTuple):
@@ -51,6 +67,7 @@ class Summary(NamedTuple):
     seconds: float
     workers: int
     transform: str = ""
+    failed_list: str = ""  # where the failures were written ("" when not written)
 
     @property
     def processed(self) -> int:
@@ -72,22 +89,72 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_sizes(resize: int, crop: int) -> None:
+    """`--resize` and `--crop` in a sane range, and the crop inside the resized short edge."""
+    for name, value in (("resize", resize), ("crop", crop)):
+        if not MIN_SIZE <= value <= MAX_SIZE:
+            raise UserError(f"--{name} must be between {MIN_SIZE} and {MAX_SIZE}, got {value}")
+    if crop > resize:
+        raise UserError(f"--crop ({crop}) must not exceed --resize ({resize}): the crop is taken from the "
+                        "resized image's short edge")
+
+
 # --------------------------------------------------------------------------- planning
 
-def list_inputs(input_dir: str) -> List[Tuple[str, bool]]:
-    """(name, is_dir) for every entry of the input dir, in natural order."""
+class Inputs(NamedTuple):
+    entries: List[Tuple[str, bool]]  # (name, is_dir) of what the workers get
+    failed: List[Tuple[str, str]]  # (name, reason) of special files, never opened
+    hidden: List[str]
+    skipped_dirs: List[str]  # folders that are or hold the output dir
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def list_inputs(input_dir: str, output_dir: Optional[str] = None) -> Inputs:
+    """Every entry of the input dir in natural order, sorted into inputs, failures and skips."""
     if not os.path.exists(input_dir):
         raise UserError(f"{input_dir}: input image dir not found")
     if not os.path.isdir(input_dir):
         raise UserError(f"{input_dir}: not a directory (give the folder that holds the images)")
     try:
-        entries = [(e.name, e.is_dir()) for e in os.scandir(input_dir)]
+        with os.scandir(input_dir) as it:
+            names = [e.name for e in it]
     except OSError as exc:
         raise UserError(f"{input_dir}: cannot list input dir ({exc.strerror or exc})") from None
-    if not entries:
+    names.sort(key=formats.natural_key)
+    found = Inputs([], [], [], [])
+    for name in names:
+        if name.startswith("."):
+            found.hidden.append(name)
+            continue
+        path = os.path.join(input_dir, name)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                reason = "symbolic link loop"
+            elif exc.errno == errno.ENOENT:
+                reason = f"broken symbolic link (to {os.readlink(path)})" if os.path.islink(path) else "vanished"
+            else:
+                reason = f"cannot read ({atomic.describe_os_error(exc)})"
+            found.failed.append((name, reason))
+            continue
+        kind = atomic.special_kind(st.st_mode)
+        if kind == "a folder":
+            if output_dir is not None and _inside(output_dir, path):
+                found.skipped_dirs.append(name)
+            else:
+                found.entries.append((name, True))  # its worker reports it as a bad input
+        elif kind is not None:
+            found.failed.append((name, f"is {kind}, not an image (not opened)"))
+        else:
+            found.entries.append((name, False))
+    if not names:
         raise UserError(f"{input_dir}: input image dir is empty")
-    entries.sort(key=lambda e: formats.natural_key(e[0]))
-    return entries
+    return found
 
 
 def plan_tasks(input_dir: str, output_dir: str, entries: Sequence[Tuple[str, bool]]) -> List[Task]:
@@ -111,60 +178,112 @@ def plan_tasks(input_dir: str, output_dir: str, entries: Sequence[Tuple[str, boo
 
 
 def prepare_output_dir(input_dir: str, output_dir: str) -> None:
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    """Create the output dir if needed; refuse the input dir itself, a file, a read-only place."""
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"{output_dir}: output dir exists and is not a directory")
-    if os.path.isdir(output_dir) and os.path.samefile(input_dir, output_dir):
+    if os.path.isdir(output_dir) and os.path.isdir(input_dir) and atomic.same_file(input_dir, output_dir):
         raise UserError(f"{output_dir}: output dir is the input dir; give another folder")
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"{output_dir}: cannot create output dir ({exc.strerror or exc})") from None
+        raise UserError(f"{output_dir}: cannot create output dir ({atomic.describe_os_error(exc)})") from None
+    atomic.check_writable_dir(output_dir, what="output dir")
 
 
-def remove_stale_temporaries(output_dir: str) -> int:
-    """Delete temporaries left by killed runs (their pid is gone); a live writer's are kept."""
-    removed = 0
-    for entry in os.scandir(output_dir):
-        pid = formats.temp_owner_pid(entry.name)
-        if pid is None or _pid_alive(pid):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed += 1
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def existing_bins(output_dir: str) -> Dict[str, Tuple[int, int]]:
-    """{name: (size, mtime in ns)} of the `.bin` files already in the output dir."""
+def existing_bins(output_dir: str) -> Dict[str, int]:
+    """{name: size} of the regular `.bin` files already in the output dir."""
     found = {}
-    for entry in os.scandir(output_dir):
-        if entry.name.endswith(formats.BIN_SUFFIX) and not entry.name.startswith("."):
-            with contextlib.suppress(OSError):
-                if entry.is_file():
-                    st = entry.stat()
-                    found[entry.name] = (st.st_size, st.st_mtime_ns)
+    with os.scandir(output_dir) as it:
+        for entry in it:
+            if entry.name.endswith(formats.BIN_SUFFIX) and not entry.name.startswith("."):
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False):
+                        found[entry.name] = entry.stat(follow_symlinks=False).st_size
     return found
 
 
-def is_up_to_date(task: Task, existing: Dict[str, Tuple[int, int]], expected_size: int) -> bool:
-    """A `.bin` of the right size (so complete: writes are atomic) and not older than its input."""
-    found = existing.get(os.path.basename(task.target))
-    if found is None or found[0] != expected_size:
-        return False
+def settings_of(transform: EvalTransform) -> Dict[str, object]:
+    """What the manifest records as the settings that make a `.bin` (compared as a whole)."""
+    return {"interpolation": transform.interpolation, "resize": transform.resize, "crop": transform.crop,
+            "dtype": "float32"}
+
+
+def _describe_settings(settings: Dict[str, object]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in settings.items())
+
+
+def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[str, object],
+               existing: Dict[str, int], expected_size: int, overwrite: bool,
+               output_dir: str, workers: int = 1) -> Tuple[List[Task], List[Task], Dict[str, dict]]:
+    """(todo, reused, manifest records of the reused) — every reused `.bin` proven.
+
+    Proof: the manifest has the same settings, a record for the `.bin` whose size matches the
+    file, and the image's size and SHA-256 today equal the recorded ones.
+    """
+    recorded = manifest.get("files", {}) if manifest else {}
+    ours = manifest is not None and manifest.get("settings") == settings
+    present = [t for t in tasks if os.path.basename(t.target) in existing]
+    if not overwrite and present and not ours:
+        names = ", ".join(os.path.basename(t.target) for t in present[:3])
+        if manifest is None:
+            why = ("no manifest records how they were made (made by another tool, an older version, "
+                   "or by hand)")
+        else:
+            why = (f"they were made with other settings ({_describe_settings(manifest.get('settings', {}))}; "
+                   f"now {_describe_settings(settings)})")
+        raise UserError(f"{output_dir}: {len(present)} .bin file(s) already exist for these images (e.g. {names}) "
+                        f"and cannot be reused: {why}; pass --overwrite to redo them, or give a new output dir")
+    candidates = {}
+    for task in tasks:
+        name = os.path.basename(task.target)
+        rec = recorded.get(name) if (ours and not overwrite) else None
+        if (isinstance(rec, dict) and existing.get(name) == expected_size and rec.get("size") == expected_size
+                and rec.get("source") == os.path.basename(task.source)):
+            candidates[task.index] = rec
+    digests = _digests([t.source for t in tasks if t.index in candidates], workers)
+    todo, reused, records = [], [], {}
+    for task in tasks:
+        name = os.path.basename(task.target)
+        rec = candidates.get(task.index)
+        if rec is not None and digests.get(task.source) == (rec.get("source_size"), rec.get("source_sha256")):
+            reused.append(task)
+            records[name] = rec
+            continue
+        # A .bin this tool wrote before, or one --overwrite replaces, must not outlive a failure.
+        todo.append(task._replace(drop_on_failure=name in existing and (overwrite or ours)))
+    return todo, reused, records
+
+
+def _digests(paths: List[str], workers: int) -> Dict[str, Tuple[int, str]]:
+    """{path: (size, sha256)} of the images a rerun would reuse; unreadable ones are left out.
+
+    hashlib releases the GIL on large buffers, so threads hash on every core (a 50,000-image
+    folder is ~6 GB to hash).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: str):
+        try:
+            return path, atomic.file_digest(path)
+        except OSError:
+            return path, None
+
+    if not paths:
+        return {}
+    with ThreadPoolExecutor(max(1, min(workers, len(paths)))) as pool:
+        return {path: d for path, d in pool.map(one, paths, chunksize=64) if d is not None}
+
+
+def _failed_list_is_ours(path: str, manifest: Optional[dict]) -> bool:
+    """True when `failed.txt` is absent or is the one a run of this tool wrote (same content)."""
     try:
-        return os.stat(task.source).st_mtime_ns <= found[1]
+        size, digest = atomic.file_digest(path)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return False  # let the worker report what is wrong with the input
+        return False
+    rec = (manifest or {}).get("failed_list") or {}
+    return rec.get("size") == size and rec.get("sha256") == digest
 
 
 # --------------------------------------------------------------------------- one image
@@ -183,6 +302,8 @@ def describe_failure(path: str, exc: BaseException) -> str:
         return f"refused as a decompression bomb ({text})"
     if "truncated" in text:
         return f"truncated image ({text})"
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL and exc.strerror:
+        return f"{exc.strerror} (not opened)"
     if isinstance(exc, OSError) and exc.errno is not None:  # the file system's error, not the decoder's
         return f"cannot read ({exc.strerror or text})"
     if isinstance(exc, (OSError, SyntaxError, ValueError)):
@@ -191,45 +312,59 @@ def describe_failure(path: str, exc: BaseException) -> str:
 
 
 class Worker:
-    """Preprocesses single files: decode, transform, atomic write. One per process."""
+    """Preprocesses single files: read (never blocking), hash, decode, transform, atomic write."""
 
-    def __init__(self, transform: EvalTransform, overwrite: bool = False):
+    def __init__(self, transform: EvalTransform, overwrite: bool = False, run_id: Optional[str] = None):
         self.transform = transform
         self.overwrite = overwrite
+        self.run_id = run_id
         self._out = np.empty(transform.output_shape, dtype=np.float32)
 
-    def __call__(self, task: Task) -> Tuple[int, str, str]:
+    def __call__(self, task: Task) -> Tuple[int, str, str, Optional[dict]]:
         try:
-            data = self.transform.from_file(task.source, self._out)
+            with atomic.open_regular(task.source) as f:
+                raw = f.read()
+            data = self.transform(load_rgb(io.BytesIO(raw)), self._out)
         except Exception as exc:  # any decoder error is this file's problem, not the run's
-            if self.overwrite:
+            if task.drop_on_failure:
                 # The old .bin no longer matches its input: drop it rather than leave it looking current.
                 with contextlib.suppress(OSError):
                     os.unlink(task.target)
-            return task.index, FAILED, describe_failure(task.source, exc)
+            return task.index, FAILED, describe_failure(task.source, exc), None
         try:
-            with formats.atomic_path(task.target) as tmp, open(tmp, "wb") as f:
+            with atomic.atomic_path(task.target, self.run_id) as tmp, open(tmp, "wb") as f:
                 f.write(data.data)
         except OSError as exc:
-            return task.index, FATAL, f"{task.target}: cannot write ({exc.strerror or exc})"
-        return task.index, WRITTEN, ""
+            return task.index, FATAL, f"{task.target}: cannot write ({atomic.describe_os_error(exc)})", None
+        except UserError as exc:  # the target became a symlink or special file meanwhile
+            return task.index, FATAL, str(exc), None
+        record = {"source": os.path.basename(task.source), "source_size": len(raw),
+                  "source_sha256": atomic.digest_bytes(raw), "size": data.nbytes}
+        return task.index, WRITTEN, "", record
 
 
 _worker: Optional[Worker] = None
+_worker_error = ""
 
 
-def _init_worker(transform: EvalTransform, overwrite: bool) -> None:
-    global _worker
+def _init_worker(transform: EvalTransform, overwrite: bool, run_id: Optional[str]) -> None:
+    global _worker, _worker_error
     # Ctrl-C reaches every process of the terminal's group: the parent alone handles it,
     # stopping the pool, so workers do not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's SIGTERM handler came with fork; the pool stops its workers with SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker = Worker(transform, overwrite)
+    try:
+        _worker = Worker(transform, overwrite, run_id)
+    except Exception as exc:
+        # An initializer that raises makes the pool respawn the worker forever; report it as
+        # every task's fatal error instead, which stops the run with one message.
+        _worker_error = f"a worker process could not start ({type(exc).__name__}: {' '.join(str(exc).split())})"
 
 
-def _run_task(task: Task) -> Tuple[int, str, str]:
-    assert _worker is not None
+def _run_task(task: Task) -> Tuple[int, str, str, Optional[dict]]:
+    if _worker is None:
+        return task.index, FATAL, _worker_error or "a worker process could not start", None
     return _worker(task)
 
 
@@ -240,10 +375,10 @@ def _chunksize(n_tasks: int, workers: int) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let `kill` stop the run as Ctrl-C does, so the pool's workers go down with it."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Let `kill` stop the run as Ctrl-C does (exit 143 instead of 130), pool workers included."""
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated(signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
@@ -256,36 +391,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool,
-             workers: int) -> Iterator[Tuple[int, str, str]]:
+def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool, workers: int,
+             run_id: Optional[str] = None) -> Iterator[Tuple[int, str, str, Optional[dict]]]:
     if workers <= 1 or len(tasks) <= 1:
-        worker = Worker(transform, overwrite)
+        worker = Worker(transform, overwrite, run_id)
         for task in tasks:
             yield worker(task)
         return
-    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(transform, overwrite)) as pool:
+    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(transform, overwrite, run_id)) as pool:
         yield from pool.imap_unordered(_run_task, tasks, chunksize=_chunksize(len(tasks), workers))
 
 
 # --------------------------------------------------------------------------- the stage
-
-def check_reused(task: Task, transform: EvalTransform) -> None:
-    """Recompute one `.bin` that a rerun would keep and stop if it differs from what is on disk."""
-    try:
-        expected = transform.from_file(task.source)
-    except Exception:
-        return  # the input itself is unreadable now: nothing to compare against
-    try:
-        with open(task.target, "rb") as f:
-            if f.read() == expected.tobytes():
-                return
-    except OSError:
-        return  # unreadable now: get_info or the benchmark will say so
-    raise UserError(f"{task.target}: already exists but differs from what these settings make of "
-                    f"{task.source} ({transform.interpolation}, resize {transform.resize}, crop {transform.crop}); "
-                    "it was made with other settings or from another image: pass --overwrite to redo "
-                    "the output dir, or give a new one")
-
 
 def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = DEFAULT_INTERPOLATION,
                       resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP, workers: Optional[int] = None,
@@ -293,9 +410,11 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
     """Preprocess every image of `input_dir` into `output_dir`; returns the counts and failures.
 
     Failures do not raise: they are returned (and written to `failed.txt`) for the caller's
-    exit policy. Bad arguments, name clashes and unwritable output raise `UserError`.
+    exit policy. Bad arguments, name clashes, unprovable reuse, a locked or unwritable output
+    dir raise `UserError`.
     """
     start = time.perf_counter()
+    check_sizes(resize, crop)
     try:
         transform = EvalTransform(resize=resize, crop=crop, interpolation=interpolation)
     except ValueError as exc:
@@ -303,55 +422,102 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    entries = list_inputs(input_dir)
-    if os.path.isdir(output_dir):
-        # An output dir inside the input dir is not an input.
-        entries = [e for e in entries if not (e[1] and os.path.samefile(os.path.join(input_dir, e[0]), output_dir))]
-        if not entries:
-            raise UserError(f"{input_dir}: input image dir holds nothing but the output dir")
-    tasks = plan_tasks(input_dir, output_dir, entries)
+    found = list_inputs(input_dir, output_dir)
+    if found.hidden:
+        log.warning(f"{input_dir}: skipped {len(found.hidden)} hidden file(s) (e.g. "
+                    f"{', '.join(found.hidden[:3])}); rename them without the leading '.' to preprocess them")
+    if found.skipped_dirs:
+        log.info(f"note: {', '.join(found.skipped_dirs)} in {input_dir} holds the output dir; not an input")
+    if not found.entries and not found.failed:
+        raise UserError(f"{input_dir}: input image dir holds nothing to preprocess")
+    tasks = plan_tasks(input_dir, output_dir, found.entries)
     prepare_output_dir(input_dir, output_dir)
-    remove_stale_temporaries(output_dir)
+    with atomic.FolderLock(output_dir) as lock:
+        atomic.remove_temporaries(output_dir, lock.previous_run_ids() + [lock.run_id])
+        return _run(input_dir, output_dir, found, tasks, transform, workers, overwrite, progress, lock.run_id,
+                    start)
 
-    expected_size = formats.bin_file_size(crop, crop)
+
+def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], transform: EvalTransform,
+         workers: int, overwrite: bool, progress: bool, run_id: str, start: float) -> Summary:
+    settings = settings_of(transform)
+    expected_size = formats.bin_file_size(transform.crop, transform.crop)
+    manifest = atomic.read_manifest(output_dir)
     existing = existing_bins(output_dir)
-    if overwrite:
-        todo, reused = tasks, []
-    else:
-        todo, reused = [], []
-        for task in tasks:
-            (reused if is_up_to_date(task, existing, expected_size) else todo).append(task)
-        if reused:
-            check_reused(reused[0], transform)
+    todo, reused, records = plan_reuse(tasks, manifest, settings, existing, expected_size, overwrite, output_dir,
+                                       workers)
     _warn_orphans(output_dir, existing, tasks)
+    atomic.check_writable_dir(output_dir, len(todo) * expected_size, what="output dir")
+
+    failed_list = os.path.join(output_dir, formats.FAILED_LIST_NAME)
+    failed_list_ours = _failed_list_is_ours(failed_list, manifest)
+    doc = atomic.new_manifest(TOOL, settings, input_dir, run_id)
+    doc["files"] = dict(records)
+    if manifest and failed_list_ours and manifest.get("failed_list"):
+        doc["failed_list"] = manifest["failed_list"]
+    atomic.write_manifest(output_dir, doc, run_id)  # incomplete until this run finishes
 
     failed: List[Tuple[int, str]] = []
     written = 0
-    if todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", desc="preprocess", file=sys.stderr, disable=not progress,
-                   dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
-        with _sigterm_as_interrupt(), bar:
-            for index, status, reason in _results(todo, transform, overwrite, min(workers, len(todo))):
-                if status == WRITTEN:
-                    written += 1
-                elif status == FAILED:
-                    failed.append((index, reason))
-                else:
-                    raise UserError(reason)
-                bar.update(1)
-    failed.sort()
+    finished = False
+    try:
+        if todo:
+            bar = _bar(len(todo), progress)
+            saved = time.monotonic()
+            with _signals_as_interrupt(), bar:
+                for index, status, reason, record in _results(todo, transform, overwrite,
+                                                              min(workers, len(todo)), run_id):
+                    if status == WRITTEN:
+                        written += 1
+                        doc["files"][os.path.basename(tasks[index].target)] = record
+                    elif status == FAILED:
+                        failed.append((index, reason))
+                    else:
+                        raise UserError(reason)
+                    bar.update(1)
+                    if time.monotonic() - saved > MANIFEST_EVERY_S:
+                        atomic.write_manifest(output_dir, doc, run_id)
+                        saved = time.monotonic()
+        finished = True
+    finally:
+        if not finished:
+            # Interrupted or stopped: what was written is recorded (so proven on the rerun), and
+            # the folder stays marked incomplete.
+            with contextlib.suppress(UserError, OSError):
+                atomic.write_manifest(output_dir, doc, run_id)
+            atomic.remove_temporaries(output_dir, [run_id])
     failures = [(tasks[i].source, reason) for i, reason in failed]
-    failed_list = os.path.join(output_dir, formats.FAILED_LIST_NAME)
-    if failures:
-        formats.write_failed(failed_list, failures)
-    else:
-        # A list from an earlier run would now be wrong.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(failed_list)
+    failures += [(os.path.join(input_dir, name), reason) for name, reason in found.failed]
+    failures.sort(key=lambda f: formats.natural_key(os.path.basename(f[0])))
+    written_list = ""
+    if failed_list_ours:
+        if failures:
+            data = formats.format_failed(failures).encode("utf-8")
+            atomic.atomic_write_bytes(failed_list, data, run_id)
+            # Recorded so that a later run knows this failed.txt is its own to replace or delete.
+            doc["failed_list"] = {"size": len(data), "sha256": atomic.digest_bytes(data)}
+            written_list = failed_list
+        else:
+            # The list from an earlier run of this tool would now be wrong.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(failed_list)
+            doc.pop("failed_list", None)
+    elif failures:
+        log.warning(f"{failed_list}: not written: a file of that name is already there and this tool did not "
+                    "write it; the failures are listed on stderr only")
+    doc["status"] = atomic.COMPLETE
+    doc["failed"] = len(failures)
+    atomic.write_manifest(output_dir, doc, run_id)
     return Summary(output_dir, written, len(reused), failures, time.perf_counter() - start,
-                   min(workers, max(1, len(todo))), f"{interpolation}, resize {resize}, crop {crop}")
+                   min(workers, max(1, len(todo))),
+                   f"{transform.interpolation}, resize {transform.resize}, crop {transform.crop}", written_list)
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="preprocess", file=sys.stderr, disable=not progress,
+                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
 
 
 def _warn_orphans(output_dir: str, existing: dict, tasks: Sequence[Task]) -> None:
@@ -359,26 +525,24 @@ def _warn_orphans(output_dir: str, existing: dict, tasks: Sequence[Task]) -> Non
     ours = {os.path.basename(t.target) for t in tasks}
     orphans = sorted((n for n in existing if n not in ours), key=formats.natural_key)
     if orphans:
-        print(f"warning: {output_dir} holds {len(orphans)} .bin file(s) that no input here makes "
-              f"(e.g. {', '.join(orphans[:3])}); `get_info.py bin` will list them too",
-              file=sys.stderr)
+        log.warning(f"{output_dir} holds {len(orphans)} .bin file(s) that no input here makes "
+                    f"(e.g. {', '.join(orphans[:3])}); `get_info.py bin` will list them too")
 
 
 def report(summary: Summary, skip_bad: bool = False) -> int:
     """Print the failures and the summary line; the exit status the stage should end with."""
     failures = summary.failed
+    listed = f" (also listed in {summary.failed_list})" if summary.failed_list else ""
     if failures:
-        failed_list = os.path.join(summary.output_dir, formats.FAILED_LIST_NAME)
         word = "warning" if skip_bad else "error"
-        print(f"{word}: {len(failures)} file(s) could not be preprocessed (also listed in {failed_list}):",
-              file=sys.stderr)
+        print(f"{word}: {len(failures)} file(s) could not be preprocessed{listed}:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
     print(summary.line())
     if failures and not skip_bad:
-        raise UserError(f"{len(failures)} input file(s) failed, listed above and in "
-                        f"{os.path.join(summary.output_dir, formats.FAILED_LIST_NAME)}; every other image was "
-                        "written; fix or remove them and rerun, or pass --skip-bad to accept the loss")
+        where = f"listed above and in {summary.failed_list}" if summary.failed_list else "listed above"
+        raise UserError(f"{len(failures)} input file(s) failed, {where}; every other image was written; "
+                        "fix or remove them and rerun, or pass --skip-bad to accept the loss")
     if summary.written + summary.up_to_date == 0:
         raise UserError(f"{summary.output_dir}: no image could be preprocessed")
     return 0

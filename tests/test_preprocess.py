@@ -20,6 +20,7 @@ from PIL import Image
 
 import imagenet_torch_preprocess as stage
 from mocoinfer import formats
+from mocoinfer.atomic import POLICY_FILES, read_manifest
 from mocoinfer.cli import run_main
 from mocoinfer.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, normalize_table, resized_size
 
@@ -340,8 +341,8 @@ def test_all_inputs_bad_is_an_error_even_with_skip_bad(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- resume
 
-def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporaries(image_dir, oracle, tmp_path,
-                                                                                  capsys):
+def test_rerun_skips_complete_bins_redoes_partial_ones_and_keeps_lookalike_temporaries(image_dir, oracle, tmp_path,
+                                                                                    capsys):
     folder = tmp_path / "val"
     folder.mkdir()
     names = ["val_01.JPEG", "val_02.JPEG", "val_04.JPEG", "val_18.JPEG"]
@@ -349,8 +350,9 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporari
         shutil.copy(os.path.join(image_dir, name), folder / name)
     out = tmp_path / "prep"
     assert run_stage([str(folder), str(out)], capsys)[0] == 0
-    # What a crash could leave behind: a short file (not from us: ours are atomic) and a dead
-    # process's temporary.
+    # What a crash could leave behind: a short file (not from us: ours are atomic), and a file
+    # named like an old-style temporary of a dead process: no run of this tool recorded it, so
+    # it is the user's and stays (atomic.py: only a recorded run's temporaries are deleted).
     (out / "val_02.bin").write_bytes(b"\0" * 1000)
     os.unlink(out / "val_04.bin")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -360,7 +362,8 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_clears_dead_temporari
     code, stdout, _ = run_stage([str(folder), str(out)], capsys)
     assert code == 0 and "2 written, 2 already up to date, 0 failed" in stdout
     assert os.stat(out / "val_01.bin").st_mtime_ns == before
-    assert sorted(os.listdir(out)) == sorted(formats.bin_name(n) for n in names)
+    assert sorted(n for n in os.listdir(out) if n not in POLICY_FILES) == sorted(
+        [formats.bin_name(n) for n in names] + [f".val_04.bin.tmp{dead.pid}"])
     assert all(bins_of(str(out))[formats.bin_name(n)] == oracle[(n, "bilinear")] for n in names)
     code, stdout, _ = run_stage([str(folder), str(out), "--overwrite"], capsys)
     assert code == 0 and "4 written, 0 already up to date" in stdout
@@ -373,7 +376,7 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(image_dir, oracle
     out = str(tmp_path / "prep")
     assert run_stage([str(folder), out], capsys)[0] == 0
     code, _, err = run_stage([str(folder), out, "--interpolation", "bicubic"], capsys)
-    assert code == 1 and "val_01.bin: already exists but differs" in err and "--overwrite" in err
+    assert code == 1 and "e.g. val_01.bin" in err and "other settings" in err and "--overwrite" in err
     code, _, _ = run_stage([str(folder), out, "--interpolation", "bicubic", "--overwrite"], capsys)
     assert code == 0 and bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bicubic")]
 
@@ -398,19 +401,25 @@ def test_interrupted_run_finishes_when_rerun(tmp_path, workers, sig):
         time.sleep(0.005)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     done = [n for n in os.listdir(out) if n.endswith(".bin") and not n.startswith(".")]
     assert 3 <= len(done) < n
     assert all(os.path.getsize(out / name) == BIN_BYTES for name in done)
 
+    # Only what the run recorded before it stopped is proven and reused; the manifest says the
+    # folder is incomplete until a run finishes.
+    manifest = read_manifest(str(out))
+    assert manifest["status"] == "incomplete" and set(manifest["files"]) <= set(done)
+    kept = len(manifest["files"])
     rerun = run_script(str(folder), str(out), "--workers", workers)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{n - len(done)} written, {len(done)} already up to date, 0 failed" in rerun.stdout
+    assert f"{n - kept} written, {kept} already up to date, 0 failed" in rerun.stdout
+    assert read_manifest(str(out))["status"] == "complete"
     expected = reference(src)
     final = bins_of(str(out))
     assert len(final) == n and all(data == expected for data in final.values())
-    assert not [name for name in os.listdir(out) if name.startswith(".")]
+    assert not [name for name in os.listdir(out) if name.startswith(".") and name not in POLICY_FILES]
 
 
 def test_transform_module_does_not_import_torch():
