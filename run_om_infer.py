@@ -104,6 +104,9 @@ def parse_args(argv):
     p.add_argument("--loop", type=int, default=None,
                    help="timed runs of each batch (default: 1; with --pure-data: batches, default 10)")
     p.add_argument("--pure-data", choices=PURE_DATA, help="pure inference on generated data, no input needed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every input: delete the results the result folder's manifest lists (only those) "
+                        "and run again; without it a rerun skips the inputs whose results are proven")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Set by the benchmark's -input_width / -input_height: checked against the model's input.
     p.add_argument("--input-width", type=int, help=argparse.SUPPRESS)
@@ -118,19 +121,29 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    from mocoinfer.cli import signals_as_interrupt
+
+    with signals_as_interrupt():  # SIGTERM: results kept, a partial summary, exit 143
+        return _main(argv)
+
+
+def _main(argv) -> int:
     from mocoinfer import perf, runner
 
     args = parse_args(argv)
     common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
                   providers=args.providers, warmup=args.warmup, threads=args.threads)
     if args.pure_data:
-        summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=args.loop or 10,
+        loop = 10 if args.loop is None else args.loop  # 0 is refused by the runner, not replaced
+        summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=loop,
                                             output=args.output, **common)
         print(perf.pure_summary_text(summary))
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
-    summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=args.loop or 1,
-                                   progress=False if args.no_progress else None, expect_hw=hw, **common)
+    loop = 1 if args.loop is None else args.loop
+    summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=loop,
+                                   progress=False if args.no_progress else None, expect_hw=hw,
+                                   overwrite=args.overwrite, **common)
     print(perf.summary_line(summary))
     return 0
 

@@ -70,11 +70,15 @@ def image_key(file_name: str) -> str:
 
 
 def result_key(file_name: str) -> str:
-    """Image key of a result file: name before the first '.', last `_suffix` removed.
+    """Image key of a result file: the `_<k>.<ext>` ending removed, then the name before the
+    first '.' (what `image_key` gives for the input it came from).
 
     `ILSVRC2012_val_00000001_1.txt` (benchmark) and `..._0.bin` (ais_bench) both give
-    `ILSVRC2012_val_00000001`.
+    `ILSVRC2012_val_00000001`; `a_b.v2_1.txt` (from `a_b.v2.bin`) gives `a_b`, like its input.
     """
+    m = _RESULT_NAME.match(os.path.basename(file_name))
+    if m:
+        return image_key(m.group("stem"))
     stem = image_key(file_name)
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
@@ -373,7 +377,9 @@ class ResultFile(NamedTuple):
     fmt: str
 
 
-_RESULT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
+# The stem may hold dots: `img.v2.bin` gives `img.v2_1.txt` (result_filename keeps all but the
+# last extension), and that name must read back as a result.
+_RESULT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
 
 
 def is_result_name(file_name: str) -> bool:

@@ -39,7 +39,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import atomic, formats
-from .errors import Terminated, UserError
+from .cli import signals_as_interrupt
+from .errors import UserError
 from .progress import log
 from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform, load_rgb
 
@@ -374,21 +375,8 @@ def _chunksize(n_tasks: int, workers: int) -> int:
     return max(1, min(16, n_tasks // (workers * 8)))
 
 
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """Let `kill` stop the run as Ctrl-C does (exit 143 instead of 130), pool workers included."""
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+#: shared with the runner (SIGTERM stops the run as Ctrl-C does, exit 143)
+_signals_as_interrupt = signals_as_interrupt
 
 
 def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool, workers: int,
