@@ -16,6 +16,7 @@ import sys
 
 from mocoinfer.cli import either_form, run_main
 from mocoinfer.errors import UserError
+from mocoinfer.progress import add_progress_args
 
 EXIT_TOLERANCE = 3
 
@@ -56,7 +57,7 @@ def parse_args(argv):
                    help="where to write the comparison (default: <json name>_compare.json beside it)")
     p.add_argument("--workers", type=int,
                    help="processes reading result files (default: 0 under 2,000 files, else up to 4)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_progress_args(p, quiet_alias=True)
     args = p.parse_args(argv)
     for name, pos, opt, default in (("result dir", "folder", "folder_opt", None),
                                     ("label file", "annotation", "annotation_opt", None),
@@ -74,33 +75,18 @@ def parse_args(argv):
     return args
 
 
-def fmt(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def main(argv=None) -> int:
-    from mocoinfer.formats import format_accuracy, write_json, write_result_json
-    from mocoinfer.metric import compare, evaluate
+    from mocoinfer.formats import write_json, write_result_json
+    from mocoinfer.metric import format_report, score, warn_about
 
     args = parse_args(argv)
     out_path = os.path.join(args.json_path, args.json_name)
     if os.path.isdir(out_path):
         raise UserError(f"{out_path}: is a folder, not a json file name")
-    res = evaluate(args.folder, args.annotation, allow_missing_labels=args.allow_missing_labels,
-                   workers=args.workers, progress=not args.quiet)
-    cmp = None
-    if args.compare:
-        cmp = compare(args.folder, args.compare, args.annotation, tolerance=args.tolerance,
-                      allow_missing_labels=args.allow_missing_labels, workers=args.workers,
-                      progress=not args.quiet)
-
-    for name in res.skipped:
-        print(f"warning: {os.path.join(args.folder, name)}: not a result file, skipped", file=sys.stderr)
-    if res.unlabelled:
-        print(f"warning: {len(res.unlabelled)} result(s) have no label and are not counted, "
-              f"e.g. {res.unlabelled[0]!r}", file=sys.stderr)
-    if res.nan_results:
-        print(f"warning: {res.nan_results} result(s) hold NaN scores (ranked last)", file=sys.stderr)
+    res, cmp = score(args.folder, args.annotation, reference_dir=args.compare or None, tolerance=args.tolerance,
+                     allow_missing_labels=args.allow_missing_labels, workers=args.workers,
+                     progress=not args.no_progress)
+    warn_about(res, args.folder)
 
     os.makedirs(args.json_path or ".", exist_ok=True)
     write_result_json(out_path, res.n_images, res.n_classes, res.fractions)
@@ -109,21 +95,7 @@ def main(argv=None) -> int:
         cmp_path = args.compare_json or os.path.splitext(out_path)[0] + "_compare.json"
         write_json(cmp_path, cmp)
 
-    print(f"{'Number of images':<18} {res.n_images}")
-    print(f"{'Number of classes':<18} {res.n_classes}")
-    for i, frac in enumerate(res.fractions):
-        print(f"{f'Top{i + 1} accuracy':<18} {format_accuracy(frac)}")
-    print(f"coverage: {res.n_images:,} of {res.n_labels:,} labelled images have results")
-    if cmp is not None:
-        status = "PASS" if cmp["passed"] else "FAIL"
-        print(f"compare with {args.compare} over {cmp['images_compared']:,} images: "
-              f"top-1 agreement {cmp['top1_agreement'] * 100:.2f}%, "
-              f"top-5 overlap {cmp['mean_top5_overlap'] * 100:.2f}%, "
-              f"cosine mean {fmt(cmp['cosine_mean'], '.6f')} min {fmt(cmp['cosine_min'], '.6f')}, "
-              f"max |diff| {fmt(cmp['max_abs_diff'], '.3g')}")
-        print(f"top-1 {cmp['checked_accuracy']['top1']:.2f}% vs reference "
-              f"{cmp['reference_accuracy']['top1']:.2f}%: drop {cmp['top1_drop']:.2f} points, "
-              f"tolerance {args.tolerance:g}: {status}")
+    print(format_report(res, cmp))
     print(f"wrote {out_path}" + (f" and {cmp_path}" if cmp_path else ""))
     if cmp is not None and not cmp["passed"]:
         return EXIT_TOLERANCE

@@ -1,73 +1,53 @@
 #!/usr/bin/env python3
-"""Benchmark of stage 6: our metric against the guide's vision_metric_ImageNet.py, same files, one run.
+"""Benchmark of stage 6: vision_metric_ImageNet.py against the guide's algorithm, whole commands.
 
-`guide_metric` below is a faithful reimplementation of the guide's algorithm (per-element
-np.float32 parsing of the first line, full np.argsort(-x), os.listdir order, json.dump in one
-line); the tests use it as the string-by-string oracle for result.json.
+Both sides run as the user runs them, one process each (interpreter start-up, imports, listing,
+reading and the result.json included), on the same files, alternating, so that a busy machine
+slows both alike. The guide's side is tests/reference_metric.py, the tests' oracle. Each
+size is run --repeat times per side; the median and the fastest run are reported, and the
+speed-up is the ratio of the medians. CPU seconds (the command's and its workers') are printed
+beside, as a check on figures from a machine that other jobs share. Before timing, one untimed
+run of ours fills the page cache for both.
 
-    .venv/bin/python benchmarks/bench_metric.py                   # 5,000 txt + 50,000 bin
-    .venv/bin/python benchmarks/bench_metric.py --txt 10000 --bin 0
+    .venv/bin/python benchmarks/bench_metric.py                    # 5,000 + 50,000 txt, 50,000 bin
+    .venv/bin/python benchmarks/bench_metric.py --txt 5000 --bin 0 --repeat 5
+    .venv/bin/python benchmarks/bench_metric.py --data /tmp/metric-data   # keep the files for reruns
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from typing import List, NamedTuple, Tuple
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
+import tests.reference_metric as reference  # noqa: E402  (needs ROOT on sys.path)
 
-def guide_metric(folder: str, annotation: str, json_dir: str, json_name: str, stable: bool = False) -> str:
-    """The guide's algorithm; returns the result.json text it writes. stable=True: our tie rule."""
-    img_gt_dict = {}
-    with open(annotation) as f:
-        for line in f.readlines():
-            temp = line.strip().split(" ")
-            img_gt_dict[temp[0].split(".")[0]] = temp[1]
-    count = 0
-    n_labels = ""
-    count_hit = np.zeros(5)
-    for tfile_name in os.listdir(folder):
-        count += 1
-        temp = tfile_name.split(".")[0]
-        img_name = temp.rsplit("_", 1)[0]
-        with open(os.path.join(folder, tfile_name)) as f:
-            temp = f.readline().strip().split(" ")
-        n_labels = len(temp)
-        prediction = np.zeros(n_labels, dtype=np.float32)
-        for i, prob in enumerate(temp):
-            prediction[i] = np.float32(prob)
-        gt = img_gt_dict[img_name]
-        real_label = int(gt) + 1 if n_labels == 1001 else int(gt)
-        sort_index = np.argsort(-prediction, kind="stable" if stable else None)
-        for k in range(5):
-            if sort_index[k] == real_label:
-                count_hit[k] += 1
-                break
-    accuracy = np.cumsum(count_hit) / count if count else []
-    table = {"title": "Overall statistical evaluation", "value": [
-        {"key": "Number of images", "value": str(count)},
-        {"key": "Number of classes", "value": str(n_labels)}]}
-    for i in range(len(accuracy)):
-        table["value"].append({"key": f"Top{i + 1} accuracy", "value": str(round(accuracy[i] * 100, 2)) + "%"})
-    path = os.path.join(json_dir, json_name)
-    with open(path, "w") as writer:
-        json.dump(table, writer)
-    with open(path) as f:
-        return f.read()
+GUIDE = os.path.abspath(reference.__file__)
+OURS = os.path.join(ROOT, "vision_metric_ImageNet.py")
 
 
 def make_dataset(folder: str, n: int, fmt: str, classes: int = 1000, seed: int = 0) -> str:
-    """n result files like the benchmark's (`<image>_1.<fmt>`) and a label file; returns its path."""
+    """n result files like the benchmark's (`<image>_1.<fmt>`) and a label file; returns its path.
+
+    An existing complete folder (from an earlier --data run) is reused as it is.
+    """
     from mocoinfer.formats import encode_result
 
+    label_file = folder.rstrip("/") + "_labels.txt"
+    if os.path.isfile(label_file) and os.path.isdir(folder) and len(os.listdir(folder)) == n:
+        return label_file
     rng = np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
     labels = rng.integers(0, classes, n)
@@ -76,46 +56,84 @@ def make_dataset(folder: str, n: int, fmt: str, classes: int = 1000, seed: int =
         vec[labels[i]] += rng.uniform(0, 4)
         with open(os.path.join(folder, f"ILSVRC2012_val_{i + 1:08d}_1.{fmt}"), "wb") as f:
             f.write(encode_result(vec, fmt))
-    label_file = folder.rstrip("/") + "_labels.txt"
     with open(label_file, "w") as f:
         f.writelines(f"ILSVRC2012_val_{i + 1:08d}.JPEG {lab}\n" for i, lab in enumerate(labels))
     return label_file
 
 
-def timed(fn):
+class Timing(NamedTuple):
+    wall: float                    # seconds, start to exit
+    cpu: float                     # user + system seconds of the command and its worker processes
+
+
+def run_command(argv: List[str]) -> Timing:
+    """Time one whole command; a failure stops the benchmark."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(elapsed, cpu)
+
+
+def summary(times: List[Timing]) -> Tuple[float, str]:
+    med = statistics.median(t.wall for t in times)
+    cpu = statistics.median(t.cpu for t in times)
+    return med, f"median {med:.2f}s, fastest {min(t.wall for t in times):.2f}s, cpu {cpu:.2f}s"
+
+
+def bench_txt(tmp: str, n: int, repeat: int) -> None:
+    folder = os.path.join(tmp, f"txt{n}")
+    labels = make_dataset(folder, n, "txt")
+    out = os.path.join(tmp, "out")
+    os.makedirs(out, exist_ok=True)
+    guide_cmd = [sys.executable, GUIDE, folder, labels, out, "guide.json"]
+    ours_cmd = [sys.executable, OURS, folder, labels, out, "result.json"]
+    run_command(ours_cmd)
+    guide, ours = [], []
+    for _ in range(repeat):
+        guide.append(run_command(guide_cmd))
+        ours.append(run_command(ours_cmd))
+    with open(os.path.join(out, "guide.json")) as a, open(os.path.join(out, "result.json")) as b:
+        same = a.read() == b.read()
+    g, g_text = summary(guide)
+    o, o_text = summary(ours)
+    fastest = min(t.wall for t in guide) / min(t.wall for t in ours)
+    print(f"txt {n:,} files: guide {g_text}; ours {o_text}; speed-up {g / o:.1f}x "
+          f"(fastest/fastest {fastest:.1f}x); result.json identical: {same}", flush=True)
+
+
+def bench_bin(tmp: str, n: int, repeat: int) -> None:
+    folder = os.path.join(tmp, f"bin{n}")
+    labels = make_dataset(folder, n, "bin", seed=1)
+    out = os.path.join(tmp, "out")
+    os.makedirs(out, exist_ok=True)
+    cmd = [sys.executable, OURS, folder, labels, out, "result_bin.json"]
+    run_command(cmd)
+    ours = [run_command(cmd) for _ in range(repeat)]
+    o, o_text = summary(ours)
+    print(f"bin {n:,} files: ours {o_text} ({n / o:,.0f} images/s)", flush=True)
 
 
 def main() -> int:
-    from mocoinfer.formats import read_result_json, result_json_text
-    from mocoinfer.metric import default_workers, evaluate
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--txt", type=int, default=5000, help="txt result files (default %(default)s)")
-    p.add_argument("--bin", type=int, default=50000, help="bin result files (default %(default)s)")
+    p.add_argument("--txt", type=int, nargs="*", default=[5000, 50000],
+                   help="txt result counts to time against the guide (default: %(default)s)")
+    p.add_argument("--bin", type=int, default=50000, help="bin result files, ours only (default %(default)s; 0: none)")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per side and size (default %(default)s)")
+    p.add_argument("--data", metavar="DIR",
+                   help="keep the generated files here and reuse them next time (default: a temporary folder)")
     args = p.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.txt:
-            folder = os.path.join(tmp, "txt")
-            labels = make_dataset(folder, args.txt, "txt")
-            evaluate(folder, labels, workers=0)  # warm the page cache for both sides
-            t_guide, guide_text = timed(lambda: guide_metric(folder, labels, tmp, "guide.json"))
-            guide = read_result_json(os.path.join(tmp, "guide.json"))
-            for workers in sorted({0, default_workers(args.txt)}):
-                t_ours, res = timed(lambda w=workers: evaluate(folder, labels, workers=w))
-                ours = json.loads(result_json_text(res.n_images, res.n_classes, res.fractions))
-                same = {v["key"]: v["value"] for v in ours["value"]} == guide
-                print(f"txt {args.txt} files, workers={workers}: guide {t_guide:.2f}s, ours {t_ours:.2f}s, "
-                      f"speed-up {t_guide / t_ours:.1f}x, result.json identical: {same}")
+        data = args.data or tmp
+        for n in args.txt:
+            bench_txt(data, n, args.repeat)
         if args.bin:
-            folder = os.path.join(tmp, "bin")
-            labels = make_dataset(folder, args.bin, "bin", seed=1)
-            evaluate(folder, labels, workers=0)
-            t_ours, res = timed(lambda: evaluate(folder, labels))
-            print(f"bin {args.bin} files: ours {t_ours:.2f}s ({args.bin / t_ours:,.0f} images/s), "
-                  f"top-1 {res.fractions[0] * 100:.2f}%")
+            bench_bin(data, args.bin, args.repeat)
     return 0
 
 

@@ -361,14 +361,24 @@ def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
     return vec
 
 
+_READ_SIZE = 1 << 16  # more than one 1,001-class txt result (about 13 kB)
+
+
 def read_result(path: str) -> np.ndarray:
     fmt = os.path.splitext(path)[1].lstrip(".")
+    # os.read rather than open(): no buffered file object per file, which is a third of the
+    # time a metric over 50,000 bin results spends reading.
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            parts = [os.read(fd, _READ_SIZE)]
+            while len(parts[-1]) == _READ_SIZE:
+                parts.append(os.read(fd, _READ_SIZE))
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise UserError(f"{path}: cannot read result file ({exc.strerror or exc})") from None
-    return decode_result(data, fmt, path)
+    return decode_result(parts[0] if len(parts) == 1 else b"".join(parts), fmt, path)
 
 
 class ResultFile(NamedTuple):
@@ -401,7 +411,10 @@ def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:
     for entry in os.scandir(folder):
         m = _RESULT_NAME.match(entry.name)
         if m and not entry.name.startswith(".") and entry.is_file():
-            results.append(ResultFile(result_key(entry.name), entry.path, m.group("fmt")))
+            # result_key(entry.name) from the match already made: the stem, cut at its first dot.
+            stem = m.group("stem")
+            key = stem.split(".", 1)[0] if "." in stem else stem
+            results.append(ResultFile(key, entry.path, m.group("fmt")))
         else:
             others.append(entry.name)
     results.sort(key=lambda r: r.path)

@@ -1,171 +1,142 @@
 """Top-k accuracy of a result dir against the label file, and the comparison of two result dirs.
 
-This is the guide's vision_metric_ImageNet.py made exact, strict and streaming:
-
-- Ranking order: higher score first; among equal scores the lower class index first; NaN scores
-  rank last. That is `np.argsort(-scores, kind="stable")`, the same on every run (the guide's
-  default quicksort breaks ties arbitrarily). `label_ranks` and `topk_indices` both follow it,
-  so the metric and the comparison never disagree about a tie.
-- Top-k hit: the label's rank is below k. The rank is counted directly (scores above the
-  label's, plus equal scores at lower indices), an O(classes) pass with no sort at all.
-- Result files are read in chunks of CHUNK images, optionally by a process pool (parsing txt is
-  CPU-bound), so memory stays bounded whatever the number of files.
-- A 1001-class output has the background at index 0: labels shift by one, as in the guide.
+This is the guide's vision_metric_ImageNet.py made exact, strict and streaming (the ranking rule
+and the chunked reading are in scoring.py). `score` is what the stage runs: the accuracy and,
+with a reference dir, the comparison, reading each file once; `evaluate` and `compare` are the
+same pass over their own images. `format_report` and `warn_about` give the stage's text.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import UserError
-from .formats import ResultFile, list_results, read_labels, read_result
+from .formats import ResultFile, format_accuracy, read_labels
+from .progress import log, progress_bar
+from .scoring import (
+    CHUNK,
+    TIE_RULE,
+    TOPK,
+    ChunkJob,
+    ChunkScores,
+    ResultSet,
+    default_workers,
+    iter_matrices,
+    label_ranks,
+    ordered_map,
+    scan_results,
+    score_chunk,
+    topk_indices,
+)
 
-TOPK = 5
-CHUNK = 256
-# Below this many files a process pool costs more to start than it saves.
-POOL_MIN_FILES = 2000
-TIE_RULE = "higher score first; among equal scores the lower class index first; NaN last"
+# The ranking rule and the reader are part of what the metric offers (tests, notebooks).
+__all__ = ["TIE_RULE", "TOPK", "TopkAccuracy", "compare", "evaluate", "format_report", "iter_matrices",
+           "label_ranks", "scan_results", "score", "topk_indices", "warn_about"]
 
+# --------------------------------------------------------------------------- one pass over a dir
 
-# --------------------------------------------------------------------------- ranking
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
 
-def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """0-based rank of each row's label under the order of `np.argsort(-row, kind="stable")`."""
-    scores = np.asarray(scores)
-    labels = np.asarray(labels, dtype=np.intp)
-    rows = np.arange(scores.shape[0])
-    s = scores[rows, labels][:, None]
-    cols = np.arange(scores.shape[1])
-    ranks = (scores > s).sum(axis=1) + ((scores == s) & (cols < labels[:, None])).sum(axis=1)
-    nan_label = np.flatnonzero(np.isnan(s[:, 0]))
-    for r in nan_label:
-        # A NaN label score ranks after every number, and after the NaNs at lower indices.
-        row = np.isnan(scores[r])
-        ranks[r] = np.count_nonzero(~row) + np.count_nonzero(row[: labels[r]])
-    return ranks
+    def __exit__(self, *exc) -> None:
+        pass
 
-
-def topk_indices(scores: np.ndarray, k: int = TOPK) -> np.ndarray:
-    """Indices of each row's k best scores, best first, exactly as `argsort(-row, "stable")[:k]`.
-
-    argpartition finds the k best without a full sort; a row where scores equal to the k-th
-    also lie outside the chosen k (a tie at the boundary), or where a NaN is among them, is
-    sorted in full so that the lower index wins as the rule says.
-    """
-    key = -np.asarray(scores, dtype=np.float64)
-    n = key.shape[1]
-    k = min(k, n)
-    if k == n:
-        return np.argsort(key, axis=1, kind="stable")
-    part = np.argpartition(key, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(key, part, axis=1)
-    order = np.lexsort((part, vals), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    kth = vals.max(axis=1)
-    exact = (key <= kth[:, None]).sum(axis=1) == k
-    for r in np.flatnonzero(~exact | np.isnan(kth)):
-        top[r] = np.argsort(key[r], kind="stable")[:k]
-    return top
+    def update(self, n: int) -> None:
+        pass
 
 
-# --------------------------------------------------------------------------- reading
-
-class ResultSet(NamedTuple):
-    """A result dir's files, one per image key, and the names that were skipped."""
-    folder: str
-    files: List[ResultFile]
-    skipped: List[str]
-
-    def by_key(self) -> Dict[str, ResultFile]:
-        return {f.key: f for f in self.files}
+def _bar(total: int, show: bool):
+    # The bar shows only on a terminal (tqdm's own rule); importing tqdm to draw nothing would
+    # cost a twentieth of a second, a fifth of a small run's start-up.
+    if not show or not sys.stderr.isatty():
+        return _NoBar()
+    return progress_bar(total, "metric", None, unit="file")
 
 
-def scan_results(folder: str) -> ResultSet:
-    """List a result dir strictly: no result files, or two for one image, is an error."""
-    files, skipped = list_results(folder)
-    if not files:
-        raise UserError(f"{folder}: no result files (<image>_<k>.txt|bin|npy) in the result dir")
-    seen: Dict[str, ResultFile] = {}
-    for f in files:
-        if f.key in seen:
-            raise UserError(f"{folder}: two results for image {f.key!r}: "
-                            f"{os.path.basename(seen[f.key].path)} and {os.path.basename(f.path)}")
-        seen[f.key] = f
-    return ResultSet(folder, files, skipped)
+LabelsArg = Union[str, Dict[str, int]]
 
 
-def _read_chunk(paths: Sequence[str]) -> np.ndarray:
-    vecs = [read_result(p) for p in paths]
-    n = vecs[0].size
-    for p, v in zip(paths, vecs):
-        if v.size != n:
-            raise UserError(f"{p}: {v.size} values, but {paths[0]} has {n} (result vectors differ in length)")
-    return np.stack(vecs)
+def _labels(labels: LabelsArg) -> Tuple[Dict[str, int], str]:
+    if isinstance(labels, str):
+        return read_labels(labels), labels
+    return dict(labels), "labels"
 
 
-def default_workers(n_files: int) -> int:
-    """0 (read in this process) for small runs, else the CPUs this process may use, at most 4."""
-    if n_files < POOL_MIN_FILES:
-        return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return min(cpus, 4) if cpus > 1 else 0
+def _split_labelled(rs: ResultSet, labels: Dict[str, int], allow_missing: bool,
+                    label_name: str) -> Tuple[List[ResultFile], List[str]]:
+    labelled = [f for f in rs.files if f.key in labels]
+    missing = [f.key for f in rs.files if f.key not in labels]
+    if missing and not allow_missing:
+        raise UserError(f"{label_name}: no label for {len(missing)} result(s), e.g. {missing[0]!r} "
+                        "(use --allow-missing-labels to skip them)")
+    if not labelled:
+        raise UserError(f"{label_name}: no result in {rs.folder} has a label")
+    return labelled, missing
 
 
-def iter_matrices(paths: Sequence[str], workers: Optional[int] = None,
-                  chunk: int = CHUNK) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield `(start, float32 matrix)` for consecutive chunks of `paths`, in order.
+class _Pass(NamedTuple):
+    """Per-image numbers of one pass, in file order; the compared images' in their own order."""
+    width: int
+    ranks: np.ndarray
+    nan: np.ndarray
+    compared: List[str]            # keys of the images that have a reference
+    ranks_c: np.ndarray            # the checked dir's label ranks of those images
+    ref_ranks: np.ndarray
+    agree: np.ndarray
+    overlap: np.ndarray
+    finite: np.ndarray
+    cosine: np.ndarray
+    max_diff: np.ndarray
 
-    Every vector must have the length of the first one. With workers > 0 at most 2 * workers
-    chunks are in flight, so memory stays bounded.
-    """
-    starts = range(0, len(paths), chunk)
+
+def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], label_map: Dict[str, int],
+              label_name: str, workers: Optional[int], progress: bool) -> _Pass:
+    """Score `files` (each with a label) in chunks; with `refs`, also compare each file with the
+    reference file of the same image where there is one."""
+    paths = [f.path for f in files]
+    labels = np.fromiter((label_map[f.key] for f in files), dtype=np.int64, count=len(files))
+    starts = range(0, len(files), CHUNK)
+    jobs = []
+    for s in starts:
+        part = files[s:s + CHUNK]
+        rows = [i for i, f in enumerate(part) if refs is not None and f.key in refs]
+        jobs.append(ChunkJob(paths[s:s + CHUNK], labels[s:s + CHUNK], np.array(rows, dtype=np.intp),
+                              [refs[part[i].key].path for i in rows]))  # type: ignore[index]
     if workers is None:
-        workers = default_workers(len(paths))
+        workers = default_workers(len(files))
     width = None
+    ref_error = ""
+    out: List[ChunkScores] = []
+    with _bar(len(files), progress) as bar:
+        for s, job, got in zip(starts, jobs, ordered_map(score_chunk, jobs, workers)):
+            if width is None:
+                width = got.width
+            elif got.width != width:
+                raise UserError(f"{paths[s]}: {got.width} values, but {paths[0]} has {width} "
+                                "(result vectors differ in length)")
+            if got.bad_label >= 0:
+                i = s + got.bad_label
+                raise UserError(f"{label_name}: label {int(labels[i])} of image {files[i].key!r} is out "
+                                f"of range for {width}-class results")
+            ref_error = ref_error or got.ref_error
+            out.append(got)
+            bar.update(len(job.paths))
+    if ref_error:
+        raise UserError(ref_error)
+    has_ref = np.array([refs is not None and f.key in refs for f in files], dtype=bool)
 
-    def check(start: int, mat: np.ndarray) -> np.ndarray:
-        nonlocal width
-        if width is None:
-            width = mat.shape[1]
-        elif mat.shape[1] != width:
-            raise UserError(f"{paths[start]}: {mat.shape[1]} values, but {paths[0]} has {width} "
-                            "(result vectors differ in length)")
-        return mat
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(c, name) for c in out])
 
-    if workers <= 0:
-        for s in starts:
-            yield s, check(s, _read_chunk(paths[s:s + chunk]))
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        it = iter(starts)
-        for s in it:
-            pending.append((s, pool.submit(_read_chunk, paths[s:s + chunk])))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            s, fut = pending.pop(0)
-            mat = fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_read_chunk, paths[nxt:nxt + chunk])))
-            yield s, check(s, mat)
-
-
-def _progress(total: int, show: bool, desc: str):
-    from tqdm import tqdm
-
-    # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI), as the runner's bar.
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None if show else True, leave=False)
+    ranks = cat("ranks")
+    return _Pass(width or 0, ranks, cat("nan"), [f.key for f in files if refs is not None and f.key in refs],
+                 ranks[has_ref], cat("ref_ranks"), cat("agree"), cat("overlap"), cat("finite"),
+                 cat("cosine"), cat("max_diff"))
 
 
 # --------------------------------------------------------------------------- metric
@@ -184,41 +155,15 @@ class TopkAccuracy(NamedTuple):
     def fractions(self) -> List[float]:
         return [h / self.n_images for h in self.hits]
 
-    @property
-    def label_offset(self) -> int:
-        return 1 if self.n_classes == 1001 else 0
+
+def _hits(ranks: np.ndarray, topk: int) -> np.ndarray:
+    """Cumulative top-1..top-k hit counts from label ranks."""
+    return np.cumsum(np.bincount(np.minimum(ranks, topk), minlength=topk + 1)[:topk])
 
 
-LabelsArg = Union[str, Dict[str, int]]
-
-
-def _labels(labels: LabelsArg) -> Tuple[Dict[str, int], str]:
-    if isinstance(labels, str):
-        return read_labels(labels), labels
-    return dict(labels), "labels"
-
-
-def _label_vector(keys: Sequence[str], labels: Dict[str, int], offset: int, n_classes: int,
-                  label_name: str) -> np.ndarray:
-    lab = np.fromiter((labels[k] for k in keys), dtype=np.intp, count=len(keys)) + offset
-    bad = np.flatnonzero((lab >= n_classes) | (lab < offset))
-    if bad.size:
-        k = keys[bad[0]]
-        raise UserError(f"{label_name}: label {labels[k]} of image {k!r} is out of range for "
-                        f"{n_classes}-class results")
-    return lab
-
-
-def _split_labelled(rs: ResultSet, labels: Dict[str, int], allow_missing: bool,
-                    label_name: str) -> Tuple[List[ResultFile], List[str]]:
-    labelled = [f for f in rs.files if f.key in labels]
-    missing = [f.key for f in rs.files if f.key not in labels]
-    if missing and not allow_missing:
-        raise UserError(f"{label_name}: no label for {len(missing)} result(s), e.g. {missing[0]!r} "
-                        "(use --allow-missing-labels to skip them)")
-    if not labelled:
-        raise UserError(f"{label_name}: no result in {rs.folder} has a label")
-    return labelled, missing
+def _accuracy(p: _Pass, rs: ResultSet, missing: List[str], n_labels: int, topk: int) -> TopkAccuracy:
+    return TopkAccuracy(p.ranks.size, p.width, _hits(p.ranks, topk).tolist(), n_labels, missing,
+                        rs.skipped, int(np.count_nonzero(p.nan)))
 
 
 def evaluate(result_dir: str, labels: LabelsArg, allow_missing_labels: bool = False,
@@ -232,24 +177,75 @@ def evaluate(result_dir: str, labels: LabelsArg, allow_missing_labels: bool = Fa
     label_map, label_name = _labels(labels)
     rs = scan_results(result_dir)
     files, missing = _split_labelled(rs, label_map, allow_missing_labels, label_name)
-    paths = [f.path for f in files]
-    hits = np.zeros(topk, dtype=np.int64)
-    n_classes = 0
-    nan_results = 0
-    with _progress(len(paths), progress, "metric") as bar:
-        for start, mat in iter_matrices(paths, workers):
-            n_classes = mat.shape[1]
-            offset = 1 if n_classes == 1001 else 0
-            keys = [f.key for f in files[start:start + mat.shape[0]]]
-            ranks = label_ranks(mat, _label_vector(keys, label_map, offset, n_classes, label_name))
-            hits += np.bincount(np.minimum(ranks, topk), minlength=topk + 1)[:topk]
-            nan_results += int(np.isnan(mat).any(axis=1).sum())
-            bar.update(mat.shape[0])
-    return TopkAccuracy(len(paths), n_classes, np.cumsum(hits).tolist(), len(label_map),
-                        missing, rs.skipped, nan_results)
+    p = _run_pass(files, None, label_map, label_name, workers, progress)
+    return _accuracy(p, rs, missing, len(label_map), topk)
 
 
 # --------------------------------------------------------------------------- comparison
+
+class _Common(NamedTuple):
+    refs: Dict[str, ResultFile]    # the reference's files of the images both dirs hold
+    only_checked: int
+    only_reference: int
+    unlabelled: int                # images in both dirs without a label
+
+
+def _common(cand: ResultSet, ref: ResultSet, label_map: Dict[str, int], allow_missing: bool,
+            label_name: str) -> _Common:
+    ref_by_key = ref.by_key()
+    common = [f for f in cand.files if f.key in ref_by_key]
+    if not common:
+        raise UserError(f"{cand.folder} and {ref.folder} have no image in common")
+    labelled, missing = _split_labelled(ResultSet(cand.folder, common, []), label_map, allow_missing, label_name)
+    return _Common({f.key: ref_by_key[f.key] for f in labelled}, len(cand.files) - len(common),
+                   len(ref.files) - len(common), len(missing))
+
+
+def _comparison(p: _Pass, c: _Common, result_dir: str, reference_dir: str, tolerance: float) -> dict:
+    n = len(p.compared)
+    width = p.width
+    hits = np.stack([_hits(p.ranks_c, TOPK), _hits(p.ref_ranks, TOPK)])
+    acc = hits / n * 100
+    drop = float(acc[1, 0] - acc[0, 0])
+    fin = p.finite
+    cos_n = int(np.count_nonzero(fin))
+    # Summed per CHUNK images, as the comparison always has, so that the mean is bit-identical.
+    cos_sum = 0.0
+    for s in range(0, n, CHUNK):
+        block = p.cosine[s:s + CHUNK][fin[s:s + CHUNK]]
+        if block.size:
+            cos_sum += float(block.sum())
+    cos_min = cos_min_key = diff_max = diff_key = None
+    if cos_n:
+        keys = [k for k, ok in zip(p.compared, fin) if ok]
+        cos, diff = p.cosine[fin], p.max_diff[fin]
+        i, j = int(np.argmin(cos)), int(np.argmax(diff))
+        cos_min, cos_min_key = float(cos[i]), keys[i]
+        diff_max, diff_key = float(diff[j]), keys[j]
+    return {
+        "checked": result_dir,
+        "reference": reference_dir,
+        "images_compared": n,
+        "only_in_checked": c.only_checked,
+        "only_in_reference": c.only_reference,
+        "unlabelled_skipped": c.unlabelled,
+        "number_of_classes": width,
+        "tie_rule": TIE_RULE,
+        "top1_agreement": int(np.count_nonzero(p.agree)) / n,
+        "mean_top5_overlap": int(p.overlap.sum()) / (n * min(TOPK, width)),
+        "cosine_mean": cos_sum / cos_n if cos_n else None,
+        "cosine_min": cos_min,
+        "cosine_min_image": cos_min_key,
+        "max_abs_diff": diff_max,
+        "max_abs_diff_image": diff_key,
+        "nonfinite_images": n - cos_n,
+        "checked_accuracy": {"top1": round(float(acc[0, 0]), 4), "top5": round(float(acc[0, -1]), 4)},
+        "reference_accuracy": {"top1": round(float(acc[1, 0]), 4), "top5": round(float(acc[1, -1]), 4)},
+        "top1_drop": round(drop, 4),
+        "tolerance": tolerance,
+        "passed": bool(drop <= tolerance),
+    }
+
 
 def compare(result_dir: str, reference_dir: str, labels: LabelsArg, tolerance: float = 1.0,
             allow_missing_labels: bool = False, workers: Optional[int] = None,
@@ -264,84 +260,63 @@ def compare(result_dir: str, reference_dir: str, labels: LabelsArg, tolerance: f
     """
     label_map, label_name = _labels(labels)
     cand, ref = scan_results(result_dir), scan_results(reference_dir)
-    ref_by_key = ref.by_key()
-    common = [f for f in cand.files if f.key in ref_by_key]
-    if not common:
-        raise UserError(f"{result_dir} and {reference_dir} have no image in common")
-    only_cand = len(cand.files) - len(common)
-    only_ref = len(ref.files) - len(common)
-    common_set = ResultSet(result_dir, common, [])
-    common, missing = _split_labelled(common_set, label_map, allow_missing_labels, label_name)
-    ref_paths = [ref_by_key[f.key].path for f in common]
-    n = len(common)
-    hits = np.zeros((2, TOPK), dtype=np.int64)
-    agree = overlap = 0
-    cos_sum, cos_min, cos_min_key, cos_n = 0.0, math.inf, None, 0
-    diff_max, diff_key = 0.0, None
-    nonfinite = 0
-    width = None
-    with _progress(n, progress, "compare") as bar:
-        pairs = zip(iter_matrices([f.path for f in common], workers), iter_matrices(ref_paths, workers))
-        for (start, a), (_, b) in pairs:
-            keys = [f.key for f in common[start:start + a.shape[0]]]
-            if width is None:
-                width = a.shape[1]
-            if b.shape[1] != a.shape[1]:
-                raise UserError(f"{ref_paths[start]}: {b.shape[1]} values, but "
-                                f"{common[start].path} has {a.shape[1]}")
-            offset = 1 if width == 1001 else 0
-            lab = _label_vector(keys, label_map, offset, width, label_name)
-            for i, mat in enumerate((a, b)):
-                ranks = label_ranks(mat, lab)
-                hits[i] += np.bincount(np.minimum(ranks, TOPK), minlength=TOPK + 1)[:TOPK]
-            ta, tb = topk_indices(a, TOPK), topk_indices(b, TOPK)
-            agree += int((ta[:, 0] == tb[:, 0]).sum())
-            overlap += int((ta[:, :, None] == tb[:, None, :]).any(axis=2).sum())
-            fin = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
-            nonfinite += int((~fin).sum())
-            if fin.any():
-                a64, b64 = a[fin].astype(np.float64), b[fin].astype(np.float64)
-                fkeys = [k for k, ok in zip(keys, fin) if ok]
-                aa, bb = np.einsum("ij,ij->i", a64, a64), np.einsum("ij,ij->i", b64, b64)
-                na, nb = np.sqrt(aa), np.sqrt(bb)
-                dot = np.einsum("ij,ij->i", a64, b64)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    # sqrt(aa * bb), not na * nb: identical vectors then give exactly 1.0.
-                    cos = np.clip(dot / np.sqrt(aa * bb), -1.0, 1.0)
-                # Two zero vectors agree perfectly; one zero vector against another has no angle: 0.
-                cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
-                cos_sum += float(cos.sum())
-                cos_n += cos.size
-                i = int(np.argmin(cos))
-                if cos[i] < cos_min:
-                    cos_min, cos_min_key = float(cos[i]), fkeys[i]
-                d = np.abs(a64 - b64).max(axis=1)
-                i = int(np.argmax(d))
-                if diff_key is None or d[i] > diff_max:
-                    diff_max, diff_key = float(d[i]), fkeys[i]
-            bar.update(a.shape[0])
-    acc = hits.cumsum(axis=1) / n * 100
-    drop = float(acc[1, 0] - acc[0, 0])
-    return {
-        "checked": result_dir,
-        "reference": reference_dir,
-        "images_compared": n,
-        "only_in_checked": only_cand,
-        "only_in_reference": only_ref,
-        "unlabelled_skipped": len(missing),
-        "number_of_classes": width,
-        "tie_rule": TIE_RULE,
-        "top1_agreement": agree / n,
-        "mean_top5_overlap": overlap / (n * min(TOPK, width)),
-        "cosine_mean": cos_sum / cos_n if cos_n else None,
-        "cosine_min": cos_min if cos_n else None,
-        "cosine_min_image": cos_min_key,
-        "max_abs_diff": diff_max if cos_n else None,
-        "max_abs_diff_image": diff_key,
-        "nonfinite_images": nonfinite,
-        "checked_accuracy": {"top1": round(float(acc[0, 0]), 4), "top5": round(float(acc[0, -1]), 4)},
-        "reference_accuracy": {"top1": round(float(acc[1, 0]), 4), "top5": round(float(acc[1, -1]), 4)},
-        "top1_drop": round(drop, 4),
-        "tolerance": tolerance,
-        "passed": bool(drop <= tolerance),
-    }
+    c = _common(cand, ref, label_map, allow_missing_labels, label_name)
+    files = [f for f in cand.files if f.key in c.refs]
+    p = _run_pass(files, c.refs, label_map, label_name, workers, progress)
+    return _comparison(p, c, result_dir, reference_dir, tolerance)
+
+
+def score(result_dir: str, labels: LabelsArg, reference_dir: Optional[str] = None, tolerance: float = 1.0,
+          allow_missing_labels: bool = False, workers: Optional[int] = None,
+          progress: bool = False) -> Tuple[TopkAccuracy, Optional[dict]]:
+    """`evaluate(result_dir)` and, with a reference dir, `compare(result_dir, reference_dir)`,
+    reading each file once: what the stage reports."""
+    label_map, label_name = _labels(labels)
+    rs = scan_results(result_dir)
+    files, missing = _split_labelled(rs, label_map, allow_missing_labels, label_name)
+    c = None
+    ref_error = None
+    if reference_dir is not None:
+        try:
+            c = _common(rs, scan_results(reference_dir), label_map, allow_missing_labels, label_name)
+        except UserError as exc:
+            ref_error = exc  # reported after the checked dir's faults, as before the pass was one
+    p = _run_pass(files, None if c is None else c.refs, label_map, label_name, workers, progress)
+    if ref_error is not None:
+        raise ref_error
+    acc = _accuracy(p, rs, missing, len(label_map), TOPK)
+    return acc, None if c is None else _comparison(p, c, result_dir, reference_dir, tolerance)
+
+
+# --------------------------------------------------------------------------- what the user reads
+
+def warn_about(acc: TopkAccuracy, folder: str) -> None:
+    """Warnings for what the count left out or ranked last."""
+    for name in acc.skipped:
+        log.warning(f"{os.path.join(folder, name)}: not a result file, skipped")
+    if acc.unlabelled:
+        log.warning(f"{len(acc.unlabelled)} result(s) have no label and are not counted, "
+                    f"e.g. {acc.unlabelled[0]!r}")
+    if acc.nan_results:
+        log.warning(f"{acc.nan_results} result(s) hold NaN scores (ranked last)")
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_report(acc: TopkAccuracy, cmp: Optional[dict] = None) -> str:
+    """The stage's stdout: the guide's table, the label coverage and the comparison's verdict."""
+    lines = [f"{'Number of images':<18} {acc.n_images}", f"{'Number of classes':<18} {acc.n_classes}"]
+    lines += [f"{f'Top{i + 1} accuracy':<18} {format_accuracy(frac)}" for i, frac in enumerate(acc.fractions)]
+    lines.append(f"coverage: {acc.n_images:,} of {acc.n_labels:,} labelled images have results")
+    if cmp is not None:
+        lines.append(f"compare with {cmp['reference']} over {cmp['images_compared']:,} images: "
+                     f"top-1 agreement {cmp['top1_agreement'] * 100:.2f}%, "
+                     f"top-5 overlap {cmp['mean_top5_overlap'] * 100:.2f}%, "
+                     f"cosine mean {_fmt(cmp['cosine_mean'], '.6f')} min {_fmt(cmp['cosine_min'], '.6f')}, "
+                     f"max |diff| {_fmt(cmp['max_abs_diff'], '.3g')}")
+        lines.append(f"top-1 {cmp['checked_accuracy']['top1']:.2f}% vs reference "
+                     f"{cmp['reference_accuracy']['top1']:.2f}%: drop {cmp['top1_drop']:.2f} points, "
+                     f"tolerance {cmp['tolerance']:g}: {'PASS' if cmp['passed'] else 'FAIL'}")
+    return "\n".join(lines)

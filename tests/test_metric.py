@@ -1,8 +1,9 @@
 """Stage 6 (vision_metric_ImageNet.py, mocoinfer.metric).
 
-Oracles: a hand count of top-k hits on tiny result sets; `np.argsort(-x, kind="stable")` for the
+Oracles: a hand count of top-k hits on tiny result sets; per-image argsort and dot products
+for the one-pass accuracy and comparison; `np.argsort(-x, kind="stable")` for the
 tie rule; `np.float32(token)` for txt parsing; and the guide's own algorithm
-(benchmarks/bench_metric.py: guide_metric) for result.json, compared string by string.
+(tests/reference_metric.py: guide_metric) for result.json, compared string by string.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import numpy as np
 import pytest
 
 import vision_metric_ImageNet as stage
-from benchmarks.bench_metric import guide_metric
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
 from mocoinfer.formats import encode_result, read_result_json
-from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, topk_indices
+from mocoinfer.metric import compare, evaluate, iter_matrices, label_ranks, score, topk_indices
+from tests.reference_metric import guide_metric
 
 
 def write_set(folder, vectors, fmt="txt", suffix=1, names=None):
@@ -79,6 +80,19 @@ def test_tie_hand_count():
     m = np.array([[5, 1, 5, 0, 5, 2], [5, 1, 5, 0, 5, 2]], np.float32)
     np.testing.assert_array_equal(label_ranks(m, np.array([2, 4])), [1, 2])
     np.testing.assert_array_equal(topk_indices(m, 3), [[0, 2, 4], [0, 2, 4]])
+
+
+# --------------------------------------------------------------------------- reading results
+
+def test_result_files_larger_than_one_read(tmp_path):
+    # Oracle: the vector written; 20,000 values make a txt of about 250 kB and a bin of 80 kB,
+    # more than read_result fetches in one read.
+    from mocoinfer.formats import read_result
+    v = np.random.default_rng(10).standard_normal(20000).astype(np.float32)
+    for fmt in ("txt", "bin", "npy"):
+        write_set(tmp_path, [v], fmt, 1, [f"big_{fmt}"])
+        got = read_result(str(tmp_path / f"big_{fmt}_1.{fmt}"))
+        np.testing.assert_array_equal(got.view(np.uint32), v.view(np.uint32))
 
 
 # --------------------------------------------------------------------------- result.json vs the guide
@@ -292,3 +306,85 @@ def test_compare_errors(good, tmp_path):
     write_set(tmp / "short", [np.zeros(19)] * 6, "bin", 0, names)
     with pytest.raises(UserError, match="19 values"):
         compare(str(res), str(tmp / "short"), str(lab))
+
+
+# --------------------------------------------------------------------------- one pass
+
+def partly_shared(tmp_path, n=600, classes=20):
+    """Two result dirs over more than two chunks: the reference lacks some images and has extras,
+    a few labels are missing, and some checked vectors hold NaN or inf."""
+    rng = np.random.default_rng(12)
+    vecs, labels = random_set(rng, n, classes)
+    ref = vecs + rng.standard_normal(vecs.shape).astype(np.float32)
+    vecs[rng.choice(n, 9, replace=False), 3] = np.nan
+    vecs[rng.choice(n, 4, replace=False), 5] = np.inf
+    names = write_set(tmp_path / "om", vecs, "bin", 0)
+    shared = np.ones(n, bool)
+    shared[rng.choice(n, 70, replace=False)] = False
+    write_set(tmp_path / "ref", ref[shared], "bin", 0, [x for x, s in zip(names, shared) if s])
+    write_set(tmp_path / "ref", ref[:3], "bin", 0, ["extra0", "extra1", "extra2"])
+    lab = write_labels(tmp_path / "l.txt", names[5:], labels[5:])
+    return vecs, ref, labels, names, shared, lab
+
+
+def stage_score(tmp_path, lab, **kw):
+    return score(str(tmp_path / "om"), str(lab), reference_dir=str(tmp_path / "ref"), **kw)
+
+
+def test_one_pass_figures_match_a_direct_computation(tmp_path):
+    # Oracle: every figure recomputed here from the vectors with argsort(-x, kind="stable") and
+    # plain float64 dot products, image by image.
+    vecs, ref, labels, names, shared, lab = partly_shared(tmp_path)
+    acc, c = stage_score(tmp_path, lab, allow_missing_labels=True)
+    scored = np.arange(5, len(names))
+    ranks = np.array([np.argmax(np.argsort(-vecs[i], kind="stable") == labels[i]) for i in scored])
+    assert acc.n_images == scored.size and acc.unlabelled == names[:5]
+    assert acc.hits == [int((ranks < k).sum()) for k in range(1, 6)]
+    assert acc.nan_results == int(np.isnan(vecs[scored]).any(axis=1).sum())
+    both = [i for i in scored if shared[i]]
+    a, b = vecs[both], ref[both]
+    ta, tb = np.argsort(-a, axis=1, kind="stable")[:, :5], np.argsort(-b, axis=1, kind="stable")[:, :5]
+    assert c["images_compared"] == len(both) and c["only_in_reference"] == 3
+    assert c["only_in_checked"] == int((~shared).sum()) and c["unlabelled_skipped"] == int(shared[:5].sum())
+    assert c["top1_agreement"] == (ta[:, 0] == tb[:, 0]).mean()
+    assert c["mean_top5_overlap"] == pytest.approx(np.mean([len(set(x) & set(y)) / 5 for x, y in zip(ta, tb)]))
+    fin = np.isfinite(a).all(axis=1)
+    a64, b64 = a[fin].astype(np.float64), b[fin].astype(np.float64)
+    cos = (a64 * b64).sum(axis=1) / np.linalg.norm(a64, axis=1) / np.linalg.norm(b64, axis=1)
+    assert c["nonfinite_images"] == int((~fin).sum())
+    assert c["cosine_mean"] == pytest.approx(cos.mean()) and c["cosine_min"] == pytest.approx(cos.min())
+    assert c["cosine_min_image"] == names[np.array(both)[fin][np.argmin(cos)]]
+    assert c["max_abs_diff"] == np.abs(a64 - b64).max()
+    ref_ranks = [np.argmax(np.argsort(-r, kind="stable") == labels[i]) for i, r in zip(both, b)]
+    assert c["reference_accuracy"]["top1"] == round(float(np.mean(np.array(ref_ranks) == 0) * 100), 4)
+
+
+def test_one_pass_equals_separate_evaluate_and_compare_in_process_and_pooled(tmp_path):
+    # Oracle: evaluate() and compare() each on their own, in this process; the one pass and the
+    # two-worker pool must give the very same numbers, bit for bit.
+    *_, lab = partly_shared(tmp_path)
+    alone = (evaluate(str(tmp_path / "om"), str(lab), allow_missing_labels=True, workers=0),
+             compare(str(tmp_path / "om"), str(tmp_path / "ref"), str(lab), allow_missing_labels=True, workers=0))
+    for workers in (0, 2):
+        assert stage_score(tmp_path, lab, allow_missing_labels=True, workers=workers) == alone
+
+
+def test_no_progress_and_its_quiet_alias(good, capsys):
+    # Oracle: the same command without the flag; --no-progress and -q change nothing but the bar.
+    tmp, res, lab, _ = good
+    outputs = []
+    for flag in ([], ["--no-progress"], ["-q"], ["--quiet"]):
+        assert run([res, lab, tmp / "o", "result.json", *flag]) == 0
+        outputs.append(((tmp / "o" / "result.json").read_text(), capsys.readouterr().out))
+    assert all(o == outputs[0] for o in outputs)
+
+
+def test_checked_dir_faults_are_reported_before_the_references(good, capsys):
+    # Oracle: the order of the stage before the pass was one: the accuracy (all of the checked
+    # dir) first, the comparison after it.
+    tmp, res, lab, names = good
+    big = write_labels(tmp / "big.txt", names, [1, 1, 1, 20, 1, 1])
+    write_set(tmp / "short", [np.zeros(19)] * 6, "bin", 0, names)
+    for ref in (tmp / "nope", tmp / "short"):
+        expect_error(capsys, [res, big, tmp / "out", "result.json", "--compare", ref], "out of range", tmp / "out")
+    expect_error(capsys, [res, lab, tmp / "out", "result.json", "--compare", tmp / "short"], "19 values", tmp / "out")
