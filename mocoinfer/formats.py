@@ -167,7 +167,9 @@ def read_failed(path: str) -> List[Tuple[str, str]]:
 def read_labels(path: str) -> Dict[str, int]:
     """Parse `val_label.txt` into {image key: class index}; malformed lines name their number."""
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a label file saved by a Windows editor starts with a BOM, which would
+        # otherwise become part of the first image's name.
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise UserError(f"{path}: label file not found") from None

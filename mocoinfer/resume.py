@@ -314,4 +314,25 @@ def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional
     return None
 
 
-__all__ = ["RESULT_FORMATS", "ResultFolder", "check_result_folder", "model_identity"]
+def check_metric_output(path: str, inputs: Sequence[str], result_dirs: Sequence[str]) -> None:
+    """The metric's json output under the policy: not the label file or another input, not a
+    special file or symlink, not one of the result files it reads (by inode: a hard link too),
+    in a writable folder."""
+    atomic.check_output(path, inputs, what="json output")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    for folder in result_dirs:
+        try:
+            dev = os.stat(folder).st_dev
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.inode() == st.st_ino and dev == st.st_dev:
+                        raise UserError(f"{path}: json output path is the same file as the result "
+                                        f"{entry.path}; writing it would destroy that result: give another path")
+        except OSError:
+            continue
+
+
+__all__ = ["RESULT_FORMATS", "ResultFolder", "check_metric_output", "check_result_folder", "model_identity"]
