@@ -69,3 +69,11 @@ def check_input_sizes(paths: Sequence[str], sizes: Sequence[int], sample_bytes: 
     for p, size in zip(paths, sizes):
         if size != sample_bytes:
             raise UserError(f"{p}: {size} bytes, but {model_desc} takes {sample_bytes} bytes per sample")
+
+
+def list_many(inputs: Sequence[str]) -> Tuple[List[str], str]:
+    """Several inputs, as ais_bench's comma list: each folder, info file or .bin file in turn."""
+    paths: List[str] = []
+    for one in inputs:
+        paths += list_inputs(one)[0]
+    return paths, f"inputs {','.join(inputs)}"

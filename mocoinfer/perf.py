@@ -117,8 +117,8 @@ def summary_line(s: Dict) -> str:
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} "
             f"(batch {s['batch_size']}{pad}); e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
             f"infer {p['run']['throughput_images_per_s']:.1f} img/s, compute "
-            f"{compute['throughput_images_per_s']:.1f} img/s{skipped}; {s.get('perf_file', '-')}, "
-            f"{s['summary_file']}")
+            f"{compute['throughput_images_per_s']:.1f} img/s{skipped}; "
+            + ", ".join(f for f in (s.get("perf_file"), s.get("summary_file")) if f))
 
 
 def pure_summary_text(s: Dict) -> str:

@@ -108,9 +108,9 @@ class ResultFolder:
 
     # ------------------------------------------------------------------ before the model loads
 
-    def check_paths(self, paths: Sequence[str], input_path: str, model: str, files: Sequence[str]) -> None:
+    def check_paths(self, paths: Sequence[str], sources: Sequence[str], files: Sequence[str]) -> None:
         """Every output check that needs no model: folders made and writable with room, no input's
-        folder, `files` (summary, perf file) not an input nor a special file."""
+        folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
             if os.path.exists(folder) and not os.path.isdir(folder):
                 raise UserError(f"{folder}: output path is a file, not a folder; give a folder with --output")
@@ -123,7 +123,6 @@ class ResultFolder:
         if os.path.realpath(self.result_dir) in input_dirs:
             raise UserError(f"{self.result_dir}: result folder is the folder of the input .bin files; results "
                             "written there would be read as inputs next time: give another --output")
-        sources = [model, input_path]
         for f in files:
             atomic.check_output(f, sources, what="output")
         need = len(paths) * _RESULT_BYTES_ESTIMATE.get(self.outfmt, 13_000)

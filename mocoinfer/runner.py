@@ -23,7 +23,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from .formats import (
     result_filename,
     write_json,
 )
-from .inputs import check_input_sizes, check_names, list_inputs, stat_inputs
+from .inputs import check_input_sizes, check_names, list_inputs, list_many, stat_inputs
 from .perf import DEFINITIONS, PURE_SUMMARY_NAME, SUMMARY_NAME, perf_text
 from .pipeline import _read_ahead, plan_batches, run_pipeline
 from .progress import log, progress_bar
@@ -74,6 +74,8 @@ class RunSettings:
     write_perf: bool = True
     #: the number of the first output in result names: 1 as the benchmark, 0 as ais_bench
     first_index: int = 1
+    #: turns the summary dict into the document written to the summary file (ais_bench's keys)
+    summary_doc: Optional[Callable[[dict], dict]] = None
 
     def check(self) -> None:
         """Every range, before any file is read or any runtime starts."""
@@ -183,7 +185,7 @@ def _run_phases(be: Backend, images: int, run_seconds: Sequence[float]) -> Dict[
 
 
 def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: Optional[str], perf: str,
-            summary_file: Optional[str] = None) -> None:
+            summary_file: Optional[str] = None, doc: Optional[Callable[[dict], dict]] = None) -> None:
     """Complete `summary` with what both modes report; with an `output` folder, write the perf
     file (unless `perf_name` is None) and the summary (summary.json, or `summary_file`) there."""
     summary["definitions"] = DEFINITIONS
@@ -195,23 +197,27 @@ def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: Option
         summary["perf_file"] = os.path.join(output, perf_name)
         atomic_write_text(summary["perf_file"], perf)
     summary["summary_file"] = summary_file or os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], summary)
+    write_json(summary["summary_file"], doc(summary) if doc else summary)
 
 
-def run_inference(model: str, input_path: str, output: str = "result", **options) -> dict:
+def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str = "result", **options) -> dict:
     """Run every input through the model; write result files, the perf file and summary.json.
 
     `options` are `RunSettings` fields. Its `backend` is a name (`auto`, `acl`, `onnxruntime`,
     `torch`) or an open `Backend`, which the caller keeps ownership of. Inputs whose results the
     result folder's manifest proves are skipped (`overwrite` redoes them). Returns the summary
-    dict that summary.json holds.
+    dict that summary.json holds. `input_path` may be a list (ais_bench's comma list).
     """
     settings = RunSettings(**options)
     outfmt = settings.outfmt
     if outfmt not in RESULT_FORMATS:
         raise UserError(f"unknown --outfmt {outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
     settings.check()
-    paths, source = list_inputs(input_path)
+    if isinstance(input_path, str):
+        paths, source = list_inputs(input_path)
+    else:
+        paths, source = list_many(input_path)
+        input_path = ",".join(input_path)
     check_names(paths, outfmt)
     sizes = stat_inputs(paths, source)
     cls = _chosen(model, settings)
@@ -220,7 +226,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)
     folder = ResultFolder(output, result_dir, outfmt, settings.first_index, settings.overwrite)
     # The perf file's name needs the batch size, known after the load; its folder is checked here.
-    folder.check_paths(paths, input_path, model, [summary_file])
+    folder.check_paths(paths, [model] + input_path.split(","), [summary_file])
     probed = _probe(cls, model)
     if probed is not None:
         # Checked before any runtime starts: a wrong input never reaches the device.
@@ -228,7 +234,8 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     with folder.locked():
         identity = model_identity(model)
         recorded = dict(identity, backend=backend_name, outfmt=outfmt, first_index=settings.first_index,
-                        input=os.path.abspath(input_path), batch_size=settings.batch_size)
+                        input=",".join(os.path.abspath(p) for p in input_path.split(",")),
+                        batch_size=settings.batch_size)
         todo = folder.plan(paths, recorded)
         skipped = len(paths) - len(todo)
         base = {"model": model, "backend": backend_name, "device_id": settings.device_id, "input": input_path,
@@ -244,7 +251,7 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
             summary = _run_files(model, settings, cls, probed, folder, run_paths, todo, sizes, dict(base),
                                  paths)
         except KeyboardInterrupt as exc:
-            _record_partial(folder, base, summary_file, exc)
+            _record_partial(folder, base, summary_file, exc, settings.summary_doc)
             raise
         except BaseException:
             with contextlib.suppress(UserError, OSError):
@@ -267,7 +274,7 @@ def _run_files(model: str, settings: RunSettings, cls, probed: Optional[Probe], 
         check_batch_memory(bs, be.sample_bytes, _read_ahead(batch_bytes) + 2)
         perf_name = perf_filename(bs, settings.device_id) if settings.write_perf else None
         if perf_name is not None:
-            check_output(os.path.join(output, perf_name), [model, base["input"]], what="perf file")
+            check_output(os.path.join(output, perf_name), [model] + base["input"].split(","), what="perf file")
         plan = plan_batches(len(paths), bs, be)
         _warm_up(be, bs, settings.warmup)
         bar = progress_bar(len(paths), "infer", settings.progress)
@@ -289,11 +296,12 @@ def _run_files(model: str, settings: RunSettings, cls, probed: Optional[Probe], 
     folder.finish(times.n_outputs)
     summary.update({"device": be.device, "warmup": settings.warmup, "loop": settings.loop,
                     "model_batch_size": be.batch_size})
-    _finish(summary, be, output, perf_name, perf_text(summary), settings.summary_file)
+    _finish(summary, be, output, perf_name, perf_text(summary), settings.summary_file, settings.summary_doc)
     return summary
 
 
-def _record_partial(folder: ResultFolder, base: dict, summary_file: str, exc: BaseException) -> None:
+def _record_partial(folder: ResultFolder, base: dict, summary_file: str, exc: BaseException,
+                    doc: Optional[Callable[[dict], dict]] = None) -> None:
     """After Ctrl-C or SIGTERM: the finished results go into the manifest (still incomplete) and a
     summary marked partial says how far the run got. A fault here must not hide the stop."""
     signal_name = "SIGTERM" if getattr(exc, "signum", None) == 15 else "SIGINT"
@@ -303,7 +311,7 @@ def _record_partial(folder: ResultFolder, base: dict, summary_file: str, exc: Ba
     summary = dict(base, partial=True, stopped_by=signal_name, images=done, result_files=len(folder.done),
                    summary_file=summary_file)
     with contextlib.suppress(UserError, OSError):
-        write_json(summary_file, summary)
+        write_json(summary_file, doc(summary) if doc else summary)
 
 
 def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict, first_index: int = 1,
@@ -371,7 +379,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     if output:
         with FolderLock(output):
             _finish(summary, be, output, perf_name, format_pure_perf(summary["throughput_images_per_s"], mean_ms),
-                    summary_file)
+                    summary_file, settings.summary_doc)
     else:
         _finish(summary, be, None, None, "")
     return summary
