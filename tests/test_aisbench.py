@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 
 import numpy as np
@@ -73,8 +74,9 @@ def _run(argv, capsys):
 
 
 def test_issue_file_run_line_writes_what_ais_bench_writes(work, models, capsys):
-    argv = ("--model moco-v2-bs1.onnx --input ./prep_dataset --output ./result --output_dirname dumpOutput_device0 "
-            "--outfmt TXT --batchsize 1 --device 0").split()
+    # The issue's line as printed, program name swapped and .om → .onnx.
+    argv = shlex.split("--model moco-v2-bs1.onnx --input ./prep_dataset --output ./result "
+                       "--output_dirname dumpOutput_device0 --outfmt TXT --batchsize 1 --device 0")
     rc, out, err = _run(argv, capsys)
     assert rc == 0, err
     res = work / "result" / "dumpOutput_device0"
@@ -103,7 +105,7 @@ def test_issue_file_run_line_writes_what_ais_bench_writes(work, models, capsys):
 
 def test_issue_pure_line_prints_the_summary_and_writes_nothing(work, capsys):
     before = sorted(os.listdir(work))
-    rc, out, err = _run("--model moco-v2-bs16.onnx --loop 100 --batchsize 16".split(), capsys)
+    rc, out, err = _run(shlex.split("--model moco-v2-bs16.onnx --loop 100 --batchsize 16"), capsys)
     assert rc == 0, err
     assert "throughput 1000*batchsize.mean(16)/NPU_compute_time.mean(" in out
     assert sorted(os.listdir(work)) == before  # ais_bench keeps nothing without --output
