@@ -85,6 +85,9 @@ def _differences(old: dict, new: dict) -> List[str]:
             a, b = old.get(key), new.get(key)
             if key == "model_sha256":
                 a, b = str(a)[:12], str(b)[:12]
+            if key == "first_index":  # _1 names (benchmark, own form) or _0 (ais_bench's form)
+                out.append(f"result names _{a} → _{b} (the benchmark's and ais_bench's forms)")
+                continue
             out.append(f"{key} {a} → {b}")
     return out
 
