@@ -146,6 +146,17 @@ def test_pure_inference_never_replaces_a_run_summary(case):
         assert f.read() == before
 
 
+def test_sweep_reads_the_pure_summaries(tmp_path):
+    """scripts/7_perf.sh's table is gathered from pure_summary.json (the runner's own figures)."""
+    from mocoinfer.sweep import collect
+
+    p = run_pure_inference("counter", output=str(tmp_path / "perf" / "counter" / "bs2"), backend=Counter(),
+                           batch_size=2, loop=2, warmup=0)
+    backends, sizes, found = collect(str(tmp_path / "perf"))
+    assert (backends, sizes) == (["counter"], [2])
+    assert found[("counter", 2)]["throughput_images_per_s"] == p["throughput_images_per_s"]
+
+
 # --------------------------------------------------------------------------- a real interrupted run
 
 SLOW_RUNNER = textwrap.dedent('''
