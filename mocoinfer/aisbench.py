@@ -51,8 +51,9 @@ UNSUPPORTED = {
 SPELLINGS = {
     AIS: {"--batch-size": "--batchsize", "--device-id": "--device", "--warmup": "--warmup_count",
           "--pure-data": "--pure_data_type"},
-    BENCHMARK: {"--batch-size": "-batch_size", "--device-id": "-device_id", "--loop": "-round",
-                "--model": "-om_path", "--input": "-input_text_path"},
+    # The benchmark's spellings are collected as its -key=value options are translated (only the
+    # ones the user gave), see run_om_infer.translate_benchmark_args.
+    BENCHMARK: {},
 }
 OUTFMTS = ("BIN", "TXT", "NPY")
 PURE_TYPES = {"zero": "zeros", "random": "random"}
@@ -117,7 +118,7 @@ def respell(message: str, form: str, spelled: Optional[Dict[str, str]] = None) -
     if not names:
         return message
     pattern = re.compile("(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True))
-                         + r")(?![\w-])(?: (-?[\w.]+))?")
+                         + r")(?![\w-])(?: (-?\d[\w.,]*))?")  # a value is a number: "--device-id must" is not one
 
     def one(m: re.Match) -> str:
         new = names[m.group(1)]

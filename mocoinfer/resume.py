@@ -171,11 +171,12 @@ class ResultFolder:
                    "another --output")
             raise UserError(f"{self.result_dir}: holds {len(others)} result files of another format (e.g. {name}) "
                             f"and this run writes .{self.outfmt}; {fix}")
-        if old is not None and results:
-            diff = _differences(old.get("settings", {}), settings)
-            if diff:
-                raise UserError(f"{self.result_dir}: holds results of another model or settings ({'; '.join(diff)}); "
-                                "add --overwrite to delete them, or give another --output")
+        diff = _differences(old.get("settings", {}), settings) if old is not None else []
+        if diff and results:
+            raise UserError(f"{self.result_dir}: holds results of another model or settings ({'; '.join(diff)}); "
+                            "add --overwrite to delete them, or give another --output")
+        if diff:
+            old = None  # its results are gone; what it lists proves nothing for these settings
         files: Dict[str, dict] = dict(old["files"]) if old else {}
         todo = self._unproven(paths, files, old)
         unlisted = [r for r in results if os.path.basename(r.path) not in files]

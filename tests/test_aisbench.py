@@ -185,6 +185,8 @@ def test_errors_echo_the_users_spelling(work, capsys):
     rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "o",
                          "--warmup_count", "-1"], capsys)
     assert rc == 1 and "--warmup_count >= 0" in err and "--warmup " not in err, err
+    rc, out, err = _run(["-round=3", "-om_path=moco-v2-bs1.onnx", "-device_id=-1"], capsys)
+    assert rc == 1 and "-device_id must be >= 0, got -1" in err, err
 
 
 def test_missing_acl_hint_names_onnx_runtime_only_where_installed(tmp_path, monkeypatch):
