@@ -17,9 +17,9 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -139,9 +139,10 @@ class _Reader(threading.Thread):
                 t2 = time.perf_counter()
                 self.read_seconds.append(t1 - t0)
                 self.prep_seconds.append(t2 - t0)
-                if pool is not None:  # outside the read figures: it is the manifest's cost, not reading
-                    self._hash(pool, batch, view, sb)
-                _put(self.ready, (batch, buf), self.stop)
+                # The hashes run while the batch is on the device; the main thread waits for them
+                # before it recycles the buffer (outside the read figures: the manifest's cost).
+                pending = self._hash(pool, batch, view, sb) if pool is not None else []
+                _put(self.ready, (batch, buf, pending), self.stop)
             _put(self.ready, None, self.stop)
         except _Stop:
             pass
@@ -152,13 +153,14 @@ class _Reader(threading.Thread):
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def _hash(self, pool: ThreadPoolExecutor, batch: Batch, view: memoryview, sb: int) -> None:
-        def one(i: int) -> Tuple[int, str]:
-            return sb, hashlib.sha256(view[i * sb:(i + 1) * sb]).hexdigest()
-
-        for i, digest in enumerate(pool.map(one, range(batch.n))):
+    def _hash(self, pool: ThreadPoolExecutor, batch: Batch, view: memoryview, sb: int) -> List[Future]:
+        """Start hashing each real sample of the batch; each result lands in `digests`."""
+        def one(i: int) -> None:
             j = batch.start + i
+            digest = (sb, hashlib.sha256(view[i * sb:(i + 1) * sb]).hexdigest())
             self.digests[self.index_of[j] if self.index_of is not None else j] = digest  # type: ignore[index]
+
+        return [pool.submit(one, i) for i in range(batch.n)]
 
 
 class _Writer(threading.Thread):
@@ -245,12 +247,14 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
             item = _get(ready, stop)
             if item is None:
                 break
-            batch, buf = item
+            batch, buf, pending = item
             inputs = buf[:batch.n_run]
             for _ in range(loop):
                 t0 = time.perf_counter()
                 outputs = be.run(inputs)
                 run_seconds.append(time.perf_counter() - t0)
+            for f in pending:  # the buffer is hashed before it is refilled, and before results are recorded
+                f.result()
             free.put(buf)
             for k, out in enumerate(outputs):
                 if out.shape[0] != batch.n_run:
