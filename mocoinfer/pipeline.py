@@ -212,6 +212,12 @@ def _read_ahead(batch_bytes: int) -> int:
     return max(2, min(MAX_READ_AHEAD, READ_AHEAD_BYTES // max(1, batch_bytes)))
 
 
+def batch_buffers(batch_bytes: int) -> int:
+    """How many batch buffers `run_pipeline` allocates: the read-ahead, one being filled, one on
+    the device (the runner checks they fit in memory before the run)."""
+    return _read_ahead(batch_bytes) + 2
+
+
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
                  result_dir: str, outfmt: str, loop: int, bar, first_index: int = 1,
                  digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
@@ -229,7 +235,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     depth = _read_ahead(batch_bytes)
     stop = threading.Event()
     free: queue.Queue = queue.Queue()
-    for _ in range(depth + 2):  # in the reader's hands, in the queue, and on the device
+    for _ in range(batch_buffers(batch_bytes)):  # in the reader's hands, in the queue, and on the device
         free.put(np.empty(shape, dtype=be.input_dtype))
     ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)

@@ -43,7 +43,7 @@ from .formats import (
 )
 from .inputs import check_input_sizes, check_names, list_inputs, list_many, stat_inputs
 from .perf import DEFINITIONS, PURE_SUMMARY_NAME, SUMMARY_NAME, perf_text
-from .pipeline import _read_ahead, plan_batches, run_pipeline
+from .pipeline import batch_buffers, plan_batches, run_pipeline
 from .progress import log, progress_bar
 from .resume import ResultFolder, model_identity
 from .stats import phase, rate
@@ -271,7 +271,7 @@ def _run_files(model: str, settings: RunSettings, cls, probed: Optional[Probe], 
         _check_hw(be, settings.expect_hw)
         bs = resolve_batch_size(be, settings.batch_size, len(paths))
         batch_bytes = bs * be.sample_bytes
-        check_batch_memory(bs, be.sample_bytes, _read_ahead(batch_bytes) + 2)
+        check_batch_memory(bs, be.sample_bytes, batch_buffers(batch_bytes))
         perf_name = perf_filename(bs, settings.device_id) if settings.write_perf else None
         if perf_name is not None:
             check_output(os.path.join(output, perf_name), [model] + base["input"].split(","), what="perf file")
