@@ -60,7 +60,8 @@ def parse_args(argv):
                    help="score a result folder whose manifest says its run did not finish or that holds "
                         "results of another run (mixed), with a warning (default: an error)")
     p.add_argument("--workers", type=int,
-                   help="processes reading result files (default: 0 under 2,000 files, else up to 4)")
+                   help="processes reading result files (default: 0 under 2,000 txt files, else up to 4; "
+                        "bin and npy files are read in one process)")
     add_progress_args(p, quiet_alias=True)
     args = p.parse_args(argv)
     for name, pos, opt, default in (("result dir", "folder", "folder_opt", None),

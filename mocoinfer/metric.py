@@ -99,17 +99,20 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
               label_name: str, workers: Optional[int], progress: bool) -> _Pass:
     """Score `files` (each with a label) in chunks; with `refs`, also compare each file with the
     reference file of the same image where there is one."""
+    refs = refs or {}
     paths = [f.path for f in files]
     labels = np.fromiter((label_map[f.key] for f in files), dtype=np.int64, count=len(files))
     starts = range(0, len(files), CHUNK)
     jobs = []
     for s in starts:
         part = files[s:s + CHUNK]
-        rows = [i for i, f in enumerate(part) if refs is not None and f.key in refs]
+        rows = [i for i, f in enumerate(part) if f.key in refs]
         jobs.append(ChunkJob(paths[s:s + CHUNK], labels[s:s + CHUNK], np.array(rows, dtype=np.intp),
-                              [refs[part[i].key].path for i in rows]))  # type: ignore[index]
+                             [refs[part[i].key].path for i in rows]))
     if workers is None:
-        workers = default_workers(len(files))
+        # Only txt parsing is worth a pool: bin and npy files are read faster in this process.
+        n_txt = sum(f.fmt == "txt" for f in files) + sum(refs[f.key].fmt == "txt" for f in files if f.key in refs)
+        workers = default_workers(n_txt)
     width = None
     ref_error = ""
     out: List[ChunkScores] = []
@@ -129,13 +132,13 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
             bar.update(len(job.paths))
     if ref_error:
         raise UserError(ref_error)
-    has_ref = np.array([refs is not None and f.key in refs for f in files], dtype=bool)
+    has_ref = np.array([f.key in refs for f in files], dtype=bool)
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(c, name) for c in out])
 
     ranks = cat("ranks")
-    return _Pass(width or 0, ranks, cat("nan"), [f.key for f in files if refs is not None and f.key in refs],
+    return _Pass(width or 0, ranks, cat("nan"), [f.key for f in files if f.key in refs],
                  ranks[has_ref], cat("ref_ranks"), cat("agree"), cat("overlap"), cat("finite"),
                  cat("cosine"), cat("max_diff"))
 

@@ -27,7 +27,7 @@ from .progress import usable_cpus
 
 TOPK = 5
 CHUNK = 256
-# Below this many files a process pool costs more to start than it saves.
+# Below this many txt files a process pool costs more to start than it saves.
 POOL_MIN_FILES = 2000
 MAX_WORKERS = 4
 TIE_RULE = "higher score first; among equal scores the lower class index first; NaN last"
@@ -41,8 +41,13 @@ def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.intp)
     rows = np.arange(scores.shape[0])
     s = scores[rows, labels][:, None]
-    cols = np.arange(scores.shape[1])
-    ranks = (scores > s).sum(axis=1) + ((scores == s) & (cols < labels[:, None])).sum(axis=1)
+    ranks = np.count_nonzero(scores > s, axis=1)
+    # Equal scores at lower indices rank first too; most rows have none (the label equals only
+    # itself), so only the others are searched.
+    tied = np.flatnonzero(np.count_nonzero(scores == s, axis=1) > 1)
+    if tied.size:
+        lower = np.arange(scores.shape[1]) < labels[tied, None]
+        ranks[tied] += np.count_nonzero((scores[tied] == s[tied]) & lower, axis=1)
     nan_label = np.flatnonzero(np.isnan(s[:, 0]))
     for r in nan_label:
         # A NaN label score ranks after every number, and after the NaNs at lower indices.
@@ -110,7 +115,8 @@ def read_chunk(paths: Sequence[str]) -> np.ndarray:
 
 
 def default_workers(n_files: int) -> int:
-    """0 (read in this process) for small runs, else the usable CPUs, at most MAX_WORKERS."""
+    """Worker processes for parsing `n_files` txt files: 0 (this process) for small runs, else
+    the usable CPUs, at most MAX_WORKERS."""
     if n_files < POOL_MIN_FILES:
         return 0
     cpus = usable_cpus()
