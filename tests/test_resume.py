@@ -222,7 +222,7 @@ def test_interrupted_run_keeps_results_and_rerun_computes_only_the_rest(tmp_path
     res = tmp_path / "out" / "dumpOutput_device0"
     argv = [sys.executable, str(script), "--model", str(tmp_path / "slow.om"), "--input", str(bins),
             "--output", str(tmp_path / "out"), "--warmup", "0", "--no-progress"]
-    env = dict(os.environ, SLOW_DELAY="0.05", SLOW_COUNT=str(tmp_path / "count1"))
+    env = dict(os.environ, SLOW_DELAY="0.08", SLOW_COUNT=str(tmp_path / "count1"))
     proc = subprocess.Popen(argv, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60
