@@ -8,6 +8,12 @@ Guide form (Ascend's benchmark command line, program name swapped), accepted unc
 Own form:
     python3 run_om_infer.py --model moco-v2-bs1.onnx --input ./prep_dataset --output result
 Writes result/dumpOutput_device{id}/<name>_1.txt per image, the benchmark's perf file and summary.json.
+ais_bench's form (the newer guides), detected from its flags (mixing forms is an error):
+    python3 run_om_infer.py --model moco-v2-bs1.om --input ./prep_dataset --output ./result \
+        --output_dirname dumpOutput_device0 --outfmt TXT --batchsize 1 --device 0
+    python3 run_om_infer.py --model moco-v2-bs16.om --loop 100 --batchsize 16
+writes what ais_bench writes (`mocoinfer/aisbench.py`). The benchmark's pure inference
+(`-round=N -om_path=... -device_id=0 -batch_size=1`) writes result/PureInfer_perf_of_{om}_in_device_{id}.txt.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
@@ -38,7 +44,7 @@ result/summary.json beside the result folder, not in it; --pure-data prints ais_
 
 _BENCH_ARG = re.compile(r"^-(?P<key>[A-Za-z_]+)=(?P<value>.*)$")
 BENCHMARK_KEYS = ("model_type", "batch_size", "device_id", "input_text_path", "input_width", "input_height",
-                  "om_path", "useDvpp", "output_binary")
+                  "om_path", "useDvpp", "output_binary", "round")
 
 
 def _bool(key: str, value: str) -> bool:
@@ -49,10 +55,12 @@ def _bool(key: str, value: str) -> bool:
     raise UserError(f"-{key}={value}: expected True, False, true or false")
 
 
-def translate_benchmark_args(argv: Sequence[str]) -> List[str]:
-    """Rewrite the `benchmark` tool's `-key=value` arguments into this runner's options;
-    anything else passes through unchanged, so both forms can be mixed."""
+def translate_benchmark_args(argv: Sequence[str], spelled: Optional[Dict[str, str]] = None) -> List[str]:
+    """Rewrite the `benchmark` tool's `-key=value` arguments into this runner's options; the
+    options every form shares (--no-progress, --overwrite, ...) pass through unchanged.
+    `spelled` collects {runner option: the user's -key} for error messages."""
     out: List[str] = []
+    spelled = {} if spelled is None else spelled
     for arg in argv:
         m = _BENCH_ARG.match(arg)
         if not m:
@@ -71,18 +79,43 @@ def translate_benchmark_args(argv: Sequence[str]) -> List[str]:
             out += ["--outfmt", "bin" if _bool(key, value) else "txt"]
         elif key in ("batch_size", "device_id", "input_width", "input_height"):
             out += [f"--{key.replace('_', '-')}", value]
+            spelled[f"--{key.replace('_', '-')}"] = f"-{key}"
         elif key == "input_text_path":
             out += ["--input", value]
+            spelled["--input"] = "-input_text_path"
         elif key == "om_path":
             out += ["--model", value]
+            spelled["--model"] = "-om_path"
+        elif key == "round":
+            # The benchmark's pure inference: N timed batches of generated data, no input.
+            out += ["--pure-data", "zeros", "--loop", value]
+            spelled["--loop"] = "-round"
         else:
             raise UserError(f"-{key}={value}: unknown benchmark option (known: "
                             f"{', '.join('-' + k for k in BENCHMARK_KEYS)})")
     return out
 
 
-def parse_args(argv):
+def add_shared_args(p) -> None:
+    """The options every command-line form takes (own, benchmark, ais_bench)."""
     from mocoinfer.backends import CHOICES
+
+    p.add_argument("--backend", choices=CHOICES, default="auto",
+                   help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
+    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT/CUDA when "
+                                       "available, then CPU)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="torch: bf16 on CPUs with bfloat16 units or CUDA, fp16 on CUDA; onnxruntime: fp16 with "
+                        "TensorRT (default: %(default)s; an int8 .onnx runs as int8)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for onnxruntime/torch (default: one per usable CPU)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every input: delete the results the result folder's manifest lists (only those) "
+                        "and run again; without it a rerun skips the inputs whose results are proven")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
     from mocoinfer.formats import RESULT_FORMATS
     from mocoinfer.perf import figures_help
     from mocoinfer.runner import PURE_DATA
@@ -103,23 +136,15 @@ def parse_args(argv):
                         "contiguous share of the inputs (on a CPU, of the cores), a perf file per device and "
                         "one summary.json with each device and the total (default: %(default)s)")
     p.add_argument("--outfmt", choices=RESULT_FORMATS, default="txt", help="result file format (default: txt)")
-    p.add_argument("--backend", choices=CHOICES, default="auto",
-                   help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
-    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT/CUDA when "
-                                       "available, then CPU)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="torch: bf16 on CPUs with bfloat16 units or CUDA, fp16 on CUDA; onnxruntime: fp16 with "
-                        "TensorRT (default: %(default)s; an int8 .onnx runs as int8)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for onnxruntime/torch (default: one per core)")
     p.add_argument("--warmup", type=int, default=1, help="untimed batches before timing (default: %(default)s)")
     p.add_argument("--loop", type=int, default=None,
                    help="timed runs of each batch (default: 1; with --pure-data: batches, default 10)")
     p.add_argument("--pure-data", choices=PURE_DATA, help="pure inference on generated data, no input needed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_shared_args(p)
     # Set by the benchmark's -input_width / -input_height: checked against the model's input.
     p.add_argument("--input-width", type=int, help=argparse.SUPPRESS)
     p.add_argument("--input-height", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args(translate_benchmark_args(sys.argv[1:] if argv is None else argv))
+    args = p.parse_args(translate_benchmark_args(sys.argv[1:] if argv is None else argv, spelled))
     if args.pure_data is None and args.input is None:
         p.error("--input (or -input_text_path=) is required unless --pure-data is given")
     if (args.input_width is None) != (args.input_height is None):
@@ -129,25 +154,85 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    from mocoinfer.cli import signals_as_interrupt
+
+    with signals_as_interrupt():  # SIGTERM: results kept, a partial summary, exit 143
+        return _main(argv)
+
+
+def _main(argv) -> int:
+    from mocoinfer import aisbench
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    form = aisbench.detect(argv)
+    spelled: Dict[str, str] = {}
+    try:
+        if form == aisbench.AIS:
+            return _ais_main(argv)
+        return _own_main(argv, spelled)
+    except UserError as exc:  # options named as the user wrote them (-batch_size=2, --batchsize 2)
+        raise UserError(aisbench.respell(str(exc), form, spelled if form == aisbench.BENCHMARK else None)) from None
+
+
+def _own_main(argv, spelled: Dict[str, str]) -> int:
     from mocoinfer import perf, runner
 
-    args = parse_args(argv)
+    args = parse_args(argv, spelled)
     common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
                   providers=args.providers, warmup=args.warmup, threads=args.threads, precision=args.precision)
     if args.pure_data:
-        summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=args.loop or 10,
+        loop = 10 if args.loop is None else args.loop  # 0 is refused by the runner, not replaced
+        summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=loop,
                                             output=args.output, **common)
         print(perf.pure_summary_text(summary))
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
-    summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=args.loop or 1,
-                                   progress=False if args.no_progress else None, expect_hw=hw, **common)
+    loop = 1 if args.loop is None else args.loop
+    summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=loop,
+                                   progress=False if args.no_progress else None, expect_hw=hw,
+                                   overwrite=args.overwrite, **common)
     if "devices" in summary:
         from mocoinfer.devices import summary_line
 
         print(summary_line(summary))
     else:
         print(perf.summary_line(summary))
+    return 0
+
+
+def _ais_main(argv) -> int:
+    """ais_bench's command line: its flags, its output layout, its summary labels."""
+    from mocoinfer import aisbench, runner
+    from mocoinfer.perf import summary_line
+    from mocoinfer.progress import setup_logging
+
+    args = aisbench.parser(add_shared_args).parse_args(argv)
+    if args.debug:
+        setup_logging(verbose=True)
+    result_dir = aisbench.folders(args)
+    providers = [x for x in args.providers.split(",") if x] if args.providers else None
+    common = dict(batch_size=aisbench.batch_size(args), device_id=aisbench.device_id(args.device),
+                  backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
+                  precision=args.precision, loop=args.loop, write_perf=False,
+                  summary_doc=lambda s: aisbench.summary_doc(s, argv),
+                  summary_file=result_dir + "_summary.json" if result_dir else None)
+    if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
+        summary = runner.run_pure_inference(args.model, output=args.output,
+                                            pure_data=aisbench.PURE_TYPES[args.pure_data_type], **common)
+        print(aisbench.summary_text(summary, args.display_all_summary))
+        return 0
+    if result_dir is None:
+        raise UserError("--input without --output: ais_bench would not keep the results; give --output "
+                        "(and --output_dirname for a fixed folder name)")
+    summary = runner.run_inference(args.model, aisbench.input_list(args.input), args.output,
+                                   outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
+                                   overwrite=args.overwrite, progress=False if args.no_progress else None,
+                                   **common)
+    if summary.get("nothing_to_do"):
+        print(summary_line(summary))
+        return 0
+    print(aisbench.summary_text(summary, args.display_all_summary))
+    print(summary_line(summary))
     return 0
 
 

@@ -11,6 +11,7 @@ With --compare REFERENCE_DIR it also checks this result dir against another back
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -55,6 +56,9 @@ def parse_args(argv):
                         "the guide's criterion)")
     p.add_argument("--compare-json", metavar="PATH",
                    help="where to write the comparison (default: <json name>_compare.json beside it)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="score a result folder whose manifest says its run did not finish or that holds "
+                        "results of another run (mixed), with a warning (default: an error)")
     p.add_argument("--workers", type=int,
                    help="processes reading result files (default: 0 under 2,000 txt files, else up to 4; "
                         "bin and npy files are read in one process)")
@@ -71,29 +75,46 @@ def parse_args(argv):
                         "./val_label.txt ./ result.json`)")
             value = default
         setattr(args, pos, value)
-    if args.tolerance < 0:
-        p.error(f"--tolerance must be >= 0, got {args.tolerance}")
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:
+        p.error(f"--tolerance must be a number >= 0, got {args.tolerance}")
     return args
 
 
 def main(argv=None) -> int:
+    from mocoinfer.atomic import check_writable_dir, describe_os_error
     from mocoinfer.formats import write_json, write_result_json
     from mocoinfer.metric import format_report, score, warn_about
+    from mocoinfer.resume import check_metric_output, check_result_folder
 
     args = parse_args(argv)
     out_path = os.path.join(args.json_path, args.json_name)
     if os.path.isdir(out_path):
         raise UserError(f"{out_path}: is a folder, not a json file name")
+    # Every output and folder fault before the (long) pass over the results.
+    dirs = [d for d in (args.folder, args.compare) if d]
+    for d in dirs:
+        if os.path.isdir(d):
+            check_result_folder(d, args.allow_incomplete)
+    json_dir = args.json_path or "."
+    if os.path.exists(json_dir) and not os.path.isdir(json_dir):
+        raise UserError(f"{json_dir}: result json folder is a file")
+    try:
+        os.makedirs(json_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{json_dir}: cannot create the result json folder ({describe_os_error(exc)})") from None
+    check_writable_dir(json_dir, 64 << 10, what="result json folder")
+    cmp_path = None
+    if args.compare:
+        cmp_path = args.compare_json or os.path.splitext(out_path)[0] + "_compare.json"
+    for path in [out_path] + ([cmp_path] if cmp_path else []):
+        check_metric_output(path, [args.annotation], dirs)
     res, cmp = score(args.folder, args.annotation, reference_dir=args.compare or None, tolerance=args.tolerance,
                      allow_missing_labels=args.allow_missing_labels, workers=args.workers,
                      progress=not args.no_progress)
     warn_about(res, args.folder)
 
-    os.makedirs(args.json_path or ".", exist_ok=True)
     write_result_json(out_path, res.n_images, res.n_classes, res.fractions)
-    cmp_path = None
-    if cmp is not None:
-        cmp_path = args.compare_json or os.path.splitext(out_path)[0] + "_compare.json"
+    if cmp is not None and cmp_path:
         write_json(cmp_path, cmp)
 
     print(format_report(res, cmp))

@@ -8,10 +8,12 @@ as `errors.Terminated`, with 143).
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
-from .errors import UserError
+from .errors import Terminated, UserError
 from .progress import setup_logging
 
 
@@ -21,6 +23,24 @@ def either_form(parser, guide_value, new_value, what: str):
     if guide_value is not None and new_value is not None and guide_value != new_value:
         parser.error(f"{what} given twice with different values ({guide_value} and {new_value})")
     return guide_value if guide_value is not None else new_value
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Let `kill` (SIGTERM) stop a stage as Ctrl-C does: a `Terminated` (a KeyboardInterrupt) is
+    raised in the main thread, every cleanup runs, and `run_main` exits 143 instead of 130."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 EXIT_ERROR = 1

@@ -18,16 +18,23 @@ atomically), and the run ends with that device's id and error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import queue
 import time
 import traceback
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from .errors import UserError
 from .progress import log, progress_bar, usable_cpus
+
+if TYPE_CHECKING:  # annotations only: runner imports this module's functions at call time
+    from .backends import Backend
+    from .inputs import InputKind
+    from .resume import ResultFolder
+    from .runner import RunSettings
 
 # How often a worker reports progress to the parent's bar, and how long the parent waits for the
 # last word of a worker that has exited before calling it lost.
@@ -125,8 +132,6 @@ def _worker(model: str, paths: List[str], sizes: List[int], output: str, result_
             backend_name: str, kind, cores: List[int], events, cancel) -> None:
     """One device's shard, in its own process; reports ("done" | "error" | "stopped", id, payload)."""
     from .backends import choose_backend
-    from .runner import run_files
-
     device_id = settings.device_id
     try:
         if cores and _uses_host_cpu(backend_name, settings.providers):
@@ -156,7 +161,7 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
     summary.json) the run's summary with a "devices" list and the total."""
     from .backends import Backend, choose_backend
     from .perf import DEFINITIONS
-    from .runner import RESULT_SUBDIR, _stale_results, write_summary
+    from .runner import RESULT_SUBDIR
     from .stats import rate
 
     if isinstance(settings.backend, Backend):
@@ -271,3 +276,121 @@ def summary_line(s: dict) -> str:
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} on "
             f"{len(s['devices'])} devices (batch {s['batch_size']}{pad}); total e2e "
             f"{s['e2e']['throughput_images_per_s']:.1f} img/s; {per}{files}")
+
+
+def run_resumable(model: str, input_path: str, output: str, settings: RunSettings, device_ids: Sequence[int],
+                 kind: Optional[InputKind], folder: ResultFolder, paths: Sequence[str], sizes: Sequence[int],
+                 todo: List[int], base: dict) -> dict:
+    """The inputs not yet done, on several devices (`devices.run_on_devices`). The workers write
+    the results; here, under the folder's lock, the manifest records each one that is in place
+    with its input's hash, also when a device failed, so a rerun computes only what is missing."""
+    if settings.summary_doc is not None or settings.result_dir is not None:
+        raise UserError("several devices write the benchmark's layout only; give one --device with ais_bench's flags")
+    try:
+        summary = run_on_devices(model, input_path, output, [paths[i] for i in todo], [sizes[i] for i in todo],
+                                 settings, device_ids, kind)
+    finally:
+        _record_written(folder, paths, todo, settings)
+    folder.finish(summary["n_outputs"])
+    summary.update({"inputs": len(paths), "skipped": base["skipped"]})
+    write_summary(output, summary)
+    return summary
+
+
+def _record_written(folder: ResultFolder, paths: Sequence[str], todo: List[int], settings: RunSettings) -> None:
+    """Record in the manifest every result file the device workers put in place (after they stop)."""
+    from .atomic import file_digest
+    from .formats import result_filename
+
+    for i in todo:
+        k = settings.first_index
+        name = result_filename(paths[i], settings.outfmt, k)
+        while os.path.isfile(os.path.join(folder.result_dir, name)):
+            if folder.digests[i] is None:
+                with contextlib.suppress(OSError):
+                    folder.digests[i] = file_digest(paths[i])
+            folder.record(i, k, name)
+            k += 1
+            name = result_filename(paths[i], settings.outfmt, k)
+    with contextlib.suppress(UserError, OSError):
+        folder.flush()
+
+
+def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: str, settings: RunSettings,
+              cls: Optional[Type[Backend]], kind: Optional[InputKind] = None,
+              result_dir: Optional[str] = None, bar=None, cancel=None) -> dict:
+    """One device's share of a several-device run (a worker process of `devices`): `paths` on
+    `settings.device_id` into `result_dir`; writes that device's perf file in `output` and returns
+    its summary (the parent holds the lock, keeps the manifest and writes summary.json)."""
+    from .formats import atomic_write_text, perf_filename
+    from .inputs import input_kind
+    from .perf import perf_text
+    from .pipeline import plan_batches, run_pipeline
+    from .runner import (
+        RESULT_SUBDIR,
+        _check_hw,
+        _finish,
+        _input_files,
+        _opened,
+        _run_phases,
+        _verify_results,
+        _warm_up,
+        resolve_batch_size,
+    )
+    from .stats import phase, rate
+
+    outfmt = settings.outfmt
+    with _opened(model, settings, cls) as be:
+        if kind is None:  # only the loaded runtime can tell (an .om)
+            kind = input_kind(paths, sizes, be.input_shape, be.input_dtype, be.describe())
+        _check_hw(be, settings.expect_hw)
+        bs = resolve_batch_size(be, settings.batch_size, len(paths))
+        plan = plan_batches(len(paths), bs, be)
+        _warm_up(be, bs, settings.warmup)
+        result_dir = result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
+        if bar is None:
+            bar = progress_bar(len(paths), "infer", settings.progress)
+        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar,
+                             first_index=settings.first_index, host_normalize=kind.host_normalize, cancel=cancel)
+        n = len(paths)
+        phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
+        phases.update(_run_phases(be, n * settings.loop, times.run))
+        phases["write"] = phase(n, times.write)
+    summary = {"images": n, "batch_size": bs, "batches": times.batches, "padded_images": times.padded_images,
+               "result_files": times.result_files, "wall_seconds": times.wall,
+               "e2e": {"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
+               "phases": phases, "model": model, "backend": be.name, "device": be.device,
+               "device_id": settings.device_id, "input_files": _input_files(kind, be), "outfmt": outfmt,
+               "warmup": settings.warmup, "loop": settings.loop, "model_batch_size": be.batch_size,
+               "result_dir": result_dir, "precision": getattr(be, "precision", "fp32"),
+               "n_outputs": times.n_outputs, "first_read": times.started, "last_write": times.ended}
+    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary, settings.first_index, paths)
+    _finish(summary, be, None, None, "")
+    summary["perf_file"] = os.path.join(output, perf_filename(bs, settings.device_id))
+    atomic_write_text(summary["perf_file"], perf_text(summary))
+    return summary
+
+
+def write_summary(output: Optional[str], summary: dict) -> None:
+    """summary.json in `output`, beside the result folder."""
+    from .formats import write_json
+    from .perf import SUMMARY_NAME
+
+    if not output:
+        return
+    summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
+    write_json(summary["summary_file"], summary)
+
+
+def _stale_results(result_dir: str, paths, fmt: str, summary: dict) -> None:
+    """Result files in the folder that no input of this run wrote are pointed out."""
+    from .formats import is_result_name, natural_key, result_filename
+
+    expected = {result_filename(p, fmt, k) for p in paths for k in range(1, summary["n_outputs"] + 1)}
+    present = {e.name for e in os.scandir(result_dir)
+               if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
+    stale = present - expected
+    summary["stale_result_files"] = len(stale)
+    if stale:
+        log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
+                    f"(e.g. {sorted(stale, key=natural_key)[0]}); a metric over the folder would count them")

@@ -78,11 +78,15 @@ def image_key(file_name: str) -> str:
 
 
 def result_key(file_name: str) -> str:
-    """Image key of a result file: name before the first '.', last `_suffix` removed.
+    """Image key of a result file: the `_<k>.<ext>` ending removed, then the name before the
+    first '.' (what `image_key` gives for the input it came from).
 
     `ILSVRC2012_val_00000001_1.txt` (benchmark) and `..._0.bin` (ais_bench) both give
-    `ILSVRC2012_val_00000001`.
+    `ILSVRC2012_val_00000001`; `a_b.v2_1.txt` (from `a_b.v2.bin`) gives `a_b`, like its input.
     """
+    m = _RESULT_NAME.match(os.path.basename(file_name))
+    if m:
+        return image_key(m.group("stem"))
     stem = image_key(file_name)
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
@@ -171,7 +175,9 @@ def read_failed(path: str) -> List[Tuple[str, str]]:
 def read_labels(path: str) -> Dict[str, int]:
     """Parse `val_label.txt` into {image key: class index}; malformed lines name their number."""
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a label file saved by a Windows editor starts with a BOM, which would
+        # otherwise become part of the first image's name.
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise UserError(f"{path}: label file not found") from None
@@ -391,7 +397,9 @@ class ResultFile(NamedTuple):
     fmt: str
 
 
-_RESULT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
+# The stem may hold dots: `img.v2.bin` gives `img.v2_1.txt` (result_filename keeps all but the
+# last extension), and that name must read back as a result.
+_RESULT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.(?P<fmt>txt|bin|npy)$")
 
 
 def is_result_name(file_name: str) -> bool:
@@ -413,8 +421,10 @@ def list_results(folder: str) -> Tuple[List[ResultFile], List[str]]:
     for entry in os.scandir(folder):
         m = _RESULT_NAME.match(entry.name)
         if m and not entry.name.startswith(".") and entry.is_file():
-            # The pattern's stem is result_key(entry.name), without parsing the name again.
-            results.append(ResultFile(m.group("stem"), entry.path, m.group("fmt")))
+            # result_key(entry.name) from the match already made: the stem, cut at its first dot.
+            stem = m.group("stem")
+            key = stem.split(".", 1)[0] if "." in stem else stem
+            results.append(ResultFile(key, entry.path, m.group("fmt")))
         else:
             others.append(entry.name)
     results.sort(key=lambda r: r.path)

@@ -113,3 +113,11 @@ def input_kind(paths: Sequence[str], sizes: Sequence[int], shape: Sequence[int],
             return InputKind(pixels, True)
     check_input_sizes(paths, sizes, own, model_desc, pixels)
     return InputKind(own, False)
+
+
+def list_many(inputs: Sequence[str]) -> Tuple[List[str], str]:
+    """Several inputs, as ais_bench's comma list: each folder, info file or .bin file in turn."""
+    paths: List[str] = []
+    for one in inputs:
+        paths += list_inputs(one)[0]
+    return paths, f"inputs {','.join(inputs)}"

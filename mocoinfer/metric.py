@@ -14,6 +14,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from .atomic import POLICY_FILES
 from .errors import UserError
 from .formats import ResultFile, format_accuracy, read_labels
 from .progress import log, progress_bar
@@ -293,9 +294,19 @@ def score(result_dir: str, labels: LabelsArg, reference_dir: Optional[str] = Non
 
 # --------------------------------------------------------------------------- what the user reads
 
+#: older ais_infer wrote its summary (sic) inside the result folder; the guide's metric choked on it.
+OLD_AIS_SUMMARY = "sumary.json"
+
+
 def warn_about(acc: TopkAccuracy, folder: str) -> None:
     """Warnings for what the count left out or ranked last."""
     for name in acc.skipped:
+        if name in POLICY_FILES:
+            continue  # the lock and manifest of the run that wrote the folder
+        if name == OLD_AIS_SUMMARY:
+            log.info(f"note: {os.path.join(folder, name)}: the summary older ais_infer versions wrote inside the "
+                     "result folder, skipped")
+            continue
         log.warning(f"{os.path.join(folder, name)}: not a result file, skipped")
     if acc.unlabelled:
         log.warning(f"{len(acc.unlabelled)} result(s) have no label and are not counted, "

@@ -14,6 +14,8 @@ from typing import Dict, List, NamedTuple
 from .formats import format_perf
 
 SUMMARY_NAME = "summary.json"
+#: pure inference's own summary, so a pure run never replaces a file run's summary.json
+PURE_SUMMARY_NAME = "pure_summary.json"
 
 
 class Figure(NamedTuple):
@@ -104,7 +106,12 @@ def perf_text(s: Dict) -> str:
 
 
 def summary_line(s: Dict) -> str:
-    """The one line a file run prints on stdout."""
+    """The one line a file run prints on stdout; a resumed run says how many inputs it skipped."""
+    if s.get("nothing_to_do"):
+        return (f"{s['inputs']} inputs, all with proven results in {s['result_dir']}: nothing to run "
+                "(--overwrite redoes them)")
+    skipped = (f"; skipped {s['skipped']} of {s['inputs']} inputs with proven results, rates count the "
+               f"{s['images']} run" if s.get("skipped") else "")
     p = s["phases"]
     compute = p.get("compute", p["run"])
     pad = f", {s['padded_images']} padded" if s["padded_images"] else ""
@@ -112,7 +119,8 @@ def summary_line(s: Dict) -> str:
             f"(batch {s['batch_size']}{pad}, {s.get('precision', 'fp32')}); "
             f"e2e {s['e2e']['throughput_images_per_s']:.1f} img/s, "
             f"infer {p['run']['throughput_images_per_s']:.1f} img/s, compute "
-            f"{compute['throughput_images_per_s']:.1f} img/s; {s['perf_file']}, {s['summary_file']}")
+            f"{compute['throughput_images_per_s']:.1f} img/s{skipped}; "
+            + ", ".join(f for f in (s.get("perf_file"), s.get("summary_file")) if f))
 
 
 def pure_summary_text(s: Dict) -> str:

@@ -13,11 +13,14 @@ batch buffers recycled), so memory stays flat whatever the number of images.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -34,6 +37,7 @@ WRITE_BEHIND_BATCHES = 64
 # they cost ~0.3 ms each, so one writer thread caps a run at ~1,300 files/s. Several writers
 # overlap those waits.
 WRITER_THREADS = 4
+HASH_THREADS = 4
 _POLL = 0.1  # seconds between checks of the stop flag while a thread waits on a queue
 
 
@@ -108,16 +112,21 @@ class _Reader(threading.Thread):
 
     def __init__(self, paths: Sequence[str], plan: Sequence[Batch], sample_bytes: int,
                  free: queue.Queue, ready: queue.Queue, stop: threading.Event,
+                 digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  staging: Optional[np.ndarray] = None) -> None:
         super().__init__(name="mocoinfer-reader", daemon=True)
         self.paths, self.plan, self.sample_bytes = paths, plan, sample_bytes
         self.free, self.ready, self.stop = free, ready, stop
         self.staging = staging  # uint8 pixel files land here, then are normalised into the batch
+        # digests[index_of[i]] = (size, SHA-256) of input i as read: what the resume manifest records.
+        self.digests, self.index_of = digests, index_of
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
+        # hashlib releases the GIL on large buffers: a few threads hash a batch's samples at once.
+        pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if self.digests is not None else None
         try:
             sb = self.sample_bytes
             for batch in self.plan:
@@ -138,22 +147,44 @@ class _Reader(threading.Thread):
                 t2 = time.perf_counter()
                 self.read_seconds.append(t1 - t0)
                 self.prep_seconds.append(t2 - t0)
-                _put(self.ready, (batch, buf), self.stop)
+                # The hashes run while the batch is on the device; the main thread waits for them
+                # before it recycles the buffer (outside the read figures: the manifest's cost).
+                pending = self._hash(pool, batch, view, sb) if pool is not None else []
+                if self.staging is not None:
+                    # The file bytes are in the staging buffer, which the next batch refills.
+                    for f in pending:
+                        f.result()
+                    pending = []
+                _put(self.ready, (batch, buf, pending), self.stop)
             _put(self.ready, None, self.stop)
         except _Stop:
             pass
         except BaseException as exc:  # the main thread sees the stop flag and raises it
             self.error = exc
             self.stop.set()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _hash(self, pool: ThreadPoolExecutor, batch: Batch, view: memoryview, sb: int) -> List[Future]:
+        """Start hashing each real sample of the batch; each result lands in `digests`."""
+        def one(i: int) -> None:
+            j = batch.start + i
+            digest = (sb, hashlib.sha256(view[i * sb:(i + 1) * sb]).hexdigest())
+            self.digests[self.index_of[j] if self.index_of is not None else j] = digest  # type: ignore[index]
+
+        return [pool.submit(one, i) for i in range(batch.n)]
 
 
 class _Writer(threading.Thread):
     """Writes one result file per real image per output, behind the device."""
 
     def __init__(self, folder: str, paths: Sequence[str], fmt: str, todo: queue.Queue,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, first_index: int = 1,
+                 on_written: Optional[Callable[[int, int, str], None]] = None) -> None:
         super().__init__(name="mocoinfer-writer", daemon=True)
         self.folder, self.paths, self.fmt, self.todo, self.stop = folder, paths, fmt, todo, stop
+        self.first_index, self.on_written = first_index, on_written
         self.seconds: List[float] = []
         self.written = 0
         self.error: Optional[BaseException] = None
@@ -166,10 +197,12 @@ class _Writer(threading.Thread):
                     return
                 start, n, outputs = item
                 t0 = time.perf_counter()
-                for k, out in enumerate(outputs, 1):
+                for k, out in enumerate(outputs, self.first_index):
                     for i in range(n):
-                        write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
+                        path = write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
                         self.written += 1
+                        if self.on_written is not None:
+                            self.on_written(start + i, k, os.path.basename(path))
                 self.seconds.append(time.perf_counter() - t0)
         except _Stop:
             pass
@@ -192,11 +225,25 @@ def _read_ahead(batch_bytes: int) -> int:
     return max(2, min(MAX_READ_AHEAD, READ_AHEAD_BYTES // max(1, batch_bytes)))
 
 
+def batch_buffers(batch_bytes: int) -> int:
+    """How many batch buffers `run_pipeline` allocates: the read-ahead, one being filled, one on
+    the device (the runner checks they fit in memory before the run)."""
+    return _read_ahead(batch_bytes) + 2
+
+
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
-                 result_dir: str, outfmt: str, loop: int, bar, host_normalize: bool = False,
+                 result_dir: str, outfmt: str, loop: int, bar, first_index: int = 1,
+                 digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
+                 on_written: Optional[Callable[[int, int, str], None]] = None,
+                 on_batch: Optional[Callable[[], None]] = None, host_normalize: bool = False,
                  cancel=None) -> PipelineTimes:
     """Run every batch of `plan` through `be` (each `loop` times), writing results into
     `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
+
+    Result files are numbered from `first_index` (1: the benchmark, 0: ais_bench). With
+    `digests`, the reader stores each input's (size, SHA-256) at `digests[index_of[i]]`;
+    `on_written(i, k, name)` is called by a writer thread once result `name` of input i is in
+    place, and `on_batch()` by this thread after each batch (the resume manifest's hooks).
 
     `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
     `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
@@ -213,12 +260,13 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     depth = _read_ahead(batch_bytes)
     stop = threading.Event()
     free: queue.Queue = queue.Queue()
-    for _ in range(depth + 2):  # in the reader's hands, in the queue, and on the device
+    for _ in range(batch_buffers(batch_bytes)):  # in the reader's hands, in the queue, and on the device
         free.put(np.empty(shape, dtype=be.input_dtype))
     ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
-    reader = _Reader(paths, plan, file_bytes, free, ready, stop, staging)
-    writers = [_Writer(result_dir, paths, outfmt, todo, stop) for _ in range(WRITER_THREADS)]
+    reader = _Reader(paths, plan, file_bytes, free, ready, stop, digests, index_of, staging)
+    writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written)
+               for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
     n_outputs = 0
     t_start, started = time.perf_counter(), time.time()
@@ -232,12 +280,14 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
                 break
             if cancel is not None and cancel.is_set():
                 raise UserError(f"{result_dir}: stopped, another device of this run failed")
-            batch, buf = item
+            batch, buf, pending = item
             inputs = buf[:batch.n_run]
             for _ in range(loop):
                 t0 = time.perf_counter()
                 outputs = be.run(inputs)
                 run_seconds.append(time.perf_counter() - t0)
+            for f in pending:  # the buffer is hashed before it is refilled, and before results are recorded
+                f.result()
             free.put(buf)
             for k, out in enumerate(outputs):
                 if out.shape[0] != batch.n_run:
@@ -248,6 +298,8 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
             _put(todo, (batch.start, batch.n, [o[:batch.n] for o in outputs]), stop)
             bar.update(batch.n)
             _raise_first(writers)
+            if on_batch is not None:
+                on_batch()
         for _ in writers:
             _put(todo, None, stop)
         for w in writers:

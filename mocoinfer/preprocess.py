@@ -39,7 +39,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import atomic, formats
-from .errors import Terminated, UserError
+from .cli import signals_as_interrupt
+from .errors import UserError
 from .prepplan import (
     Inputs,
     Task,
@@ -189,23 +190,6 @@ def _chunksize(n_tasks: int, workers: int) -> int:
     return max(1, min(16, n_tasks // (workers * 8)))
 
 
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """Let `kill` stop the run as Ctrl-C does (exit 143 instead of 130), pool workers included."""
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool, workers: int,
              run_id: Optional[str] = None,
              dtype: str = formats.DEFAULT_BIN_DTYPE) -> Iterator[Tuple[int, str, str, Optional[dict]]]:
@@ -282,7 +266,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
         if todo:
             bar = _bar(len(todo), progress)
             saved = time.monotonic()
-            with _signals_as_interrupt(), bar:
+            with signals_as_interrupt(), bar:
                 for index, status, reason, record in _results(todo, transform, overwrite,
                                                               min(workers, len(todo)), run_id, dtype):
                     if status == WRITTEN:

@@ -9,6 +9,12 @@ Before any batch runs, every input file is checked with `os.stat` against the mo
 per-sample input size; for ONNX and PyTorch the model's input is read from the file before the
 runtime starts, for an `.om` it is read from the model description right after the load (the
 only place pyACL gives it), before anything is copied or executed.
+
+The output side follows the output policy (`resume.ResultFolder`): every argument and output path
+is checked before the model loads, the output folder is locked for the run, and the result
+folder's manifest lets a rerun of the same command skip the inputs whose results it proves. A
+run stopped by Ctrl-C or SIGTERM keeps its finished results, records them in the manifest and
+writes a summary marked `"partial": true` before the stop reaches the caller.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
+from .atomic import FolderLock, check_output, describe_os_error
 from .backends import Backend, Probe, choose_backend, open_backend
 from .errors import UserError
 from .formats import (
@@ -34,10 +41,11 @@ from .formats import (
     result_filename,
     write_json,
 )
-from .inputs import InputKind, check_names, input_kind, list_inputs, stat_inputs
-from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
-from .pipeline import plan_batches, run_pipeline
+from .inputs import InputKind, check_names, input_kind, list_inputs, list_many, stat_inputs
+from .perf import DEFINITIONS, PURE_SUMMARY_NAME, SUMMARY_NAME, perf_text
+from .pipeline import batch_buffers, plan_batches, run_pipeline
 from .progress import log, progress_bar
+from .resume import ResultFolder, model_identity
 from .stats import phase, rate
 
 RESULT_SUBDIR = "dumpOutput_device{device_id}"
@@ -58,16 +66,35 @@ class RunSettings:
     outfmt: str = "txt"
     progress: Optional[bool] = None
     expect_hw: Optional[Tuple[int, int]] = None
+    #: redo every input, deleting the results the result folder's manifest lists
+    overwrite: bool = False
+    #: where results, the summary and the perf file go when not the benchmark's layout (ais_bench)
+    result_dir: Optional[str] = None
+    summary_file: Optional[str] = None
+    write_perf: bool = True
+    #: the number of the first output in result names: 1 as the benchmark, 0 as ais_bench
+    first_index: int = 1
+    #: turns the summary dict into the document written to the summary file (ais_bench's keys)
+    summary_doc: Optional[Callable[[dict], dict]] = None
+    #: fp32, or bf16 / fp16 where the backend takes them (torch; fp16 with ORT's TensorRT provider)
     precision: str = "fp32"
 
     def check(self) -> None:
+        """Every range, before any file is read or any runtime starts."""
         if self.loop < 1 or self.warmup < 0:
             raise UserError(f"--loop must be >= 1 and --warmup >= 0 (got {self.loop} and {self.warmup})")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.device_id < 0:
+            raise UserError(f"--device-id must be >= 0, got {self.device_id}")
+        if self.threads < 0:
+            raise UserError(f"--threads must be >= 0 (0: one per usable CPU), got {self.threads}")
 
 
-def resolve_batch_size(backend: Backend, requested: Optional[int]) -> int:
+def resolve_batch_size(backend: Backend, requested: Optional[int], n_inputs: Optional[int] = None) -> int:
     """The run's batch size: the model's own when fixed, else the request (default 1, or the
-    largest size a dynamic-batch OM lists)."""
+    largest size a dynamic-batch OM lists). On a free batch axis a request above `n_inputs` is
+    capped to it, with a note: a bigger batch would only allocate memory for nothing."""
     if requested is not None and requested < 1:
         raise UserError(f"--batch-size must be >= 1, got {requested}")
     fixed = backend.batch_size
@@ -84,7 +111,33 @@ def resolve_batch_size(backend: Backend, requested: Optional[int]) -> int:
             raise UserError(f"--batch-size {requested} does not fit {backend.model_path}: its dynamic batch sizes "
                             f"are {', '.join(map(str, choices))}")
         return requested
+    if requested is not None and n_inputs is not None and requested > n_inputs > 0:
+        log.info(f"note: --batch-size {requested} capped to {n_inputs}, the number of inputs to run")
+        return n_inputs
     return requested or 1
+
+
+def _available_memory() -> Optional[int]:
+    """MemAvailable from /proc/meminfo in bytes, or None where the OS does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_batch_memory(batch_size: int, sample_bytes: int, buffers: int) -> None:
+    """Refuse a batch whose host buffers alone (`buffers` batches, plus the runtime's own copy of
+    the input) would not fit in the memory available now, before anything is allocated."""
+    need = (buffers + 1) * batch_size * sample_bytes
+    free = _available_memory()
+    if free is not None and need > free:
+        raise UserError(f"--batch-size {batch_size} needs about {need / 2**30:.1f} GiB of host memory for its input "
+                        f"buffers alone ({batch_size} x {sample_bytes} bytes x {buffers + 1}), but only "
+                        f"{free / 2**30:.1f} GiB is available: use a smaller batch")
 
 
 def _opened(model: str, settings: RunSettings, cls: Optional[Type[Backend]]):
@@ -133,26 +186,31 @@ def _run_phases(be: Backend, images: int, run_seconds: Sequence[float]) -> Dict[
     return phases
 
 
-def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: str, perf: str) -> None:
+def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: Optional[str], perf: str,
+            summary_file: Optional[str] = None, doc: Optional[Callable[[dict], dict]] = None) -> None:
     """Complete `summary` with what both modes report; with an `output` folder, write the perf
-    file there (summary.json comes after, `write_summary`)."""
+    file (unless `perf_name` is None) and the summary (summary.json, or `summary_file`) there."""
     summary["definitions"] = DEFINITIONS
     if be.name == "onnxruntime":
         summary["providers"] = list(getattr(be, "providers", []))
     if not output:
         return
-    os.makedirs(output, exist_ok=True)
-    summary["perf_file"] = os.path.join(output, perf_name)
-    atomic_write_text(summary["perf_file"], perf)
+    if perf_name is not None:
+        summary["perf_file"] = os.path.join(output, perf_name)
+        atomic_write_text(summary["perf_file"], perf)
+    summary["summary_file"] = summary_file or os.path.join(output, SUMMARY_NAME)
+    write_json(summary["summary_file"], doc(summary) if doc else summary)
 
 
-def run_inference(model: str, input_path: str, output: str = "result", **options) -> dict:
+def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str = "result", **options) -> dict:
     """Run every input through the model; write result files, the perf file and summary.json.
 
     `options` are `RunSettings` fields. Its `backend` is a name (`auto`, `acl`, `onnxruntime`,
-    `torch`) or an open `Backend`, which the caller keeps ownership of. `device_id` may list
-    several devices ("0,1,2,3" or a list): one worker process per device (`mocoinfer.devices`).
-    Returns the summary dict that summary.json holds.
+    `torch`) or an open `Backend`, which the caller keeps ownership of. Inputs whose results the
+    result folder's manifest proves are skipped (`overwrite` redoes them). Returns the summary
+    dict that summary.json holds. `input_path` may be a list (ais_bench's comma list).
+    `device_id` may list several devices ("0,1,2,3" or a list): one worker process per device
+    (`mocoinfer.devices`), every result in the first device's result folder.
     """
     from .devices import parse_device_ids
 
@@ -163,97 +221,138 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     if outfmt not in RESULT_FORMATS:
         raise UserError(f"unknown --outfmt {outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
     settings.check()
-    paths, source = list_inputs(input_path)
+    if isinstance(input_path, str):
+        paths, source = list_inputs(input_path)
+    else:
+        paths, source = list_many(input_path)
+        input_path = ",".join(input_path)
     check_names(paths, outfmt)
     sizes = stat_inputs(paths, source)
     cls = _chosen(model, settings)
+    if cls is not None:
+        cls.check_precision(model, settings.precision)
+    backend_name = cls.name if cls is not None else settings.backend.name  # type: ignore[union-attr]
+    result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
+    summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)
     probed = _probe(cls, model)
     kind = None
     if probed is not None:
-        # Checked before any runtime starts: a wrong input never reaches the device.
+        # Checked before any runtime starts or any output is made: a wrong input never reaches the device.
         kind = input_kind(paths, sizes, probed.shape, probed.dtype, probed.describe(model))
-    if len(device_ids) > 1:
-        from .devices import run_on_devices
+    folder = ResultFolder(output, result_dir, outfmt, settings.first_index, settings.overwrite)
+    # The perf file's name needs the batch size, known after the load; its folder is checked here.
+    folder.check_paths(paths, [model] + input_path.split(","), [summary_file])
+    with folder.locked():
+        identity = model_identity(model)
+        recorded = dict(identity, backend=backend_name, outfmt=outfmt, first_index=settings.first_index,
+                        input=",".join(os.path.abspath(p) for p in input_path.split(",")),
+                        batch_size=settings.batch_size)
+        todo = folder.plan(paths, recorded)
+        skipped = len(paths) - len(todo)
+        base = {"model": model, "backend": backend_name, "device_id": settings.device_id, "input": input_path,
+                "outfmt": outfmt, "inputs": len(paths), "skipped": skipped, "result_dir": result_dir}
+        if not todo:
+            folder.finish()
+            return dict(base, images=0, nothing_to_do=True)
+        if skipped:
+            log.info(f"note: skipping {skipped} of {len(paths)} inputs whose results in {result_dir} are proven "
+                     "by its manifest (--overwrite redoes them)")
+        run_paths = [paths[i] for i in todo]
+        if len(device_ids) > 1:
+            from .devices import run_resumable
 
-        return run_on_devices(model, input_path, output, paths, sizes, settings, device_ids, kind)
-    summary = run_files(model, paths, sizes, output, settings, cls, kind)
-    summary["input"] = input_path
-    _stale_results(summary["result_dir"], paths, outfmt, summary)
-    write_summary(output, summary)
+            return run_resumable(model, input_path, output, settings, device_ids, kind, folder, paths, sizes, todo,
+                                 base)
+        try:
+            summary = _run_files(model, settings, cls, kind, folder, run_paths, todo, sizes, dict(base),
+                                 paths)
+        except KeyboardInterrupt as exc:
+            _record_partial(folder, base, summary_file, exc, settings.summary_doc)
+            raise
+        except BaseException:
+            with contextlib.suppress(UserError, OSError):
+                folder.flush()
+            raise
     return summary
 
 
-def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: str, settings: RunSettings,
-              cls: Optional[Type[Backend]], kind: Optional[InputKind] = None,
-              result_dir: Optional[str] = None, bar=None, cancel=None) -> dict:
-    """Run `paths` (checked: `sizes` are their sizes, `kind` what they hold when known before the
-    load) on one device into `result_dir` (default: `output`/dumpOutput_device{id}); writes the
-    perf file of `settings.device_id` in `output` and returns the summary, not yet written."""
-    outfmt = settings.outfmt
+def _run_files(model: str, settings: RunSettings, cls, kind: Optional[InputKind], folder: ResultFolder,
+               paths: List[str], todo: List[int], sizes: Sequence[int], base: dict,
+               all_paths: Sequence[str]) -> dict:
+    """The run over the inputs not yet done: load, warm up, pipeline, verify, summary files."""
+    outfmt, output = settings.outfmt, folder.output
     with _opened(model, settings, cls) as be:
         if kind is None:  # only the loaded runtime can tell (an .om), or the caller's backend
-            kind = input_kind(paths, sizes, be.input_shape, be.input_dtype, be.describe())
+            kind = input_kind(paths, [sizes[i] for i in todo], be.input_shape, be.input_dtype, be.describe())
         _check_hw(be, settings.expect_hw)
-        bs = resolve_batch_size(be, settings.batch_size)
+        bs = resolve_batch_size(be, settings.batch_size, len(paths))
+        batch_bytes = bs * be.sample_bytes
+        check_batch_memory(bs, be.sample_bytes, batch_buffers(batch_bytes))
+        perf_name = perf_filename(bs, settings.device_id) if settings.write_perf else None
+        if perf_name is not None:
+            check_output(os.path.join(output, perf_name), [model] + base["input"].split(","), what="perf file")
         plan = plan_batches(len(paths), bs, be)
         _warm_up(be, bs, settings.warmup)
-        result_dir = result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
-        os.makedirs(result_dir, exist_ok=True)
-        if bar is None:
-            bar = progress_bar(len(paths), "infer", settings.progress)
-        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar,
-                             host_normalize=kind.host_normalize, cancel=cancel)
+        bar = progress_bar(len(paths), "infer", settings.progress)
+        times = run_pipeline(be, paths, plan, bs, folder.result_dir, outfmt, settings.loop, bar,
+                             first_index=settings.first_index, digests=folder.digests, index_of=todo,
+                             on_written=lambda i, k, name: folder.record(todo[i], k, name),
+                             on_batch=folder.maybe_flush, host_normalize=kind.host_normalize)
         n = len(paths)
         phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
         phases.update(_run_phases(be, n * settings.loop, times.run))
         phases["write"] = phase(n, times.write)
-    summary = {"images": n, "batch_size": bs, "batches": times.batches, "padded_images": times.padded_images,
-               "result_files": times.result_files, "wall_seconds": times.wall,
-               "e2e": {"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
-               "phases": phases}
-    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary)
-    summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
-                    "input_files": "uint8 pixels, normalised on the host" if kind.host_normalize
-                    else f"{be.input_dtype.name}, as the model takes them",
-                    "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
-                    "model_batch_size": be.batch_size, "result_dir": result_dir,
-                    "precision": getattr(be, "precision", "fp32"), "n_outputs": times.n_outputs,
-                    "first_read": times.started, "last_write": times.ended})
-    _finish(summary, be, output, perf_filename(bs, settings.device_id), perf_text(summary))
+    summary = dict(base)
+    summary.update({"images": n, "batch_size": bs, "batches": times.batches, "padded_images": times.padded_images,
+                    "result_files": times.result_files, "wall_seconds": times.wall,
+                    "e2e": {"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
+                    "phases": phases})
+    _verify_results(folder.result_dir, paths, outfmt, times.n_outputs, summary, settings.first_index,
+                    all_paths)
+    folder.finish(times.n_outputs)
+    summary.update({"device": be.device, "warmup": settings.warmup, "loop": settings.loop,
+                    "model_batch_size": be.batch_size, "precision": getattr(be, "precision", "fp32"),
+                    "input_files": _input_files(kind, be), "n_outputs": times.n_outputs})
+    _finish(summary, be, output, perf_name, perf_text(summary), settings.summary_file, settings.summary_doc)
     return summary
 
 
-def write_summary(output: Optional[str], summary: dict) -> None:
-    """summary.json in `output`, beside the result folder."""
-    if not output:
-        return
-    summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], summary)
+def _input_files(kind: InputKind, be: Backend) -> str:
+    if kind.host_normalize:
+        return "uint8 pixels, normalised on the host"
+    return f"{be.input_dtype.name}, as the model takes them"
 
 
-def _expected_results(paths, fmt: str, n_outputs: int):
-    return {result_filename(p, fmt, k) for p in paths for k in range(1, n_outputs + 1)}
+def _record_partial(folder: ResultFolder, base: dict, summary_file: str, exc: BaseException,
+                    doc: Optional[Callable[[dict], dict]] = None) -> None:
+    """After Ctrl-C or SIGTERM: the finished results go into the manifest (still incomplete) and a
+    summary marked partial says how far the run got. A fault here must not hide the stop."""
+    signal_name = "SIGTERM" if getattr(exc, "signum", None) == 15 else "SIGINT"
+    with contextlib.suppress(UserError, OSError):
+        folder.flush()
+    done = folder.done_inputs()
+    summary = dict(base, partial=True, stopped_by=signal_name, images=done, result_files=len(folder.done),
+                   summary_file=summary_file)
+    with contextlib.suppress(UserError, OSError):
+        write_json(summary_file, doc(summary) if doc else summary)
 
 
-def _present_results(result_dir: str):
-    return {e.name for e in os.scandir(result_dir) if e.is_file() and is_result_name(e.name)}
-
-
-def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict) -> None:
-    """N inputs must have given exactly N result files per output."""
-    expected = _expected_results(paths, fmt, n_outputs)
-    missing = expected - _present_results(result_dir)
+def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict, first_index: int = 1,
+                    all_paths: Optional[Sequence[str]] = None) -> None:
+    """The N inputs run must have given exactly N result files per output; result files of none
+    of `all_paths` (the run's inputs, skipped ones included) are pointed out as stale."""
+    ks = range(first_index, first_index + n_outputs)
+    expected = {result_filename(p, fmt, k) for p in paths for k in ks}
+    present = {e.name for e in os.scandir(result_dir)
+               if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
+    missing = expected - present
     if missing or summary["result_files"] != len(expected):
         example = sorted(missing, key=natural_key)[:3]
         raise UserError(f"{result_dir}: {len(paths)} inputs gave {len(expected) - len(missing)} of "
                         f"{len(expected)} result files (missing e.g. {', '.join(example) or '-'})")
-
-
-def _stale_results(result_dir: str, paths, fmt: str, summary: dict) -> None:
-    """Result files in the folder that no input of this run wrote are pointed out."""
-    expected = _expected_results(paths, fmt, summary["n_outputs"])
-    present = _present_results(result_dir)
     stale = present - expected
+    if all_paths is not None and len(all_paths) != len(paths):
+        stale -= {result_filename(p, fmt, k) for p in all_paths for k in ks}
     summary["stale_result_files"] = len(stale)
     if stale:
         log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
@@ -264,8 +363,8 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
                        **options) -> dict:
     """Time `loop` batches of generated data (after `warmup` untimed ones): throughput and
     latency only, as ais_bench's pure-data mode. `options` are `RunSettings` fields (`loop`
-    defaults to 10 here). Writes summary.json and the benchmark's PureInfer perf file under
-    `output` when given."""
+    defaults to 10 here). Writes pure_summary.json (never a file run's summary.json) and the
+    benchmark's PureInfer perf file under `output` when given."""
     from .devices import parse_device_ids
 
     options.setdefault("loop", 10)
@@ -277,9 +376,20 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     if pure_data not in PURE_DATA:
         raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
     settings.check()
+    cls = _chosen(model, settings)
+    if cls is not None:
+        cls.check_precision(model, settings.precision)
     loop = settings.loop
-    with _opened(model, settings, _chosen(model, settings)) as be:
+    perf_name = pure_perf_filename(model, settings.device_id) if settings.write_perf else None
+    summary_file = None
+    if output:
+        summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
+        _check_output_folder(output, [summary_file] + ([os.path.join(output, perf_name)] if perf_name else []),
+                             [model])
+    with _opened(model, settings, cls) as be:
         bs = resolve_batch_size(be, settings.batch_size)
+        # The generated batch, the warm-up's and the runtime's copy.
+        check_batch_memory(bs, be.sample_bytes, 2)
         shape = (bs,) + tuple(be.input_shape)
         if pure_data == "zeros":
             data = np.zeros(shape, dtype=be.input_dtype)
@@ -299,7 +409,23 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
                "precision": getattr(be, "precision", "fp32"),
                "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0,
                "phases": phases}
-    _finish(summary, be, output, pure_perf_filename(model, settings.device_id),
-            format_pure_perf(summary["throughput_images_per_s"], mean_ms))
-    write_summary(output, summary)
+    if output:
+        with FolderLock(output):
+            _finish(summary, be, output, perf_name, format_pure_perf(summary["throughput_images_per_s"], mean_ms),
+                    summary_file, settings.summary_doc)
+    else:
+        _finish(summary, be, None, None, "")
     return summary
+
+
+def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> None:
+    """Pure inference's outputs, before the load: a folder that can be made and written, files
+    that are neither an input nor a special file."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"{output}: output path is a file, not a folder; give a folder with --output")
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{output}: cannot create the output folder ({describe_os_error(exc)})") from None
+    for f in files:
+        check_output(f, inputs, what="output")

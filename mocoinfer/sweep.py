@@ -2,7 +2,8 @@
 
 scripts/7_perf.sh runs `run_om_infer.py --pure-data` once per variant (a backend, or a backend at a
 precision: `onnxruntime-int8`, `torch-bf16`, ...) and batch size, each writing
-`<perf dir>/<variant>/bs<N>/summary.json`; this module gathers them into one table (images/s, one
+`<perf dir>/<variant>/bs<N>/pure_summary.json` (summary.json before pure runs had their own
+name); this module gathers them into one table (images/s, one
 column per variant measured on this host, one row per batch size) and a plot of images/s against
 batch size. The figure is ais_bench's: 1000 x batch / mean compute milliseconds per batch.
 
@@ -25,15 +26,22 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import UserError
 from .formats import atomic_path, atomic_write_text, iter_results
+from .perf import PURE_SUMMARY_NAME, SUMMARY_NAME
 
 ACCURACY_SUBDIR = "accuracy"
 REFERENCES = ("onnxruntime", "torch")  # float32 variants, in order of preference as the reference
 
 
 def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], dict]]:
-    """(backends, batch sizes, {(backend, bs): summary}) from `<perf_dir>/<backend>/bs<N>/summary.json`."""
+    """(backends, batch sizes, {(backend, bs): summary}) from `<perf_dir>/<backend>/bs<N>/pure_summary.json`
+    (or the summary.json older versions wrote there)."""
     found: Dict[Tuple[str, int], dict] = {}
-    for path in glob.glob(os.path.join(perf_dir, "*", "bs*", "summary.json")):
+    for folder in glob.glob(os.path.join(perf_dir, "*", "bs*")):
+        path = os.path.join(folder, PURE_SUMMARY_NAME)
+        if not os.path.isfile(path):
+            path = os.path.join(folder, SUMMARY_NAME)
+            if not os.path.isfile(path):
+                continue
         with open(path, encoding="utf-8") as f:
             try:
                 s = json.load(f)
@@ -43,7 +51,7 @@ def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], 
             raise UserError(f"{path}: not a pure-inference summary (run_om_infer.py --pure-data writes them)")
         found[(os.path.basename(os.path.dirname(os.path.dirname(path))), int(s["batch_size"]))] = s
     if not found:
-        raise UserError(f"{perf_dir}: no <backend>/bs<N>/summary.json files (run scripts/7_perf.sh)")
+        raise UserError(f"{perf_dir}: no <backend>/bs<N>/{PURE_SUMMARY_NAME} files (run scripts/7_perf.sh)")
     backends = sorted({b for b, _ in found}, key=_variant_order)
     sizes = sorted({bs for _, bs in found})
     return backends, sizes, found

@@ -96,7 +96,9 @@ def test_acl_uint8_dynamic_model_on_four_devices(acl, pixels, tmp_path):
     s = run_inference(_aipp_om(tmp_path / "m.om", dynamic=(2, 4)), folder, out, device_id="0,1,2,3",
                       batch_size=4, outfmt="bin", progress=False)
     res = os.path.join(out, "dumpOutput_device0")
-    assert sorted(os.listdir(res)) == sorted(f"img{i + 1}_1.bin" for i in range(N_IMAGES))
+    # Every image's result; the folder's own manifest and lock are hidden files beside them.
+    assert sorted(n for n in os.listdir(res) if not n.startswith(".")) == sorted(
+        f"img{i + 1}_1.bin" for i in range(N_IMAGES))
     for i in range(N_IMAGES):
         np.testing.assert_array_equal(read_result(os.path.join(res, f"img{i + 1}_1.bin")), expected[i])
     # Shards 3, 3, 3, 2 in natural order; batch 4 of sizes (2, 4): a 3-image shard runs as 4 (one
@@ -105,7 +107,8 @@ def test_acl_uint8_dynamic_model_on_four_devices(acl, pixels, tmp_path):
         [(0, 3, 1), (1, 3, 1), (2, 3, 1), (3, 2, 0)]
     assert s["padded_images"] == 3 and s["batch_size"] == 4
     assert [d["device"] for d in s["devices"]] == ["npu:0", "npu:1", "npu:2", "npu:3"]
-    assert sorted(os.listdir(out)) == sorted(["dumpOutput_device0", "summary.json"] + [
+    listed = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    assert listed == sorted(["dumpOutput_device0", "summary.json"] + [
         f"perf_vision_batchsize_4_device_{d}.txt" for d in range(4)])
     with open(os.path.join(out, "summary.json")) as f:
         written = json.load(f)
@@ -135,12 +138,24 @@ def test_acl_failure_on_one_device_stops_the_run_and_leaves_nothing_allocated(ac
     assert sorted(r["devices_used"][0] for r in reports) == [0, 1, 2, 3]
     assert all(r["leaks"] == {} for r in reports)
     res = os.path.join(out, "dumpOutput_device0")
-    names = os.listdir(res)
+    names = [n for n in os.listdir(res) if not n.startswith(".")]
     assert "img7_1.bin" in names and "img8_1.bin" not in names  # device 2's first image, not its second
     for name in names:  # what the other devices wrote is kept, whole and right
         i = int(name[3:-6]) - 1
         np.testing.assert_array_equal(read_result(os.path.join(res, name)), expected[i])
     assert not os.path.exists(os.path.join(out, "summary.json"))
+    # The rerun, every device well: only the images without a proven result run (oracle: the
+    # hand count of files kept above), and every result is right.
+    monkeypatch.delenv("FAKE_ACL_FAIL_ON_DEVICE")
+    kept = len(names)
+    rc = run_main(main, ["--model", model, "--input", folder, "--output", out, "--device-id", "0,1,2,3",
+                         "--batch-size", "1", "--outfmt", "bin", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["skipped"] == kept and summary["images"] == N_IMAGES - kept
+    for i in range(N_IMAGES):
+        np.testing.assert_array_equal(read_result(os.path.join(res, f"img{i + 1}_1.bin")), expected[i])
 
 
 def test_acl_mix_of_file_kinds_across_shards_is_refused_before_any_device_opens(acl, pixels, tmp_path):
@@ -192,7 +207,8 @@ def onnx_work(tmp_path_factory):
 
 def _all_results(out, device=0):
     folder = os.path.join(out, f"dumpOutput_device{device}")
-    return {n: read_result(os.path.join(folder, n)).tobytes() for n in sorted(os.listdir(folder))}
+    return {n: read_result(os.path.join(folder, n)).tobytes() for n in sorted(os.listdir(folder))
+            if not n.startswith(".")}
 
 
 @pytest.mark.parametrize("bs", [1, 2])

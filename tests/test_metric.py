@@ -375,3 +375,128 @@ def test_checked_dir_faults_are_reported_before_the_references(good, capsys):
     for ref in (tmp / "nope", tmp / "short"):
         expect_error(capsys, [res, big, tmp / "out", "result.json", "--compare", ref], "out of range", tmp / "out")
     expect_error(capsys, [res, lab, tmp / "out", "result.json", "--compare", tmp / "short"], "19 values", tmp / "out")
+
+
+# --------------------------------------------------------------------------- output policy, manifest (issue 13)
+
+def _runner_folder(tmp_path, n=6):
+    """A result folder written by the runner (zero-cost backend: output = the input, a one-hot
+    vector of 10 classes per image), its label file (the hot class: Top-1 100% by hand count)."""
+    from mocoinfer.backends import Backend
+    from mocoinfer.runner import run_inference
+
+    class Echo(Backend):
+        name = "echo"
+
+        def __init__(self):
+            super().__init__()
+            self.input_shape, self.input_dtype, self.model_path = (10,), np.dtype(np.float32), "echo"
+
+        def run(self, batch):
+            self.timing.compute.append(0.0)
+            return [batch.copy()]
+
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    names = [f"img{i}" for i in range(n)]
+    for i, name in enumerate(names):
+        np.eye(10, dtype=np.float32)[i % 10].tofile(bins / f"{name}.bin")
+    run_inference("echo", str(bins), str(tmp_path / "out"), backend=Echo(), warmup=0, progress=False)
+    lab = write_labels(tmp_path / "val_label.txt", names, [i % 10 for i in range(n)])
+    return tmp_path / "out" / "dumpOutput_device0", lab, names
+
+
+def test_runner_folder_scores_without_warnings_about_its_manifest(tmp_path, capsys):
+    res, lab, _ = _runner_folder(tmp_path)
+    capsys.readouterr()
+    assert run([res, lab, tmp_path, "result.json"]) == 0
+    assert capsys.readouterr().err == ""
+    assert read_result_json(str(tmp_path / "result.json"))["Top1 accuracy"] == "100.0%"
+
+
+def test_incomplete_or_mixed_folder_is_refused_unless_allowed(tmp_path, capsys):
+    """Class: no lock / mixed folders. A manifest marked incomplete, a result file no manifest
+    lists (another run's), a result rewritten since: each refused in one line naming the folder,
+    nothing written; --allow-incomplete scores it with a warning."""
+    from mocoinfer import atomic
+
+    res, lab, _ = _runner_folder(tmp_path)
+    doc = atomic.read_manifest(str(res))
+    doc["status"] = atomic.INCOMPLETE
+    atomic.write_manifest(str(res), doc)
+    expect_error(capsys, [res, lab, tmp_path / "o", "result.json"], "did not finish", tmp_path / "o")
+    assert run([res, lab, tmp_path / "o", "result.json", "--allow-incomplete"]) == 0
+    assert "did not finish" in capsys.readouterr().err
+    doc["status"] = atomic.COMPLETE
+    atomic.write_manifest(str(res), doc)
+    write_set(res, [np.eye(10)[3]], "txt", 1, ["stranger"])
+    expect_error(capsys, [res, lab, tmp_path / "o2", "result.json"], "not written by its run", tmp_path / "o2")
+    os.unlink(res / "stranger_1.txt")
+    write_set(res, [np.eye(10)[5] * 2.5], "txt", 1, ["img0"])  # same name, another size (2.5 vs 1)
+    expect_error(capsys, [res, lab, tmp_path / "o3", "result.json"], "changed since written", tmp_path / "o3")
+
+
+def test_json_output_never_replaces_the_labels_or_a_result(tmp_path, capsys):
+    """Class: an output replaces an input. The json named as the label file, as a result file,
+    as a hard link to the labels, or a symlink: one line each, every input's bytes unchanged."""
+    from safety_helpers import tree
+
+    res, lab, _ = _runner_folder(tmp_path)
+    os.link(lab, tmp_path / "hard.json")
+    os.symlink(lab, tmp_path / "soft.json")
+    before = tree(str(tmp_path), skip=(".mocoinfer.lock",))
+    cases = [([res, lab, tmp_path, "val_label.txt"], "same file as the input"),
+             ([res, lab, res, "img1_1.txt"], "same file as the result"),
+             ([res, lab, tmp_path, "hard.json"], "same file as the input"),
+             ([res, lab, tmp_path, "soft.json"], "symbolic link"),
+             ([res, lab, tmp_path, "r.json", "--compare", res, "--compare-json", str(lab)], "same file as the input")]
+    for argv, needle in cases:
+        assert run(argv) == 1
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert tree(str(tmp_path), skip=(".mocoinfer.lock",)) == before
+
+
+def test_resource_faults_are_one_line(tmp_path, capsys, monkeypatch):
+    """Class: resource errors. The json folder is a file, on a read-only mount (statvfs, as root
+    ignores mode bits), or the disk fills while writing (ENOSPC at the rename)."""
+    import errno
+
+    from mocoinfer import atomic
+
+    res, lab, _ = _runner_folder(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    expect_error(capsys, [res, lab, tmp_path / "afile", "result.json"], "is a file", tmp_path / "none")
+    real = os.statvfs(str(tmp_path))
+
+    class Vfs:
+        f_flag, f_bavail, f_frsize = real.f_flag | os.ST_RDONLY, real.f_bavail, real.f_frsize
+
+    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    expect_error(capsys, [res, lab, tmp_path / "ro", "result.json"], "read-only file system", tmp_path / "ro")
+    monkeypatch.undo()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    expect_error(capsys, [res, lab, tmp_path / "full", "result.json"], "no space left on device", tmp_path / "full")
+
+
+def test_bom_labels_tolerance_and_old_ais_summary(tmp_path, capsys):
+    """A label file starting with a UTF-8 BOM scores like one without (hand count: Top-1 100%);
+    --tolerance nan or negative is refused; ais_infer's old `sumary.json` inside the folder is
+    skipped with a note, not a warning."""
+    res, lab, names = _runner_folder(tmp_path)
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + lab.read_bytes())
+    (res / "sumary.json").write_text("{}")
+    capsys.readouterr()
+    assert run([res, bom, tmp_path / "o", "result.json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "sumary.json" in err and "older ais_infer" in err
+    assert read_result_json(str(tmp_path / "o" / "result.json"))["Top1 accuracy"] == "100.0%"
+    for bad in ("nan", "-1"):
+        with pytest.raises(SystemExit):
+            run([res, lab, tmp_path / "o2", "result.json", "--compare", res, "--tolerance", bad])
+        assert "--tolerance must be a number >= 0" in capsys.readouterr().err

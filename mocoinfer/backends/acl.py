@@ -18,6 +18,7 @@ Only verified against the stand-in `acl` module under tests/, never on Ascend ha
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import time
 from typing import List, Optional, Sequence
@@ -46,17 +47,25 @@ class AclError(UserError):
     """A pyACL call failed; the message names the call and its return code."""
 
 
+def _onnx_hint(model_path: str) -> str:
+    """Point at the ONNX model only where ONNX Runtime is installed to run it (an NPU host set up
+    from requirements-npu.txt has none)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return ""
+    folder = os.path.dirname(os.path.abspath(model_path))
+    onnx = sorted(glob.glob(os.path.join(folder, "*.onnx")))
+    if onnx:
+        return f"; the ONNX model runs on this machine with ONNX Runtime: --model {os.path.relpath(onnx[0])}"
+    return "; an .onnx model runs on this machine with ONNX Runtime (--model moco-v2-bs1.onnx)"
+
+
 def _import_acl(model_path: str):
     try:
         import acl
     except ImportError:
-        folder = os.path.dirname(os.path.abspath(model_path))
-        onnx = sorted(glob.glob(os.path.join(folder, "*.onnx")))
-        hint = (f"the ONNX model runs on this machine: --model {os.path.relpath(onnx[0])}" if onnx
-                else "the .onnx model runs on this machine (--model moco-v2-bs1.onnx)")
         raise UserError(f"{model_path}: pyACL (the 'acl' Python module) was not found; .om models need "
                         "CANN installed and its set_env.sh sourced (e.g. source "
-                        f"/usr/local/Ascend/ascend-toolkit/set_env.sh); {hint}") from None
+                        f"/usr/local/Ascend/ascend-toolkit/set_env.sh){_onnx_hint(model_path)}") from None
     return acl
 
 

@@ -17,6 +17,8 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import UserError
+
 
 class Probe(NamedTuple):
     """A model's input as read from its file, before any runtime starts."""
@@ -68,6 +70,14 @@ class Backend:
 
     def __init__(self) -> None:
         self.timing = Timing()
+
+    @classmethod
+    def check_precision(cls, model_path: str, precision: str) -> None:
+        """Refuse, before anything is loaded or written, a precision this runtime cannot run here.
+        The default runtime runs its model as converted (an .om's precision is fixed by atc)."""
+        if precision != "fp32":
+            raise UserError(f"{model_path}: --precision applies to torch and onnxruntime; an .om's precision is "
+                            "fixed when atc converts it")
 
     @classmethod
     def probe(cls, model_path: str) -> Optional[Probe]:

@@ -49,6 +49,13 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     @classmethod
+    def check_precision(cls, model_path: str, precision: str) -> None:
+        # fp16 needs the TensorRT provider, which only the session can tell: checked at the load.
+        if precision not in ("fp32", "fp16"):
+            raise UserError(f"{model_path}: --precision {precision} is not an ONNX Runtime option (fp32, or fp16 "
+                            "with TensorRT; for int8 export with pthtar2onnx.py --quantize int8)")
+
+    @classmethod
     def probe(cls, model_path: str) -> Optional[Probe]:
         """The input from the graph alone, or None when the file is not a one-input ONNX model
         (the session then reports what is wrong)."""

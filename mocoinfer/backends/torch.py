@@ -73,6 +73,12 @@ class TorchBackend(Backend):
     name = "torch"
 
     @classmethod
+    def check_precision(cls, model_path: str, precision: str) -> None:
+        import torch
+
+        check_precision(precision, torch.cuda.is_available(), model_path)
+
+    @classmethod
     def probe(cls, model_path: str) -> Probe:
         """A checkpoint has no input shape of its own: the guide's model takes float32 3x224x224."""
         return Probe((INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE), np.dtype(np.float32), None)

@@ -1,0 +1,345 @@
+"""The runner's result folder under the output policy: checks before the load, the lock, the manifest, resume.
+
+`ResultFolder` is everything `runner.run_inference` needs to write safely and to pick up where an
+interrupted run stopped:
+
+- `check_paths` (before the model loads): the output folders can be made and written, have room
+  for the results, are not an input's folder, and the summary / perf file paths are neither an
+  input nor a special file (`atomic.check_output`).
+- `locked()`: an `atomic.FolderLock` on the output folder (it holds the perf file and the
+  summary as well as the result folder), so a second run into it stops with one line naming the
+  first.
+- `plan`: reads the result folder's manifest (`atomic.MANIFEST_NAME`) and decides what to run.
+  An input is skipped only when the manifest proves its result: every one of its result files is
+  listed, exists at the recorded size, and was made from an input of the same size and SHA-256 as
+  the file now (hashed again here, never trusted by mtime), by the same model and settings
+  (`RESUME_KEYS`). Result files of another format, or results made with another model or
+  settings, are refused unless `--overwrite`, which deletes only the files the manifest says this
+  tool wrote.
+- `record` / `flush` / `finish`: the writer threads report each result file; the manifest is
+  rewritten every few seconds, on every way out (errors, Ctrl-C, SIGTERM), and marked complete
+  when the run ends, so a killed run leaves a folder marked incomplete whose finished files are
+  still proven for the next run.
+
+The model is identified by its size and the SHA-256 of the whole file, not of its first and last
+MB: two exports of the same architecture have the same size and the same graph around different
+weights, and a fine-tune that froze the last layers differs only in the middle of the file. A
+full hash costs about 0.2 s for ResNet-50's 100 MB, against seconds to load the model.
+
+Each input is hashed as the reader reads it (pipeline.py), on a few threads while the batch is on
+the device: about 1 ms per 602 KB file on a loaded 2-core VM, less with SHA extensions. It is the
+price of a proof that does not trust mtimes (issue 13).
+
+The batch size is recorded but is not a resume key: each image's result is the model's output
+for that image whatever batch it ran in (padding never reaches a result file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from . import atomic
+from .errors import UserError
+from .formats import RESULT_FORMATS, is_result_name, list_results, natural_key, result_filename
+from .progress import log, usable_cpus
+
+TOOL = "run_om_infer.py"
+#: the settings a result depends on: another value for any of them means other results.
+RESUME_KEYS = ("model_sha256", "model_size", "backend", "outfmt", "first_index")
+#: seconds between manifest rewrites while a run is on (a killed run loses at most this much)
+FLUSH_SECONDS = 10.0
+# A txt result of 1,000 float32 values is about 13 kB ('%.9g ' per value); bin and npy 4 kB.
+_RESULT_BYTES_ESTIMATE = {"txt": 13_000, "bin": 4_000, "npy": 4_200}
+
+
+def model_identity(path: str) -> Dict[str, object]:
+    """Path, size and SHA-256 of the model file (None for a caller's backend with no file)."""
+    if not os.path.isfile(path):
+        return {"model": path, "model_size": None, "model_sha256": None}
+    try:
+        size, digest = atomic.file_digest(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the model ({atomic.describe_os_error(exc)})") from None
+    return {"model": os.path.abspath(path), "model_size": size, "model_sha256": digest}
+
+
+def _hash_all(paths: Sequence[str]) -> List[Optional[Tuple[int, str]]]:
+    """(size, SHA-256) of each file, on several threads (hashlib releases the GIL); None for a
+    file that cannot be read (it is then not proven, and the run reports it when it reads it)."""
+    def one(p: str) -> Optional[Tuple[int, str]]:
+        try:
+            return atomic.file_digest(p)
+        except OSError:
+            return None
+
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(8, usable_cpus()))) as pool:
+        return list(pool.map(one, paths, chunksize=64))
+
+
+def _differences(old: dict, new: dict) -> List[str]:
+    out = []
+    for key in RESUME_KEYS:
+        if old.get(key) != new.get(key):
+            a, b = old.get(key), new.get(key)
+            if key == "model_sha256":
+                a, b = str(a)[:12], str(b)[:12]
+            if key == "first_index":  # _1 names (benchmark, own form) or _0 (ais_bench's form)
+                out.append(f"result names _{a} → _{b} (the benchmark's and ais_bench's forms)")
+                continue
+            out.append(f"{key} {a} → {b}")
+    return out
+
+
+class ResultFolder:
+    """One run's result folder (inside the output folder) and its manifest."""
+
+    def __init__(self, output: str, result_dir: str, outfmt: str, first_index: int = 1,
+                 overwrite: bool = False) -> None:
+        self.output, self.result_dir, self.outfmt = output, result_dir, outfmt
+        self.first_index, self.overwrite = first_index, overwrite
+        self.lock: Optional[atomic.FolderLock] = None
+        self.doc: Optional[dict] = None
+        #: (input index, output index k, result name) appended by the writer threads
+        self.done: List[Tuple[int, int, str]] = []
+        #: (size, sha256) of each input as the reader read it, filled by the reader thread
+        self.digests: List[Optional[Tuple[int, str]]] = []
+        self._paths: Sequence[str] = ()
+        self._recorded = 0
+        self._last_flush = 0.0
+
+    # ------------------------------------------------------------------ before the model loads
+
+    def check_paths(self, paths: Sequence[str], sources: Sequence[str], files: Sequence[str]) -> None:
+        """Every output check that needs no model: folders made and writable with room, no input's
+        folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
+        for folder in (self.output, self.result_dir):
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise UserError(f"{folder}: output path is a file, not a folder; give a folder with --output")
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{folder}: cannot create the output folder "
+                                f"({atomic.describe_os_error(exc)})") from None
+        input_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(p))) for p in paths}
+        if os.path.realpath(self.result_dir) in input_dirs:
+            raise UserError(f"{self.result_dir}: result folder is the folder of the input .bin files; results "
+                            "written there would be read as inputs next time: give another --output")
+        for f in files:
+            atomic.check_output(f, sources, what="output")
+        need = len(paths) * _RESULT_BYTES_ESTIMATE.get(self.outfmt, 13_000)
+        atomic.check_writable_dir(self.result_dir, need, what="result folder")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[atomic.FolderLock]:
+        """The output folder's lock for the run; the previous holder's temporaries are removed."""
+        with atomic.FolderLock(self.output) as lock:
+            self.lock = lock
+            atomic.remove_temporaries(self.result_dir, lock.previous_run_ids())
+            try:
+                yield lock
+            finally:
+                self.lock = None
+
+    # ------------------------------------------------------------------ deciding what to run
+
+    def plan(self, paths: Sequence[str], settings: Dict[str, object]) -> List[int]:
+        """Indices of the inputs to run; the others have proven results. Refuses folders that hold
+        another format's or another model's results (unless --overwrite, which deletes the
+        results the manifest lists). Writes the manifest, marked incomplete."""
+        self._paths = paths
+        self.digests = [None] * len(paths)
+        old = atomic.read_manifest(self.result_dir)
+        if old is not None and old.get("tool") != TOOL:
+            old = None
+        results, _ = list_results(self.result_dir)
+        listed = set(old["files"]) if old else set()
+        if self.overwrite:
+            removed = self._delete_listed(listed)
+            if removed:
+                log.info(f"--overwrite: deleted {removed} result files of the earlier run in {self.result_dir}")
+            old = None
+            results, _ = list_results(self.result_dir)
+            listed = set()
+        others = [r for r in results if r.fmt != self.outfmt]
+        if others:
+            ours = [r for r in others if os.path.basename(r.path) in listed]
+            name = os.path.basename(sorted(others, key=lambda r: natural_key(r.path))[0].path)
+            fix = ("add --overwrite to delete them (this tool wrote them)" if len(ours) == len(others) else
+                   "they were not written by this tool (no manifest lists them): move them away or give "
+                   "another --output")
+            raise UserError(f"{self.result_dir}: holds {len(others)} result files of another format (e.g. {name}) "
+                            f"and this run writes .{self.outfmt}; {fix}")
+        diff = _differences(old.get("settings", {}), settings) if old is not None else []
+        if diff and results:
+            raise UserError(f"{self.result_dir}: holds results of another model or settings ({'; '.join(diff)}); "
+                            "add --overwrite to delete them, or give another --output")
+        if diff:
+            old = None  # its results are gone; what it lists proves nothing for these settings
+        files: Dict[str, dict] = dict(old["files"]) if old else {}
+        todo = self._unproven(paths, files, old)
+        unlisted = [r for r in results if os.path.basename(r.path) not in files]
+        if unlisted:
+            log.info(f"{self.result_dir}: {len(unlisted)} result files are not listed in a manifest "
+                     "(not proven): inputs that write them run again")
+        doc = atomic.new_manifest(TOOL, dict(settings), self.result_dir, self.lock.run_id if self.lock else None)
+        doc["files"] = files
+        doc["n_outputs"] = old.get("n_outputs") if old else None
+        self.doc = doc
+        self._write()
+        return todo
+
+    def _delete_listed(self, listed) -> int:
+        removed = 0
+        for name in listed:
+            path = os.path.join(self.result_dir, name)
+            if not is_result_name(name) or os.path.basename(name) != name:
+                continue  # a manifest names result files only, in this folder; anything else is not ours
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isfile(path) and not os.path.islink(path):
+                    os.unlink(path)
+                    removed += 1
+        return removed
+
+    def _unproven(self, paths: Sequence[str], files: Dict[str, dict], old: Optional[dict]) -> List[int]:
+        n_out = old.get("n_outputs") if old else None
+        if not files or not isinstance(n_out, int) or n_out < 1:
+            return list(range(len(paths)))
+        # Cheap checks first (listed, present at the recorded size), then hash only those inputs.
+        candidates = []
+        for i, p in enumerate(paths):
+            names = [result_filename(p, self.outfmt, self.first_index + k) for k in range(n_out)]
+            entries = [files.get(n) for n in names]
+            if all(e is not None and _result_size(self.result_dir, n) == e.get("size")
+                   for n, e in zip(names, entries)):
+                candidates.append(i)
+        digests = _hash_all([paths[i] for i in candidates])
+        proven = set()
+        for i, got in zip(candidates, digests):
+            if got is None:
+                continue
+            names = [result_filename(paths[i], self.outfmt, self.first_index + k) for k in range(n_out)]
+            if all(files[n].get("source_size") == got[0] and files[n].get("source_sha256") == got[1]
+                   for n in names):
+                proven.add(i)
+                self.digests[i] = got
+        return [i for i in range(len(paths)) if i not in proven]
+
+    # ------------------------------------------------------------------ while the run is on
+
+    def record(self, index: int, k: int, name: str) -> None:
+        """Called by a writer thread after result `name` (output k of input `index`) is in place."""
+        self.done.append((index, k, name))
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self, n_outputs: Optional[int] = None) -> None:
+        """Add the results written since the last flush to the manifest and rewrite it."""
+        if self.doc is None:
+            return
+        if n_outputs:
+            self.doc["n_outputs"] = n_outputs
+        elif self.done and not self.doc.get("n_outputs"):
+            self.doc["n_outputs"] = max(k for _, k, _ in self.done) - self.first_index + 1
+        files = self.doc["files"]
+        new = self.done[self._recorded:]
+        self._recorded += len(new)
+        for index, _k, name in new:
+            digest = self.digests[index]
+            size = _result_size(self.result_dir, name)
+            if digest is None or size is None:
+                continue
+            files[name] = {"source": os.path.abspath(self._paths[index]), "source_size": digest[0],
+                           "source_sha256": digest[1], "size": size}
+        self._write()
+
+    def finish(self, n_outputs: Optional[int] = None) -> None:
+        """Record the last results and mark the folder complete."""
+        self.flush(n_outputs)
+        if self.doc is not None:
+            self.doc["status"] = atomic.COMPLETE
+            self._write()
+
+    def done_inputs(self) -> int:
+        """Inputs with at least one result written by this run."""
+        return len({i for i, _, _ in self.done})
+
+    def _write(self) -> None:
+        self._last_flush = time.monotonic()
+        atomic.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
+
+
+def _result_size(folder: str, name: str) -> Optional[int]:
+    try:
+        st = os.lstat(os.path.join(folder, name))
+    except OSError:
+        return None
+    return st.st_size if atomic.special_kind(st.st_mode) is None else None
+
+
+# --------------------------------------------------------------------------- for the metric
+
+def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional[str]:
+    """Refuse (or, with `allow_incomplete`, warn about) a result folder whose manifest says the
+    run that wrote it did not finish, or which holds result files the manifest does not list or
+    whose size changed (a mixed folder). Returns a note for a folder with no manifest (results of
+    ais_bench, the benchmark, or an older version: nothing to prove them), else None."""
+    doc = atomic.read_manifest(folder)
+    if doc is None or doc.get("tool") != TOOL:
+        return None
+    problems = []
+    if doc.get("status") != atomic.COMPLETE:
+        problems.append("the run that wrote it did not finish (manifest status incomplete)")
+    files = doc.get("files", {})
+    foreign, changed = [], []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") or not is_result_name(entry.name):
+            continue
+        listed = files.get(entry.name)
+        if listed is None:
+            foreign.append(entry.name)
+        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size != listed.get("size"):
+            changed.append(entry.name)
+    if foreign:
+        problems.append(f"{len(foreign)} result files not written by its run (mixed; e.g. "
+                        f"{sorted(foreign, key=natural_key)[0]})")
+    if changed:
+        problems.append(f"{len(changed)} result files changed since written "
+                        f"(e.g. {sorted(changed, key=natural_key)[0]})")
+    if problems:
+        message = f"{folder}: {'; '.join(problems)}"
+        if not allow_incomplete:
+            raise UserError(message + "; rerun the inference command to complete it, or pass --allow-incomplete")
+        log.warning(message + "; scoring it anyway (--allow-incomplete)")
+    return None
+
+
+def check_metric_output(path: str, inputs: Sequence[str], result_dirs: Sequence[str]) -> None:
+    """The metric's json output under the policy: not the label file or another input, not a
+    special file or symlink, not one of the result files it reads (by inode: a hard link too),
+    in a writable folder."""
+    atomic.check_output(path, inputs, what="json output")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    for folder in result_dirs:
+        try:
+            dev = os.stat(folder).st_dev
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.inode() == st.st_ino and dev == st.st_dev:
+                        raise UserError(f"{path}: json output path is the same file as the result "
+                                        f"{entry.path}; writing it would destroy that result: give another path")
+        except OSError:
+            continue
+
+
+__all__ = ["RESULT_FORMATS", "ResultFolder", "check_metric_output", "check_result_folder", "model_identity"]

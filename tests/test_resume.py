@@ -1,0 +1,254 @@
+"""Resumable inference (issue 9 item 3, issue 13): a rerun skips only what the manifest proves.
+
+Oracles: hand counts of the images a backend was asked to run (a zero-cost backend in this
+process, a slow stand-in backend in a real subprocess stopped with SIGINT / SIGTERM), the result
+files on disk, and the input bytes times 2 for every result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from safety_helpers import tree
+
+from mocoinfer import atomic
+from mocoinfer.backends import Backend
+from mocoinfer.errors import UserError
+from mocoinfer.formats import read_result
+from mocoinfer.runner import run_inference, run_pure_inference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 12
+
+
+class Counter(Backend):
+    """Zero-cost backend, output = 2 * input; counts the images it runs."""
+
+    name = "counter"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape, self.input_dtype, self.batch_size = (4,), np.dtype(np.float32), None
+        self.model_path, self.images = "counter", 0
+
+    def run(self, batch):
+        self.images += len(batch)
+        self.timing.compute.append(0.0)
+        return [batch.reshape(len(batch), -1) * 2.0]
+
+
+@pytest.fixture
+def case(tmp_path):
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    data = np.arange(N * 4, dtype=np.float32).reshape(N, 4)
+    for i, x in enumerate(data):
+        x.tofile(bins / f"x{i}.bin")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model A")
+    out = tmp_path / "out"
+    return {"root": tmp_path, "bins": str(bins), "data": data, "model": str(model), "out": str(out),
+            "res": str(out / "dumpOutput_device0")}
+
+
+def _run(case, model=None, **kw):
+    be = Counter()
+    kw.setdefault("warmup", 0)
+    s = run_inference(model or case["model"], case["bins"], case["out"], backend=be, progress=False, **kw)
+    return s, be.images
+
+
+def _check_all_results(case, fmt="txt"):
+    for i, x in enumerate(case["data"]):
+        np.testing.assert_array_equal(read_result(os.path.join(case["res"], f"x{i}_1.{fmt}")), x * 2)
+
+
+def test_rerun_skips_proven_results_and_counts_only_new_work(case, capsys):
+    s, ran = _run(case)
+    assert ran == N and s["skipped"] == 0
+    s, ran = _run(case)
+    assert ran == 0 and s.get("nothing_to_do") and s["skipped"] == N
+    for i in (2, 5, 7):
+        os.unlink(os.path.join(case["res"], f"x{i}_1.txt"))
+    s, ran = _run(case)
+    # Hand count: 3 results deleted → 3 images run, 9 skipped; rates are over the 3 run.
+    assert (ran, s["images"], s["skipped"], s["inputs"]) == (3, 3, N - 3, N)
+    assert s["e2e"]["throughput_images_per_s"] == pytest.approx(3 / s["wall_seconds"])
+    assert "skipping 9 of 12 inputs" in capsys.readouterr().err
+    _check_all_results(case)
+
+
+def test_changed_input_or_result_is_not_proven(case):
+    """An input rewritten with other bytes of the same size (mtime left alone: the proof is the
+    hash), and a result file cut short: both run again, nothing else."""
+    _run(case)
+    p = os.path.join(case["bins"], "x3.bin")
+    st = os.stat(p)
+    case["data"][3] = -1.0
+    case["data"][3].tofile(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with open(os.path.join(case["res"], "x8_1.txt"), "w") as f:
+        f.write("1 ")
+    s, ran = _run(case)
+    assert (ran, s["skipped"]) == (2, N - 2)
+    _check_all_results(case)
+
+
+def test_overwrite_redoes_everything(case):
+    _run(case)
+    s, ran = _run(case, overwrite=True)
+    assert (ran, s["skipped"]) == (N, 0)
+
+
+def test_other_model_or_format_is_refused_with_the_fix(case):
+    """No mixed folders: results of model A, then model B or another format into the same
+    folder is refused (nothing changes), then --overwrite deletes only what the manifest lists."""
+    _run(case)
+    other = os.path.join(str(case["root"]), "m2.onnx")
+    with open(other, "wb") as f:
+        f.write(b"model B")
+    before = tree(case["res"])
+    with pytest.raises(UserError, match="another model or settings .*model_sha256.*--overwrite"):
+        _run(case, model=other)
+    with pytest.raises(UserError, match=r"another format \(e.g. x0_1.txt\).*add --overwrite"):
+        _run(case, outfmt="bin")
+    assert tree(case["res"]) == before
+    # A user's own result-like file the manifest does not list is never deleted, and blocks the
+    # format change with a message that says so.
+    with open(os.path.join(case["res"], "mine_1.txt"), "w") as f:
+        f.write("1 \n")
+    with pytest.raises(UserError, match="not written by this tool"):
+        _run(case, outfmt="bin", overwrite=True)
+    os.unlink(os.path.join(case["res"], "mine_1.txt"))
+    s, ran = _run(case, outfmt="bin", overwrite=True)
+    assert ran == N and sorted(os.listdir(case["res"])) == sorted(
+        [".mocoinfer-manifest.json"] + [f"x{i}_1.bin" for i in range(N)])
+    _check_all_results(case, "bin")
+    s, ran = _run(case, model=other, outfmt="bin", overwrite=True)
+    assert ran == N
+
+
+def test_pure_inference_never_replaces_a_run_summary(case):
+    s, _ = _run(case)
+    with open(s["summary_file"]) as f:
+        before = f.read()
+    p = run_pure_inference("counter", output=case["out"], backend=Counter(), loop=2, warmup=0)
+    assert p["summary_file"] == os.path.join(case["out"], "pure_summary.json")
+    with open(s["summary_file"]) as f:
+        assert f.read() == before
+
+
+def test_sweep_reads_the_pure_summaries(tmp_path):
+    """scripts/7_perf.sh's table is gathered from pure_summary.json (the runner's own figures)."""
+    from mocoinfer.sweep import collect
+
+    p = run_pure_inference("counter", output=str(tmp_path / "perf" / "counter" / "bs2"), backend=Counter(),
+                           batch_size=2, loop=2, warmup=0)
+    backends, sizes, found = collect(str(tmp_path / "perf"))
+    assert (backends, sizes) == (["counter"], [2])
+    assert found[("counter", 2)]["throughput_images_per_s"] == p["throughput_images_per_s"]
+
+
+# --------------------------------------------------------------------------- a real interrupted run
+
+SLOW_RUNNER = textwrap.dedent('''
+    """run_om_infer.py with a slow stand-in backend: each image takes DELAY seconds."""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    from mocoinfer.backends.base import Backend, Probe
+
+    DELAY = float(os.environ["SLOW_DELAY"])
+
+    class Slow(Backend):
+        name = "slow"
+
+        def __init__(self, path):
+            super().__init__()
+            self.input_shape, self.input_dtype, self.batch_size = (4,), np.dtype(np.float32), None
+            self.model_path = path
+
+        @classmethod
+        def probe(cls, path):
+            return Probe((4,), np.dtype(np.float32), None)
+
+        @classmethod
+        def load(cls, path, **kw):
+            return cls(path)
+
+        def run(self, batch):
+            time.sleep(DELAY * len(batch))
+            with open(os.environ["SLOW_COUNT"], "a") as f:
+                f.write(f"{{len(batch)}}\\n")
+            self.timing.compute.append(DELAY)
+            return [batch.reshape(len(batch), -1) * 2.0]
+
+    import mocoinfer.runner
+    mocoinfer.runner.choose_backend = lambda model, name="auto": Slow
+    import run_om_infer
+    from mocoinfer.cli import run_main
+    sys.exit(run_main(run_om_infer.main, sys.argv[1:]))
+''')
+
+
+def _count(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(int(line) for line in f if line.strip())
+
+
+@pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_keeps_results_and_rerun_computes_only_the_rest(tmp_path, sig, rc):
+    """Stop a real run mid-way; the oracle for the rerun is the number of result files the
+    stopped run left (each proven by the manifest): the rerun runs exactly the others."""
+    n = 60
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    data = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    for i, x in enumerate(data):
+        x.tofile(bins / f"im{i}.bin")
+    (tmp_path / "slow.om").write_bytes(b"slow model")
+    script = tmp_path / "slow_runner.py"
+    script.write_text(SLOW_RUNNER.format(root=ROOT))
+    res = tmp_path / "out" / "dumpOutput_device0"
+    argv = [sys.executable, str(script), "--model", str(tmp_path / "slow.om"), "--input", str(bins),
+            "--output", str(tmp_path / "out"), "--warmup", "0", "--no-progress"]
+    env = dict(os.environ, SLOW_DELAY="0.08", SLOW_COUNT=str(tmp_path / "count1"))
+    proc = subprocess.Popen(argv, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if res.is_dir() and len([p for p in os.listdir(res) if p.endswith("_1.txt")]) >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
+    kept = sorted(p for p in os.listdir(res) if p.endswith("_1.txt"))
+    assert 5 <= len(kept) < n
+    doc = atomic.read_manifest(str(res))
+    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
+    with open(tmp_path / "out" / "summary.json") as f:
+        partial = json.load(f)
+    assert partial["partial"] is True and partial["images"] == len(kept)
+    assert partial["stopped_by"] == ("SIGTERM" if sig == signal.SIGTERM else "SIGINT")
+
+    env = dict(os.environ, SLOW_DELAY="0", SLOW_COUNT=str(tmp_path / "count2"))
+    p = subprocess.run(argv, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert _count(tmp_path / "count2") == n - len(kept)
+    assert f"skipped {len(kept)} of {n} inputs" in p.stdout
+    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
+    for i, x in enumerate(data):
+        np.testing.assert_array_equal(read_result(str(res / f"im{i}_1.txt")), x * 2)
