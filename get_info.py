@@ -18,7 +18,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Write the info file (lines `index path width height`, 0-based, natural order) for a folder "
                     "of preprocessed .bin files or of JPEG images.",
-        epilog="bin mode checks every file is WIDTH x HEIGHT x 3 float32 bytes; jpg mode reads each size from "
+        epilog="bin mode checks every file is WIDTH x HEIGHT x 3 float32 or uint8 (one type per folder); "
+               "jpg mode reads each size from "
                "the image header. The info file is written atomically, and not at all when a check fails.")
     p.add_argument("mode", choices=("bin", "jpg"), help="bin: preprocessed files; jpg: JPEG images")
     p.add_argument("file_path", help="the folder to list")

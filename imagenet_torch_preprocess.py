@@ -5,7 +5,9 @@ Guide forms, both accepted unchanged:
     python3 imagenet_torch_preprocess.py /opt/npu/imagenet/val ./prep_dataset
     python3 imagenet_torch_preprocess.py --input_img_dir /opt/npu/imagenet/val --output_img_dir ./prep_dataset
 Each image `<key>.<ext>` becomes `<key>.bin` (602,112 bytes), bit-identical to torchvision's
-Resize(256) → CenterCrop(224) → ToTensor() → Normalize(ImageNet mean, std).
+Resize(256) → CenterCrop(224) → ToTensor() → Normalize(ImageNet mean, std). With `--dtype uint8`
+it holds the pixels before ToTensor instead: uint8 RGB HWC 224x224x3 (150,528 bytes), the input of
+an OM converted with AIPP (`AIPP=1 scripts/2_onnx2om.sh`) or of `pthtar2onnx.py --uint8-input`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import sys
 
 from mocoinfer.cli import either_form, run_main
+from mocoinfer.formats import BIN_DTYPES, DEFAULT_BIN_DTYPE
 from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
 
 
@@ -37,6 +40,9 @@ def parse_args(argv):
                    help="short edge after resizing (default: %(default)s)")
     p.add_argument("--crop", type=int, default=DEFAULT_CROP,
                    help="side of the center crop, the model's input size (default: %(default)s)")
+    p.add_argument("--dtype", choices=sorted(BIN_DTYPES), default=DEFAULT_BIN_DTYPE,
+                   help="float32 (default): normalised CHW, the guide's input; uint8: the resized, cropped RGB "
+                        "pixels, HWC, 4x smaller, for a model that normalises on the device (AIPP) or in its graph")
     p.add_argument("--workers", "-j", type=int, help="worker processes (default: all cores this process may use)")
     p.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
                    help="bad inputs are a warning and the exit status is 0")
@@ -61,7 +67,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     summary = preprocess_folder(args.input_dir, args.output_dir, interpolation=args.interpolation,
                                 resize=args.resize, crop=args.crop, workers=args.workers,
-                                overwrite=args.overwrite, progress=args.progress)
+                                overwrite=args.overwrite, progress=args.progress, dtype=args.dtype)
     return report(summary, skip_bad=args.skip_bad)
 
 

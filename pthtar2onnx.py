@@ -5,6 +5,8 @@ Guide forms, both accepted unchanged:
     python3 pthtar2onnx.py 1 model_lincls_best.pth.tar
     python3 pthtar2onnx.py --bs 1 --weight model_lincls_best.pth.tar
 Both write ./moco-v2-bs1.onnx (input actual_input_1 [bs,3,224,224], output output1 [bs,1000]).
+With --uint8-input: ./moco-v2-uint8-bs1.onnx, input actual_input_1 uint8 [bs,224,224,3] (the files of
+imagenet_torch_preprocess.py --dtype uint8), normalised inside the graph.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def parse_args(argv):
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s, as the guide)")
     p.add_argument("--dynamic", action="store_true",
                    help="dynamic batch axis (the guide found fixed batch more accurate and faster on Ascend)")
+    p.add_argument("--uint8-input", "--uint8_input", dest="uint8_input", action="store_true",
+                   help="input uint8 RGB NHWC [bs,224,224,3] (imagenet_torch_preprocess.py --dtype uint8), "
+                        "normalised in the graph; verified against the float model on sample images "
+                        "(default output: ./moco-v2-uint8-bs{N}.onnx)")
     p.add_argument("--arch", help="torchvision ResNet name, overriding the checkpoint's 'arch' (default: resnet50)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check (not recommended)")
     args = p.parse_args(argv)
@@ -64,10 +70,13 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
-                               dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify)
+                               dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify,
+                               uint8_input=args.uint8_input)
     report = result["verify"]
     check = f"verified: {report.summary()}" if report else "NOT verified (--no-verify)"
-    print(f"wrote {result['output']} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}) "
+    kind = ", uint8 NHWC input" if args.uint8_input else ""
+    print(f"wrote {result['output']} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}"
+          f"{kind}) "
           f"in {result['load_seconds'] + result['export_seconds']:.1f}s; {check}")
     return 0
 

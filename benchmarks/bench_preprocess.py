@@ -16,7 +16,13 @@ It checks that ours wrote the same bytes as the reference for every image, then 
 throughput ratios (whole commands, wall clock, the fastest of --repeat interleaved runs), the CPU
 time each command used, and the peak resident memory of our main process and of one worker.
 
+With `--uint8`, a fourth command runs in the same rounds: ours with `--dtype uint8`. It checks
+that every uint8 file, normalised, gives the float32 file's bytes (the uint8 files are lossless),
+and prints uint8 against float32 (images/s, target 1.2x), uint8 against the floor (target 90%)
+and the bytes each writes.
+
     python benchmarks/bench_preprocess.py --n 1000
+    python benchmarks/bench_preprocess.py --n 500 --uint8
 """
 
 from __future__ import annotations
@@ -159,6 +165,25 @@ def digests(folder: str) -> Dict[str, str]:
     return out
 
 
+def normalized_digests(folder: str) -> Dict[str, str]:
+    """`digests` of the float32 files that normalising each uint8 file gives, then the folder is deleted."""
+    sys.path.insert(0, ROOT)
+    from mocoinfer.transforms import EvalTransform
+
+    tf = EvalTransform()
+    out = {}
+    for name in os.listdir(folder):
+        pixels = np.fromfile(os.path.join(folder, name), dtype=np.uint8).reshape(224, 224, 3)
+        out[name] = hashlib.blake2b(tf.to_normalized(pixels).tobytes()).hexdigest()
+    shutil.rmtree(folder)
+    os.sync()
+    return out
+
+
+def folder_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+
+
 def main() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     p = argparse.ArgumentParser(description="Stage 3 throughput against the ModelZoo approach and the decode floor.")
@@ -167,6 +192,8 @@ def main() -> int:
                    help="for all three (default: %(default)s, the ModelZoo script's)")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of each command, interleaved; the fastest of each is kept (default: %(default)s)")
+    p.add_argument("--uint8", action="store_true",
+                   help="also run ours with --dtype uint8 in every round, and compare it with float32")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args()
 
@@ -188,7 +215,9 @@ def main() -> int:
             f.write(OURS.format(root=ROOT, script="imagenet_torch_preprocess.py", stats=stats))
 
         # The machine may be shared: commands are interleaved and each keeps its fastest run.
-        best = {k: (float("inf"), 0.0, 0.0) for k in ("reference", "ours", "floor")}
+        kinds = ("reference", "ours", "ours uint8", "floor") if args.uint8 else ("reference", "ours", "floor")
+        best = {k: (float("inf"), 0.0, 0.0) for k in kinds}
+        disk = {}
         for r in range(args.repeat):
             ref_out, ours_out = os.path.join(tmp, f"ref{r}"), os.path.join(tmp, f"ours{r}")
             os.sync()
@@ -197,10 +226,19 @@ def main() -> int:
             ref_digests = digests(ref_out)
             runs["ours"] = timed([sys.executable, ours_script, "--", images, ours_out, "--interpolation",
                                   args.interpolation], stderr=subprocess.DEVNULL)
+            disk["ours"] = folder_bytes(ours_out)
             identical = digests(ours_out) == ref_digests and len(ref_digests) == args.n
             if not identical:
                 print(f"FAIL: outputs differ between reference and ours (run {r})")
                 return 1
+            if args.uint8:
+                u8_out = os.path.join(tmp, f"u8_{r}")
+                runs["ours uint8"] = timed([sys.executable, ours_script, "--", images, u8_out, "--interpolation",
+                                            args.interpolation, "--dtype", "uint8"], stderr=subprocess.DEVNULL)
+                disk["ours uint8"] = folder_bytes(u8_out)
+                if normalized_digests(u8_out) != ref_digests:
+                    print(f"FAIL: normalised uint8 files differ from the float32 ones (run {r})")
+                    return 1
             runs["floor"] = timed([sys.executable, floor_script, images, str(cores), args.interpolation])
             best = {k: min(best[k], runs[k]) for k in best}
         with open(stats) as f:
@@ -208,13 +246,20 @@ def main() -> int:
 
         rate = {k: args.n / v[0] for k, v in best.items()}
         cpu = {k: v[1] + v[2] for k, v in best.items()}
-        for k in ("reference", "ours", "floor"):
-            print(f"{k:>9}: {best[k][0]:6.2f}s  {rate[k]:7.1f} images/s  (CPU {cpu[k] / args.n * 1000:5.2f} ms "
+        for k in kinds:
+            print(f"{k:>10}: {best[k][0]:6.2f}s  {rate[k]:7.1f} images/s  (CPU {cpu[k] / args.n * 1000:5.2f} ms "
                   f"per image: user {best[k][1] / args.n * 1000:.2f}, sys {best[k][2] / args.n * 1000:.2f})")
         print(f"outputs bit-identical to the reference: {identical} ({args.n} files)")
         print(f"ours / reference (ModelZoo approach): {rate['ours'] / rate['reference']:.2f}x  (need >= 2.5, goal 3.5)")
         print(f"ours / floor (decode + resize pool):  {rate['ours'] / rate['floor']:.0%}  (need >= 75%, goal 90%)"
               f"; by CPU time per image: {cpu['floor'] / cpu['ours']:.0%}")
+        if args.uint8:
+            print(f"uint8 normalised == float32 files: True ({args.n} files)")
+            print(f"uint8 / float32 (same command, --dtype): {rate['ours uint8'] / rate['ours']:.2f}x  "
+                  f"(target >= 1.2); by CPU time per image: {cpu['ours'] / cpu['ours uint8']:.2f}x")
+            print(f"uint8 / floor (decode + resize pool):    {rate['ours uint8'] / rate['floor']:.0%}  (target >= 90%)")
+            print(f"bytes on disk: float32 {disk['ours']:,}, uint8 {disk['ours uint8']:,} "
+                  f"({disk['ours'] / disk['ours uint8']:.2f}x fewer)")
         print(f"peak RSS: main process {rss['self_kb'] / 1024:.0f} MiB, "
               f"largest worker {rss['children_kb'] / 1024:.0f} MiB")
     finally:

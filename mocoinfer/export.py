@@ -60,10 +60,11 @@ def default_output_name(batch_size: int, dynamic: bool = False) -> str:
     return "moco-v2-dynamic.onnx" if dynamic else f"moco-v2-bs{batch_size}.onnx"
 
 
-def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool) -> None:
+def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool, dummy=None) -> None:
     import torch
 
-    dummy = torch.randn(batch_size, INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)
+    if dummy is None:  # the guide's float32 NCHW input; the uint8-input model passes its own
+        dummy = torch.randn(batch_size, INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
                   do_constant_folding=True, export_params=True)
     if dynamic:
@@ -152,10 +153,18 @@ def export_model(model, output: str, batch_size: int = 1, opset: int = DEFAULT_O
 
 def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size: int = 1,
                       opset: int = DEFAULT_OPSET, dynamic: bool = False, arch: Optional[str] = None,
-                      verify: bool = True) -> dict:
-    """Checkpoint → verified ONNX file; the Python entry point behind pthtar2onnx.py."""
+                      verify: bool = True, uint8_input: bool = False) -> dict:
+    """Checkpoint → verified ONNX file; the Python entry point behind pthtar2onnx.py.
+
+    `uint8_input`: the model takes uint8 NHWC pixels and normalises them in the graph
+    (`mocoinfer.uint8_model`).
+    """
     from .checkpoint import build_model
 
+    if uint8_input:
+        from . import uint8_model
+
+        output = output or uint8_model.default_output_name(batch_size, dynamic)
     output = output or default_output_name(batch_size, dynamic)
     if dynamic:
         log.warning("--dynamic exports a dynamic batch axis; the guide found fixed-batch models "
@@ -163,7 +172,11 @@ def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size:
     t0 = time.perf_counter()
     model = build_model(checkpoint, arch)
     t1 = time.perf_counter()
-    report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic, verify=verify)
+    if uint8_input:
+        report = uint8_model.export_uint8_model(model, output, batch_size=batch_size, opset=opset,
+                                                dynamic=dynamic, verify=verify)
+    else:
+        report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic, verify=verify)
     t2 = time.perf_counter()
     return {"output": output, "batch_size": batch_size, "dynamic": dynamic, "opset": opset,
-            "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report}
+            "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report, "uint8_input": uint8_input}

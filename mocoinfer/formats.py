@@ -1,7 +1,8 @@
 """Every file format of the pipeline, read and written in exactly one place.
 
 - info file (get_info.py → run_om_infer.py): lines `index path width height`, 0-based index.
-- preprocessed files (imagenet_torch_preprocess.py): `<image key>.bin`, raw float32 CHW, and
+- preprocessed files (imagenet_torch_preprocess.py): `<image key>.bin`, raw float32 CHW (or,
+  with `--dtype uint8`, raw uint8 HWC RGB pixels; the size tells which), and
   `failed.txt` beside them: `path<TAB>reason` per input that could not be preprocessed.
 - label file (`val_label.txt`): lines `ILSVRC2012_val_00000001.JPEG 65`, 0-based class.
 - result files (run_om_infer.py → vision_metric_ImageNet.py): `<input name>_<k>.txt|bin|npy`,
@@ -34,9 +35,16 @@ INPUT_SIZE = 224
 FLOAT32_BYTES = 4
 
 
-def bin_file_size(width: int = INPUT_SIZE, height: int = INPUT_SIZE, channels: int = INPUT_CHANNELS) -> int:
-    """Bytes in one preprocessed float32 image (602,112 for the guide's 224x224)."""
-    return width * height * channels * FLOAT32_BYTES
+# Preprocessed files come in two element types: the guide's float32 CHW (normalised), and uint8
+# HWC RGB pixels (the resized, cropped image before ToTensor; what AIPP's RGB888_U8 input reads).
+BIN_DTYPES = {"float32": FLOAT32_BYTES, "uint8": 1}
+DEFAULT_BIN_DTYPE = "float32"
+
+
+def bin_file_size(width: int = INPUT_SIZE, height: int = INPUT_SIZE, channels: int = INPUT_CHANNELS,
+                  dtype: str = DEFAULT_BIN_DTYPE) -> int:
+    """Bytes in one preprocessed image (224x224: 602,112 as float32, 150,528 as uint8)."""
+    return width * height * channels * BIN_DTYPES[dtype]
 
 
 # --------------------------------------------------------------------------- names and order

@@ -2,8 +2,9 @@
 
 Two modes, as the guide's script has them:
 - bin: every `*.bin` of a folder (preprocessed images) with the width and height given; each
-  file's size is checked against width x height x 3 float32, so a wrong size or a half-written
-  file stops here instead of inside the NPU benchmark.
+  file's size is checked against width x height x 3 float32 or uint8 (the size tells which; one
+  folder holds one type), so a wrong size or a half-written file stops here instead of inside
+  the NPU benchmark.
 - jpg: every `.jpg`/`.jpeg` of a folder (any case), with its size read from the image header
   without decoding the pixels. One index sequence runs across all extensions (the guide's script
   restarted at 0 for each, writing duplicate indices).
@@ -65,11 +66,12 @@ def bin_entries(folder: str, width: int, height: int) -> List[Tuple[str, int, in
     """(path, width, height) for every `.bin` of `folder`, each checked to be the right size."""
     if width < 1 or height < 1:
         raise UserError(f"width and height must be >= 1, got {width} and {height}")
-    expected = formats.bin_file_size(width, height)
+    sizes = {formats.bin_file_size(width, height, dtype=d): d for d in formats.BIN_DTYPES}
     names = _names(folder, lambda n: n.endswith(formats.BIN_SUFFIX))
     if not names:
         raise UserError(f"{folder}: no .bin files (run imagenet_torch_preprocess.py first?)")
     entries, problems = [], []
+    first_of = {}  # dtype → the first file of that type
     for name in names:
         path = os.path.join(folder, name)
         try:
@@ -80,13 +82,20 @@ def bin_entries(folder: str, width: int, height: int) -> List[Tuple[str, int, in
         except OSError as exc:
             problems.append((name, exc.strerror or str(exc)))
             continue
-        if size != expected:
+        if size not in sizes:
             problems.append((name, f"{size} bytes"))
             continue
+        first_of.setdefault(sizes[size], name)
         entries.append((_path(folder, name), width, height))
     if problems:
-        raise UserError(f"{folder}: {len(problems)} of {len(names)} .bin files are not {expected} bytes "
-                        f"(3x{height}x{width} float32): {_offenders(problems)}")
+        raise UserError(f"{folder}: {len(problems)} of {len(names)} .bin files are not "
+                        f"{formats.bin_file_size(width, height)} bytes (3x{height}x{width} float32) or "
+                        f"{formats.bin_file_size(width, height, dtype='uint8')} bytes ({height}x{width}x3 uint8): "
+                        f"{_offenders(problems)}")
+    if len(first_of) > 1:
+        mixed = ", ".join(f"{name} is {d}" for d, name in first_of.items())
+        raise UserError(f"{folder}: mixes float32 and uint8 .bin files ({mixed}); one model reads one type: "
+                        "preprocess into separate folders")
     return entries
 
 

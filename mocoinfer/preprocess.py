@@ -1,4 +1,4 @@
-"""Stage 3: a folder of images → one float32 `<image key>.bin` per image, on all cores.
+"""Stage 3: a folder of images → one float32 (or uint8) `<image key>.bin` per image, on all cores.
 
 What `imagenet_torch_preprocess.py` runs. The transform is `transforms.EvalTransform`
 (bit-identical to torchvision's); this module finds the inputs, decides what is left to do,
@@ -193,14 +193,15 @@ def describe_failure(path: str, exc: BaseException) -> str:
 class Worker:
     """Preprocesses single files: decode, transform, atomic write. One per process."""
 
-    def __init__(self, transform: EvalTransform, overwrite: bool = False):
+    def __init__(self, transform: EvalTransform, overwrite: bool = False, dtype: str = formats.DEFAULT_BIN_DTYPE):
         self.transform = transform
         self.overwrite = overwrite
+        self.dtype = dtype
         self._out = np.empty(transform.output_shape, dtype=np.float32)
 
     def __call__(self, task: Task) -> Tuple[int, str, str]:
         try:
-            data = self.transform.from_file(task.source, self._out)
+            data = _transformed(self.transform, task.source, self.dtype, self._out)
         except Exception as exc:  # any decoder error is this file's problem, not the run's
             if self.overwrite:
                 # The old .bin no longer matches its input: drop it rather than leave it looking current.
@@ -215,17 +216,24 @@ class Worker:
         return task.index, WRITTEN, ""
 
 
+def _transformed(transform: EvalTransform, path: str, dtype: str, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """What one `.bin` holds: uint8 HWC pixels, or the float32 CHW tensor made from them."""
+    if dtype == "uint8":
+        return transform.pixels_from_file(path)
+    return transform.from_file(path, out)
+
+
 _worker: Optional[Worker] = None
 
 
-def _init_worker(transform: EvalTransform, overwrite: bool) -> None:
+def _init_worker(transform: EvalTransform, overwrite: bool, dtype: str) -> None:
     global _worker
     # Ctrl-C reaches every process of the terminal's group: the parent alone handles it,
     # stopping the pool, so workers do not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's SIGTERM handler came with fork; the pool stops its workers with SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _worker = Worker(transform, overwrite)
+    _worker = Worker(transform, overwrite, dtype)
 
 
 def _run_task(task: Task) -> Tuple[int, str, str]:
@@ -257,22 +265,22 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _results(tasks: List[Task], transform: EvalTransform, overwrite: bool,
-             workers: int) -> Iterator[Tuple[int, str, str]]:
+             workers: int, dtype: str = formats.DEFAULT_BIN_DTYPE) -> Iterator[Tuple[int, str, str]]:
     if workers <= 1 or len(tasks) <= 1:
-        worker = Worker(transform, overwrite)
+        worker = Worker(transform, overwrite, dtype)
         for task in tasks:
             yield worker(task)
         return
-    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(transform, overwrite)) as pool:
+    with multiprocessing.Pool(workers, initializer=_init_worker, initargs=(transform, overwrite, dtype)) as pool:
         yield from pool.imap_unordered(_run_task, tasks, chunksize=_chunksize(len(tasks), workers))
 
 
 # --------------------------------------------------------------------------- the stage
 
-def check_reused(task: Task, transform: EvalTransform) -> None:
+def check_reused(task: Task, transform: EvalTransform, dtype: str = formats.DEFAULT_BIN_DTYPE) -> None:
     """Recompute one `.bin` that a rerun would keep and stop if it differs from what is on disk."""
     try:
-        expected = transform.from_file(task.source)
+        expected = _transformed(transform, task.source, dtype)
     except Exception:
         return  # the input itself is unreadable now: nothing to compare against
     try:
@@ -282,20 +290,24 @@ def check_reused(task: Task, transform: EvalTransform) -> None:
     except OSError:
         return  # unreadable now: get_info or the benchmark will say so
     raise UserError(f"{task.target}: already exists but differs from what these settings make of "
-                    f"{task.source} ({transform.interpolation}, resize {transform.resize}, crop {transform.crop}); "
+                    f"{task.source} ({transform.interpolation}, resize {transform.resize}, crop {transform.crop}, "
+                    f"{dtype}); "
                     "it was made with other settings or from another image: pass --overwrite to redo "
                     "the output dir, or give a new one")
 
 
 def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = DEFAULT_INTERPOLATION,
                       resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP, workers: Optional[int] = None,
-                      overwrite: bool = False, progress: bool = True) -> Summary:
+                      overwrite: bool = False, progress: bool = True,
+                      dtype: str = formats.DEFAULT_BIN_DTYPE) -> Summary:
     """Preprocess every image of `input_dir` into `output_dir`; returns the counts and failures.
 
     Failures do not raise: they are returned (and written to `failed.txt`) for the caller's
     exit policy. Bad arguments, name clashes and unwritable output raise `UserError`.
     """
     start = time.perf_counter()
+    if dtype not in formats.BIN_DTYPES:
+        raise UserError(f"unknown dtype {dtype!r} (choose from {', '.join(formats.BIN_DTYPES)})")
     try:
         transform = EvalTransform(resize=resize, crop=crop, interpolation=interpolation)
     except ValueError as exc:
@@ -313,7 +325,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
     prepare_output_dir(input_dir, output_dir)
     remove_stale_temporaries(output_dir)
 
-    expected_size = formats.bin_file_size(crop, crop)
+    expected_size = formats.bin_file_size(crop, crop, dtype=dtype)
     existing = existing_bins(output_dir)
     if overwrite:
         todo, reused = tasks, []
@@ -322,7 +334,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
         for task in tasks:
             (reused if is_up_to_date(task, existing, expected_size) else todo).append(task)
         if reused:
-            check_reused(reused[0], transform)
+            check_reused(reused[0], transform, dtype)
     _warn_orphans(output_dir, existing, tasks)
 
     failed: List[Tuple[int, str]] = []
@@ -333,7 +345,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
         bar = tqdm(total=len(todo), unit="img", desc="preprocess", file=sys.stderr, disable=not progress,
                    dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
         with _sigterm_as_interrupt(), bar:
-            for index, status, reason in _results(todo, transform, overwrite, min(workers, len(todo))):
+            for index, status, reason in _results(todo, transform, overwrite, min(workers, len(todo)), dtype):
                 if status == WRITTEN:
                     written += 1
                 elif status == FAILED:
@@ -351,7 +363,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
         with contextlib.suppress(FileNotFoundError):
             os.unlink(failed_list)
     return Summary(output_dir, written, len(reused), failures, time.perf_counter() - start,
-                   min(workers, max(1, len(todo))), f"{interpolation}, resize {resize}, crop {crop}")
+                   min(workers, max(1, len(todo))), f"{interpolation}, resize {resize}, crop {crop}, {dtype}")
 
 
 def _warn_orphans(output_dir: str, existing: dict, tasks: Sequence[Task]) -> None:

@@ -14,6 +14,7 @@ on `Image.open(p).convert('RGB')` is reproduced step by step:
   pixels, with a third less vertical work on a landscape image. Which pass Pillow runs first
   depends on its version (see `horizontal_first`), so the rule is checked against the installed
   Pillow once per process (`split_resize_is_exact`), and any doubt takes the plain path.
+- The uint8 output (`pixels`) stops here: the cropped RGB pixels, HWC, as Pillow made them.
 - ToTensor + Normalize: each output value is `((float32(v) / 255) - mean[c]) / std[c]`, one float32
   operation at a time as torch does them (it divides by 255, it does not multiply by 1/255). It
   depends only on the channel and the uint8 value, so all 3 x 256 results are computed once into
@@ -235,6 +236,21 @@ class EvalTransform:
         if new_h != height:
             img = img.resize((crop, new_h), self._resample)
         return np.asarray(img)[top:top + crop]
+
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """uint8 [crop, crop, 3] (C-contiguous) for an RGB image: what torchvision holds before ToTensor.
+
+        That is `np.asarray(CenterCrop(crop)(Resize(resize, interpolation)(img)))`; the float32
+        output is exactly `to_normalized` of it, so these pixels lose nothing against it.
+        """
+        if img.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {img.mode!r} (convert('RGB') first)")
+        # Cropping columns on the one-call path leaves a strided view; a file write needs one block.
+        return np.ascontiguousarray(self.resized_crop_pixels(img))
+
+    def pixels_from_file(self, path: str) -> np.ndarray:
+        """`pixels` of `Image.open(path).convert('RGB')`."""
+        return self.pixels(load_rgb(path))
 
     def __call__(self, img: Image.Image, out: Optional[np.ndarray] = None) -> np.ndarray:
         """float32 [3, crop, crop] for an RGB image (into `out` when given)."""

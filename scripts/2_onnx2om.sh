@@ -7,7 +7,16 @@
 # --input_format=NCHW --input_shape="actual_input_1:$BS,3,224,224" --log=$ATC_LOG
 # --soc_version=Ascend$CHIP_NAME. CHIP_NAME defaults to the Name column of `npu-smi info`.
 # Needs CANN (atc); without it the ONNX model still runs through step 5 on CPU/GPU.
-# Settings: BS, CHIP_NAME, ATC_LOG, ONNX_MODEL, OM_BASE, CANN_SET_ENV (see scripts/env.sh).
+#
+#   AIPP=1 scripts/2_onnx2om.sh             # uint8 input, normalised on the device
+#   DYNAMIC_BATCH=1,4,8,16,32,64 scripts/2_onnx2om.sh
+#
+# AIPP=1 writes $AIPP_CONFIG (python -m mocoinfer.aipp) and adds --insert_op_conf=$AIPP_CONFIG:
+# the OM ($OM_BASE, default moco-v2-atc-bs$BS-aipp) then reads uint8 RGB NHWC 224x224x3 images
+# (imagenet_torch_preprocess.py --dtype uint8). DYNAMIC_BATCH converts the dynamic ONNX model of
+# step 1 with --input_shape=actual_input_1:-1,3,224,224 and --dynamic_batch_size=$DYNAMIC_BATCH.
+# Settings: BS, CHIP_NAME, ATC_LOG, ONNX_MODEL, OM_BASE, AIPP, AIPP_CONFIG, DYNAMIC_BATCH,
+# CANN_SET_ENV (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -26,7 +35,34 @@ if [ -z "$CHIP_NAME" ]; then
 fi
 [ -f "$ONNX_MODEL" ] || { echo "$STEP_NAME: $ONNX_MODEL not found: run scripts/1_pth2onnx.sh first" >&2; exit 1; }
 
+check_dynamic_batch
+
+# With AIPP, --input_format and --input_shape still describe the ONNX model's own input (an ONNX
+# model's format can only be NCHW, per the ATC AIPP docs); atc forces the input that feeds AIPP to
+# NHWC, and its element type to uint8, whatever --input_format says. So the flags below are the
+# same with and without AIPP, and the OM's input is [batch,224,224,3] uint8 with it.
+# Not confirmed here (no CANN): that static AIPP and --dynamic_batch_size combine in one OM
+# (the ATC docs rule out static AIPP only with a dynamic --input_shape on a one-input model).
+if [ -n "$DYNAMIC_BATCH" ]; then
+    shape_args=(--input_shape="actual_input_1:-1,3,224,224" --dynamic_batch_size="$DYNAMIC_BATCH")
+else
+    shape_args=(--input_shape="actual_input_1:$BS,3,224,224")
+fi
+# Expanded as ${a[@]+...}: an empty array is an unset variable to bash < 4.4 under set -u.
+aipp_args=()
+if [ "$AIPP" = "1" ]; then
+    "$PYTHON" -m mocoinfer.aipp "$AIPP_CONFIG"
+    aipp_args=(--insert_op_conf="$AIPP_CONFIG")
+elif [ "$AIPP" != "0" ]; then
+    echo "$STEP_NAME: AIPP='$AIPP' must be 0 or 1" >&2
+    exit 2
+fi
+
 atc --model="$ONNX_MODEL" --framework=5 --output="$OM_BASE" --input_format=NCHW \
-    --input_shape="actual_input_1:$BS,3,224,224" --log="$ATC_LOG" --soc_version="Ascend$CHIP_NAME"
+    "${shape_args[@]}" --log="$ATC_LOG" --soc_version="Ascend$CHIP_NAME" ${aipp_args[@]+"${aipp_args[@]}"}
 [ -f "$OM_BASE.om" ] || { echo "$STEP_NAME: atc reported success but $OM_BASE.om is missing" >&2; exit 1; }
-echo "$STEP_NAME: wrote $OM_BASE.om"
+if [ "$AIPP" = "1" ]; then
+    echo "$STEP_NAME: wrote $OM_BASE.om (AIPP: feed it uint8 files from imagenet_torch_preprocess.py --dtype uint8)"
+else
+    echo "$STEP_NAME: wrote $OM_BASE.om"
+fi

@@ -45,6 +45,11 @@ BATCH_SIZES="${BATCH_SIZES:-1 4 8 16 32 64}"
 PERF_BACKENDS="${PERF_BACKENDS:-onnxruntime}"
 PERF_LOOP="${PERF_LOOP:-20}"
 PERF_WARMUP="${PERF_WARMUP:-3}"
+# AIPP=1: step 2 puts ImageNet normalisation on the device; the OM then reads uint8 pixels
+# (imagenet_torch_preprocess.py --dtype uint8). DYNAMIC_BATCH="1,4,8,16,32,64": steps 1 and 2
+# make one dynamic-batch model for those batch sizes instead of one fixed-batch model per BS.
+AIPP="${AIPP:-0}"
+DYNAMIC_BATCH="${DYNAMIC_BATCH:-}"
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -53,8 +58,11 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 # Paths derived from the settings, named as the guide names the files.
-ONNX_MODEL="${ONNX_MODEL:-$WORK_DIR/moco-v2-bs$BS.onnx}"
-OM_BASE="${OM_BASE:-$WORK_DIR/moco-v2-atc-bs$BS}"      # atc appends .om
+if [ -n "$DYNAMIC_BATCH" ]; then MODEL_TAG="dynamic"; else MODEL_TAG="bs$BS"; fi
+if [ "$AIPP" = "1" ]; then OM_TAG="$MODEL_TAG-aipp"; else OM_TAG="$MODEL_TAG"; fi
+ONNX_MODEL="${ONNX_MODEL:-$WORK_DIR/moco-v2-$MODEL_TAG.onnx}"
+OM_BASE="${OM_BASE:-$WORK_DIR/moco-v2-atc-$OM_TAG}"      # atc appends .om; an AIPP OM never replaces the float one
+AIPP_CONFIG="${AIPP_CONFIG:-$WORK_DIR/aipp_moco.config}"
 PREP_DIR="${PREP_DIR:-$WORK_DIR/prep_dataset}"
 INFO_FILE="${INFO_FILE:-$WORK_DIR/dataset_prep_bin.info}"
 RESULT_DIR="${RESULT_DIR:-$WORK_DIR/result}"
@@ -80,6 +88,14 @@ handle_help() {
     esac
 }
 
+# DYNAMIC_BATCH, when set, is atc's --dynamic_batch_size list: batch sizes, comma-separated.
+check_dynamic_batch() {
+    if [ -n "$DYNAMIC_BATCH" ] && ! [[ "$DYNAMIC_BATCH" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
+        echo "$STEP_NAME: DYNAMIC_BATCH='$DYNAMIC_BATCH' is not a list of batch sizes (e.g. DYNAMIC_BATCH=1,4,8,16,32,64)" >&2
+        exit 2
+    fi
+}
+
 # Fail fast, and say which step failed.
 on_error() {
     echo "$STEP_NAME: failed (exit $1); fix the cause above and rerun: completed work is kept" >&2
@@ -93,7 +109,8 @@ begin_step() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS PYTHON ONNX_MODEL OM_BASE PREP_DIR INFO_FILE RESULT_DIR PERF_DIR CANN_SET_ENV; do
+             PERF_BACKENDS AIPP DYNAMIC_BATCH PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+             PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
     done
 fi

@@ -315,3 +315,100 @@ def test_both_forms_must_agree(capsys):
     # The same value in both forms is accepted.
     args = pthtar2onnx.parse_args(["4", "m.pth.tar", "--bs", "4", "--weight", "m.pth.tar"])
     assert (args.batch_size, args.checkpoint) == (4, "m.pth.tar")
+
+
+# --------------------------------------------------------------------------- --uint8-input
+
+def _torchvision_pixels(path, interpolation="bilinear"):
+    """Oracle for uint8 input: torchvision Resize → CenterCrop, as HWC uint8."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    mode = getattr(T.InterpolationMode, interpolation.upper())
+    tf = T.Compose([T.Resize(256, interpolation=mode), T.CenterCrop(224)])
+    return np.asarray(tf(Image.open(path).convert("RGB")), dtype=np.uint8)
+
+
+def test_uint8_wrapper_normalises_bit_identically_to_torchvision(r18_model):
+    """Oracle: torchvision ToTensor + Normalize(ImageNet) on the same pixels, bit for bit."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from mocoinfer.uint8_model import Uint8Input
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    pixels[1].reshape(-1, 3)[:256] = np.arange(256, dtype=np.uint8)[:, None]  # every value in every channel
+    tv = T.Compose([T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    expected = torch.stack([tv(Image.fromarray(p)) for p in pixels])
+    got = Uint8Input(r18_model).normalize(torch.from_numpy(pixels))
+    assert got.dtype == torch.float32 and got.shape == (2, 3, 224, 224)
+    assert got.numpy().tobytes() == expected.numpy().tobytes()
+
+
+@pytest.mark.slow
+def test_uint8_input_export_agrees_with_the_float_model_on_the_demo_images(tmp_path, capsys):
+    """Oracle: the demo's independent reference path (torchvision transform + PyTorch float model) on
+    the demo's images, against ONNX Runtime fed torchvision's uint8 pixels of the same files: max
+    difference within the export tolerance and the same top-1 for every image."""
+    from mocoinfer.demo import make_demo_inputs, reference_logits
+
+    demo = make_demo_inputs(str(tmp_path / "demo"), n=8)
+    out = str(tmp_path / "u8.onnx")
+    code, io = _run(["--bs", "4", "--weight", demo["checkpoint"], "--uint8-input", "--output", out], capsys)
+    assert code == 0, io.err
+    assert "uint8 NHWC input" in io.out and "top-1 agreement 100%" in io.out
+    graph = onnx.load(out)
+    assert graph.opset_import[0].version == 11
+    assert [i.name for i in graph.graph.input] == ["actual_input_1"]
+    assert [o.name for o in graph.graph.output] == ["output1"]
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert _dims(graph.graph.input[0]) == [4, 224, 224, 3]
+    assert _dims(graph.graph.output[0]) == [4, 1000]
+    ops = [n.op_type for n in graph.graph.node]
+    assert set(ops[:ops.index("Conv")]) <= {"Transpose", "Cast", "Constant", "Div", "Sub"}
+    for op in set(ops):  # every operator is defined at opset 11 (raises otherwise)
+        assert onnx.defs.get_schema(op, 11, "").since_version <= 11
+
+    paths = sorted(os.path.join(demo["val_dir"], n) for n in os.listdir(demo["val_dir"]))
+    ref = reference_logits(build_model(demo["checkpoint"]), paths).numpy()
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    batches = [np.stack([_torchvision_pixels(p) for p in paths[i:i + 4]]) for i in range(0, len(paths), 4)]
+    got = np.concatenate([sess.run(None, {"actual_input_1": batch})[0] for batch in batches])
+    tol = export_mod.ATOL + export_mod.RTOL * np.abs(ref).max()
+    assert np.abs(got - ref).max() <= tol
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_uint8_input_dynamic_export_and_default_name(r18_model, tmp_path, capsys, monkeypatch):
+    """Oracle: PyTorch float model on the float32 preprocessing of the same pixels, at batch 3."""
+    from mocoinfer.transforms import EvalTransform
+
+    ckpt = str(tmp_path / "r18.pth.tar")
+    torch.save({"arch": "resnet18", "state_dict": _state(r18_model, "module.")}, ckpt)
+    monkeypatch.chdir(tmp_path)
+    code, io = _run([ckpt, "--bs", "2", "--dynamic", "--uint8-input"], capsys)
+    assert code == 0, io.err
+    out = tmp_path / "moco-v2-uint8-dynamic.onnx"
+    dims = _dims(onnx.load(str(out)).graph.input[0])
+    assert isinstance(dims[0], str) and dims[1:] == [224, 224, 3]
+    pixels = np.random.default_rng(4).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    floats = np.stack([EvalTransform().to_normalized(p) for p in pixels])
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"actual_input_1": pixels})[0]
+    with torch.no_grad():
+        ref = r18_model.eval()(torch.from_numpy(floats)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
+
+
+@pytest.mark.slow
+def test_uint8_verification_catches_a_wrong_channel_order(r18_model, tmp_path, monkeypatch):
+    """A graph that normalises BGR instead of RGB must fail against the float model, leaving no file."""
+    from mocoinfer import uint8_model
+
+    real = uint8_model.Uint8Input.normalize
+    monkeypatch.setattr(uint8_model.Uint8Input, "normalize", lambda self, x: real(self, x.flip(-1)))
+    with pytest.raises(Exception, match="differs from the float model"):
+        uint8_model.export_uint8_model(r18_model, str(tmp_path / "bad.onnx"), batch_size=2)
+    assert os.listdir(tmp_path) == []

@@ -180,3 +180,41 @@ def test_info_folder_must_exist(tmp_path, capsys):
     make_bins(str(tmp_path / "prep"), ["a.bin"])
     code, _, err = run_stage(["bin", str(tmp_path / "prep"), str(tmp_path / "no" / "x.info"), "224", "224"], capsys)
     assert code == 1 and "does not exist" in err
+
+
+UINT8_BYTES = 150528  # 224 x 224 x 3 uint8, by hand
+
+
+def test_bin_mode_accepts_a_uint8_folder_with_the_same_info_format(tmp_path, capsys):
+    """Oracle: hand-written lines, the same format as for float32 files."""
+    prep = str(tmp_path / "prep")
+    make_bins(prep, ["img2.bin", "img10.bin", "img1.bin"], size=UINT8_BYTES)
+    info = str(tmp_path / "u8.info")
+    code, out, _ = run_stage(["bin", prep, info, "224", "224"], capsys)
+    assert code == 0 and "3 bin entries" in out
+    assert read(info) == (f"0 {prep}/img1.bin 224 224\n"
+                          f"1 {prep}/img2.bin 224 224\n"
+                          f"2 {prep}/img10.bin 224 224\n")
+
+
+def test_bin_mode_mixing_float32_and_uint8_names_one_of_each_and_writes_nothing(tmp_path, capsys):
+    prep = str(tmp_path / "prep")
+    make_bins(prep, ["a1.bin", "a2.bin"])
+    make_bins(prep, ["b1.bin", "b2.bin"], size=UINT8_BYTES)
+    info = tmp_path / "x.info"
+    code, _, err = run_stage(["bin", prep, str(info), "224", "224"], capsys)
+    assert code == 1
+    assert "mixes float32 and uint8" in err
+    assert "a1.bin is float32" in err and "b1.bin is uint8" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not info.exists()
+
+
+def test_bin_mode_wrong_size_message_names_both_types(tmp_path, capsys):
+    prep = str(tmp_path / "prep")
+    make_bins(prep, ["ok.bin"], size=UINT8_BYTES)
+    make_bins(prep, ["bad.bin"], size=UINT8_BYTES - 1)
+    code, _, err = run_stage(["bin", prep, str(tmp_path / "x.info"), "224", "224"], capsys)
+    assert code == 1
+    assert "602112 bytes (3x224x224 float32) or 150528 bytes (224x224x3 uint8)" in err
+    assert f"bad.bin ({UINT8_BYTES - 1} bytes)" in err

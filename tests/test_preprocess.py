@@ -443,3 +443,77 @@ def test_output_dir_may_not_be_the_input_dir(image_dir, tmp_path, capsys):
     code, _, err = run_stage([str(folder), str(folder)], capsys)
     assert code == 1 and "output dir is the input dir" in err
     assert os.listdir(folder) == ["val_01.JPEG"]
+
+
+# --------------------------------------------------------------------------- --dtype uint8
+
+UINT8_BYTES = 150528
+
+
+def reference_pixels(path: str, interpolation: str = "bilinear", resize: int = 256, crop: int = 224,
+                     max_size=None) -> bytes:
+    """The uint8 oracle: torchvision's transform up to (not including) ToTensor, as HWC RGB bytes."""
+    mode = getattr(T.InterpolationMode, interpolation.upper())
+    tf = T.Compose([T.Resize(resize, interpolation=mode, max_size=max_size), T.CenterCrop(crop)])
+    return np.asarray(tf(Image.open(path).convert("RGB")), dtype=np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_uint8_stage_writes_torchvision_pixels_for_every_image(image_dir, oracle, tmp_path, capsys, interpolation):
+    """Oracle: torchvision's Resize → CenterCrop pixels per image, byte for byte (2 workers); and
+    normalising those uint8 files gives torchvision's float32 bytes (the uint8 file loses nothing)."""
+    out = str(tmp_path / "prep")
+    code, stdout, _ = run_stage([image_dir, out, "--interpolation", interpolation, "--workers", "2",
+                                 "--dtype", "uint8"], capsys)
+    assert code == 0
+    names = sorted(os.listdir(image_dir))
+    assert f"{len(names)} written" in stdout and "uint8" in stdout
+    bins = bins_of(out)
+    assert sorted(bins) == sorted(formats.bin_name(n) for n in names)
+    tf = EvalTransform(interpolation=interpolation)
+    for name in names:
+        data = bins[formats.bin_name(name)]
+        assert len(data) == UINT8_BYTES == formats.bin_file_size(dtype="uint8")
+        assert data == reference_pixels(os.path.join(image_dir, name), interpolation), name
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(224, 224, 3)
+        assert tf.to_normalized(pixels).tobytes() == oracle[(name, interpolation)], name
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("resize,crop,max_size,size", [
+    (200, 224, None, (300, 200)),   # zero padding in height
+    (201, 224, None, (301, 200)),   # odd padding
+    (256, 224, 300, (500, 200)),    # max_size caps the long edge
+    (256, 224, None, (900, 300)),   # landscape: the split resize path with a column crop
+    (32, 16, None, (47, 33)),
+])
+def test_uint8_pixels_on_transform_branches(tmp_path, interpolation, resize, crop, max_size, size):
+    """Oracle: torchvision Resize → CenterCrop with the same settings; the float path is those pixels normalised."""
+    path = save(Image.fromarray(picture(*size, seed=resize)), str(tmp_path / "x.png"), "PNG")
+    tf = EvalTransform(resize=resize, crop=crop, interpolation=interpolation, max_size=max_size)
+    pixels = tf.pixels_from_file(path)
+    assert pixels.dtype == np.uint8 and pixels.shape == (crop, crop, 3) and pixels.flags.c_contiguous
+    assert pixels.tobytes() == reference_pixels(path, interpolation, resize, crop, max_size)
+    assert tf.to_normalized(pixels).tobytes() == reference(path, interpolation, resize, crop, max_size)
+
+
+def test_uint8_rerun_keeps_complete_files_and_a_dtype_switch_redoes_them(image_dir, tmp_path, capsys):
+    """Oracle: file sizes (150,528 uint8 / 602,112 float32) and torchvision's pixels after each run."""
+    sub = tmp_path / "val"
+    sub.mkdir()
+    for name in ("val_01.JPEG", "val_04.JPEG"):
+        shutil.copy(os.path.join(image_dir, name), sub / name)
+    out = str(tmp_path / "prep")
+    assert run_stage([str(sub), out, "--dtype", "uint8"], capsys)[0] == 0
+    code, stdout, _ = run_stage([str(sub), out, "--dtype", "uint8"], capsys)
+    assert code == 0 and "0 written, 2 already up to date" in stdout
+    assert bins_of(out)["val_01.bin"] == reference_pixels(str(sub / "val_01.JPEG"))
+    # float32 after uint8: the sizes differ, so nothing is taken as complete.
+    code, stdout, _ = run_stage([str(sub), out], capsys)
+    assert code == 0 and "2 written, 0 already up to date" in stdout
+    assert {len(b) for b in bins_of(out).values()} == {BIN_BYTES}
+
+
+def test_unknown_dtype_is_a_usage_error(tmp_path):
+    proc = run_script(str(tmp_path), str(tmp_path / "out"), "--dtype", "float16")
+    assert proc.returncode == 2 and "--dtype" in proc.stderr

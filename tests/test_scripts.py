@@ -191,3 +191,135 @@ def test_demo_refuses_a_foreign_work_dir(tmp_path):
     assert proc.returncode == 1
     assert "is not a demo folder" in proc.stderr
     assert (work / "precious.txt").read_text() == "keep me"
+
+
+# --------------------------------------------------------------------------- AIPP and dynamic batch
+
+# ImageNet's mean and std, written out by hand (torchvision's Normalize in MoCo's main_lincls.py).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _recording_atc(tmp_path):
+    """A stand-in atc that records its arguments, copies the AIPP file it is given, and writes the .om."""
+    log = tmp_path / "atc.args"
+    _tool(tmp_path, "atc", f'printf "%s\\n" "$@" > "{log}"\n'
+                           'for a in "$@"; do case "$a" in\n'
+                           '  --output=*) touch "${a#--output=}.om";;\n'
+                           f'  --insert_op_conf=*) cp "${{a#--insert_op_conf=}}" "{tmp_path}/aipp.seen";;\n'
+                           'esac; done\n')
+    return log
+
+
+def parse_aipp(text):
+    """The AIPP prototxt as {block: [{key: value}]}: one level of `name {` blocks of `key: value` lines."""
+    blocks, current = {}, None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.endswith("{"):
+            assert current is None, "nested block"
+            current = {}
+            blocks.setdefault(line[:-1].strip(), []).append(current)
+        elif line == "}":
+            current = None
+        else:
+            key, value = (part.strip() for part in line.split(":", 1))
+            assert current is not None and key not in current, line
+            current[key] = value
+    assert current is None, "unclosed block"
+    return blocks
+
+
+def test_onnx2om_with_aipp_writes_the_config_and_passes_it(tmp_path):
+    """Oracles: the guide's atc line plus --insert_op_conf; the AIPP numbers from ImageNet's mean and
+    std by hand: min_chn = 255 * mean, var_reci_chn = 1 / (255 * std), so that
+    (pixel - min_chn) * var_reci_chn == (pixel / 255 - mean) / std."""
+    log = _recording_atc(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-bs4.onnx").write_bytes(b"onnx")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
+                          env=_env(tmp_path, CHIP_NAME="310P3", BS=4, AIPP=1), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    config = work / "aipp_moco.config"
+    assert log.read_text().splitlines() == [
+        f"--model={work}/moco-v2-bs4.onnx",
+        "--framework=5",
+        f"--output={work}/moco-v2-atc-bs4-aipp",
+        "--input_format=NCHW",
+        "--input_shape=actual_input_1:4,3,224,224",
+        "--log=error",
+        "--soc_version=Ascend310P3",
+        f"--insert_op_conf={config}",
+    ]
+    assert (work / "moco-v2-atc-bs4-aipp.om").exists() and not (work / "moco-v2-atc-bs4.om").exists()
+    assert (tmp_path / "aipp.seen").read_text() == config.read_text()  # written before atc ran
+    blocks = parse_aipp(config.read_text())
+    assert list(blocks) == ["aipp_op"] and len(blocks["aipp_op"]) == 1
+    op = blocks["aipp_op"][0]
+    assert op["aipp_mode"] == "static"
+    assert op["input_format"] == "RGB888_U8"
+    assert op["src_image_size_w"] == "224" and op["src_image_size_h"] == "224"
+    assert op["crop"] == "false" and op["csc_switch"] == "false"
+    assert op.get("rbuv_swap_switch", "false") == "false"  # R, G, B stay in order
+    for c in range(3):
+        assert float(op.get(f"mean_chn_{c}", "0")) == 0
+        assert abs(float(op[f"min_chn_{c}"]) - 255 * MEAN[c]) < 1e-6
+        assert abs(float(op[f"var_reci_chn_{c}"]) - 1 / (255 * STD[c])) < 1e-9
+        # The normalisation AIPP computes from these equals torchvision's, for every pixel value.
+        for v in (0, 1, 128, 254, 255):
+            aipp = (v - float(op[f"min_chn_{c}"])) * float(op[f"var_reci_chn_{c}"])
+            assert abs(aipp - (v / 255 - MEAN[c]) / STD[c]) < 1e-6
+
+
+def test_onnx2om_dynamic_batch_arguments(tmp_path):
+    """Oracle: atc's dynamic-batch form, by hand: batch -1 in --input_shape and the list in
+    --dynamic_batch_size, on the dynamic ONNX model of step 1; with and without AIPP."""
+    log = _recording_atc(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-dynamic.onnx").write_bytes(b"onnx")
+    for aipp, om in (("0", "moco-v2-atc-dynamic"), ("1", "moco-v2-atc-dynamic-aipp")):
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
+                              env=_env(tmp_path, CHIP_NAME="310", DYNAMIC_BATCH="1,4,8,16,32,64", AIPP=aipp),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        args = log.read_text().splitlines()
+        assert args[:5] == [f"--model={work}/moco-v2-dynamic.onnx", "--framework=5", f"--output={work}/{om}",
+                            "--input_format=NCHW", "--input_shape=actual_input_1:-1,3,224,224"]
+        assert "--dynamic_batch_size=1,4,8,16,32,64" in args
+        assert any(a.startswith("--insert_op_conf=") for a in args) == (aipp == "1")
+        assert (work / f"{om}.om").exists()
+
+
+@pytest.mark.parametrize("value", ["1,,4", "0,4", "4 8", "a", "1,4,"])
+def test_onnx2om_refuses_a_malformed_dynamic_batch(tmp_path, value):
+    log = _recording_atc(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-dynamic.onnx").write_bytes(b"onnx")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
+                          env=_env(tmp_path, CHIP_NAME="310", DYNAMIC_BATCH=value), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "DYNAMIC_BATCH" in proc.stderr
+    assert not log.exists()
+
+
+def test_pth2onnx_exports_a_dynamic_model_when_dynamic_batch_is_set(tmp_path):
+    """Oracle: the arguments step 1 hands pthtar2onnx.py, recorded by a stand-in python."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model_lincls_best.pth.tar").write_bytes(b"ckpt")
+    log = tmp_path / "py.args"
+    py = _tool(tmp_path, "fakepy", f'printf "%s\\n" "$@" > "{log}"\n')
+    for dynamic, onnx_name in (("", "moco-v2-bs2.onnx"), ("1,4,8", "moco-v2-dynamic.onnx")):
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "1_pth2onnx.sh")],
+                              env=_env(tmp_path, PYTHON=py, BS=2, DYNAMIC_BATCH=dynamic),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        args = log.read_text().splitlines()
+        assert args[args.index("--output") + 1] == f"{work}/{onnx_name}"
+        assert ("--dynamic" in args) == bool(dynamic)
