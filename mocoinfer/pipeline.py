@@ -185,9 +185,13 @@ def _read_ahead(batch_bytes: int) -> int:
 
 
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
-                 result_dir: str, outfmt: str, loop: int, bar) -> PipelineTimes:
+                 result_dir: str, outfmt: str, loop: int, bar, make_reader=None) -> PipelineTimes:
     """Run every batch of `plan` through `be` (each `loop` times), writing results into
-    `result_dir`; `bar` (a progress bar) advances by the real images of each batch."""
+    `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
+
+    `make_reader` replaces the `.bin` file reader: called as `_Reader` is, it returns a thread
+    with the same attributes that puts `(Batch, buffer)` items on `ready`, then None (streamed
+    images: it appends to `paths` and `plan` as it goes)."""
     shape = (batch_size,) + tuple(be.input_shape)
     batch_bytes = int(np.prod(shape)) * be.input_dtype.itemsize
     depth = _read_ahead(batch_bytes)
@@ -197,7 +201,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         free.put(np.empty(shape, dtype=be.input_dtype))
     ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
-    reader = _Reader(paths, plan, be.sample_bytes, free, ready, stop)
+    reader = (make_reader or _Reader)(paths, plan, be.sample_bytes, free, ready, stop)
     writers = [_Writer(result_dir, paths, outfmt, todo, stop) for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
     n_outputs = 0

@@ -39,6 +39,7 @@ from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .pipeline import plan_batches, run_pipeline
 from .progress import log, progress_bar
 from .stats import phase, rate
+from .stream import StreamOptions, open_feed
 
 RESULT_SUBDIR = "dumpOutput_device{device_id}"
 PURE_DATA = ("zeros", "random")
@@ -58,6 +59,7 @@ class RunSettings:
     outfmt: str = "txt"
     progress: Optional[bool] = None
     expect_hw: Optional[Tuple[int, int]] = None
+    stream: Optional[StreamOptions] = None  # how images are decoded when the input holds images
 
     def check(self) -> None:
         if self.loop < 1 or self.warmup < 0:
@@ -159,25 +161,31 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     if outfmt not in RESULT_FORMATS:
         raise UserError(f"unknown --outfmt {outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
     settings.check()
-    paths, source = list_inputs(input_path)
-    check_names(paths, outfmt)
-    sizes = stat_inputs(paths, source)
+    feed = open_feed(input_path, settings.stream)  # images: decoded as they are run (stream.py)
+    if feed is None:
+        paths, source = list_inputs(input_path)
+        check_names(paths, outfmt)
+        sizes = stat_inputs(paths, source)
     cls = _chosen(model, settings)
     probed = _probe(cls, model)
-    if probed is not None:
+    if probed is not None and feed is None:
         # Checked before any runtime starts: a wrong input never reaches the device.
         check_input_sizes(paths, sizes, probed.sample_bytes, probed.describe(model))
-    with _opened(model, settings, cls) as be:
-        if probed is None:  # only the loaded runtime can tell (an .om), or the caller's backend
+    with feed or contextlib.nullcontext(), _opened(model, settings, cls) as be:
+        if feed is not None:
+            feed.check_model(be)
+            paths = feed.names  # filled, with the plan, as the images arrive
+        elif probed is None:  # only the loaded runtime can tell (an .om), or the caller's backend
             check_input_sizes(paths, sizes, be.sample_bytes, be.describe())
         _check_hw(be, settings.expect_hw)
         bs = resolve_batch_size(be, settings.batch_size)
-        plan = plan_batches(len(paths), bs, be)
+        plan = feed.plan if feed is not None else plan_batches(len(paths), bs, be)
         _warm_up(be, bs, settings.warmup)
         result_dir = os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
         os.makedirs(result_dir, exist_ok=True)
-        bar = progress_bar(len(paths), "infer", settings.progress)
-        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar)
+        bar = progress_bar(feed.total if feed is not None else len(paths), "infer", settings.progress)
+        times = run_pipeline(be, paths, plan, bs, result_dir, outfmt, settings.loop, bar,
+                             make_reader=feed.reader(bs, be) if feed is not None else None)
         n = len(paths)
         phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
         phases.update(_run_phases(be, n * settings.loop, times.run))
@@ -190,6 +198,8 @@ def run_inference(model: str, input_path: str, output: str = "result", **options
     summary.update({"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
                     "input": input_path, "outfmt": outfmt, "warmup": settings.warmup, "loop": settings.loop,
                     "model_batch_size": be.batch_size, "result_dir": result_dir})
+    if feed is not None:
+        feed.report(summary, output)
     _finish(summary, be, output, perf_filename(bs, settings.device_id), perf_text(summary))
     return summary
 
