@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,9 +63,11 @@ STREAM_DEFINITIONS = {
                   "normalising them into the batch, padding)",
     "decode_rate_images_per_s": "images decoded and transformed per second by the pool: images x "
                                 "workers / the workers' summed seconds per image",
-    "decode_wait_seconds": "reader time waiting for the pool (the model side was ready for more)",
+    "decode_wait_seconds": "reader time waiting for decoded crops from the pool",
     "model_wait_seconds": "reader time waiting for the model side (a free batch buffer or room in the queue)",
-    "bounded_by": "decoding when the reader waited longer for the pool than for the model, else the model",
+    "model_rate_images_per_s": "the run phase's rate: images / backend.run wall time",
+    "bounded_by": "the slower side: decoding when the pool's decode rate is below the model's rate, else the "
+                  "model (more cores help the first, a faster device the second)",
 }
 
 
@@ -105,18 +107,13 @@ def is_image_input(input_path: str) -> bool:
     return bool(entries) and not entries[0].path.endswith(formats.BIN_SUFFIX)
 
 
-class Candidate(tuple):
-    """(index, path, key): one input in run order; `key` names its results (`<key>.bin` as the
-    `.bin` path's input name, so `result_filename` gives `<key>_1.txt`)."""
+class Candidate(NamedTuple):
+    """One input in run order; `key` names its results: `<key>.bin` is the `.bin` path's input
+    name, so `result_filename` gives `<key>_1.txt` as it does there."""
 
-    __slots__ = ()
-
-    def __new__(cls, index: int, path: str, key: str):
-        return tuple.__new__(cls, (index, path, key))
-
-    index = property(lambda self: self[0])
-    path = property(lambda self: self[1])
-    key = property(lambda self: self[2])
+    index: int
+    path: str
+    key: str
 
 
 def _special_kind(mode: int) -> str:
@@ -415,6 +412,7 @@ class ImageFeed:
         one an earlier run left when nothing failed now."""
         self.failed.sort()
         rate = len(self.candidates) * self.workers / self.decode_seconds if self.decode_seconds > 0 else 0.0
+        model_rate = summary["phases"]["run"]["throughput_images_per_s"]
         failed_list = os.path.join(output, formats.FAILED_LIST_NAME)
         if self.failed:
             formats.write_failed(failed_list, [(p, r) for _, p, r in self.failed])
@@ -429,7 +427,8 @@ class ImageFeed:
             "failed_file": failed_list if self.failed else None,
             "decode_rate_images_per_s": rate, "decode_seconds": self.decode_seconds,
             "decode_wait_seconds": self.decode_wait, "model_wait_seconds": self.model_wait,
-            "bounded_by": "decoding" if self.decode_wait > self.model_wait else "model",
+            "model_rate_images_per_s": model_rate,
+            "bounded_by": "decoding" if rate < model_rate else "model",
             "max_images_in_flight": self.max_in_flight,
             "failed": [{"path": p, "reason": r} for _, p, r in self.failed],
             "definitions": STREAM_DEFINITIONS,
@@ -525,8 +524,7 @@ def summary_line(s: Dict) -> str:
     failed = f", {st['images_failed']} failed" if st["images_failed"] else ""
     return (f"{file_run_line(s)}; decoded by {st['workers']} worker{'s' if st['workers'] != 1 else ''} at "
             f"{st['decode_rate_images_per_s']:.1f} img/s{failed}; bounded by {st['bounded_by']} "
-            f"(reader waited {st['decode_wait_seconds']:.1f}s for decoding, {st['model_wait_seconds']:.1f}s "
-            "for the model)")
+            f"(model {st['model_rate_images_per_s']:.1f} img/s)")
 
 
 def report(summary: Dict, skip_bad: bool = False) -> int:

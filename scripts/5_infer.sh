@@ -3,9 +3,11 @@
 #
 #   scripts/5_infer.sh                      # the .om on an NPU when CANN is here, else the .onnx
 #   MODEL=model_lincls_best.pth.tar RESULT_DIR=work/result_torch scripts/5_infer.sh   # PyTorch reference
+#   STREAM=1 scripts/5_infer.sh             # the images of VAL_DIR straight in: no steps 3-4, no .bin files
 #
 # Writes $RESULT_DIR/dumpOutput_device$DEVICE_ID/<image>_1.$OUTFMT, the perf file and summary.json.
-# Settings: MODEL, BACKEND, BS, DEVICE_ID, OUTFMT, INFO_FILE, RESULT_DIR (see scripts/env.sh).
+# Settings: MODEL, BACKEND, BS, DEVICE_ID, OUTFMT, INFO_FILE, RESULT_DIR; with STREAM=1, VAL_DIR,
+# INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -27,5 +29,13 @@ else
 fi
 [ -f "$MODEL" ] || { echo "$STEP_NAME: model $MODEL not found" >&2; exit 1; }
 echo "$STEP_NAME: using $MODEL ($reason)"
-"$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" --input "$INFO_FILE" --output "$RESULT_DIR" \
+if [ "$STREAM" = "1" ]; then
+    # Streamed: the images themselves, with the preprocessing settings of step 3.
+    input=(--input "$VAL_DIR" --interpolation "$INTERPOLATION")
+    if [ -n "$WORKERS" ]; then input+=(--workers "$WORKERS"); fi
+    echo "$STEP_NAME: streaming the images of $VAL_DIR (no .bin files)"
+else
+    input=(--input "$INFO_FILE")
+fi
+"$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" "${input[@]}" --output "$RESULT_DIR" \
     --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND"

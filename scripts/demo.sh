@@ -31,7 +31,7 @@ if [ -n "$(ls -A "$WORK_DIR")" ] && [ ! -f "$marker" ]; then
     exit 1
 fi
 touch "$marker"
-rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$PERF_DIR"
+rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$WORK_DIR/result_stream" "$PERF_DIR"
 S="$ROOT/scripts"
 
 echo "== demo inputs"
@@ -47,6 +47,12 @@ echo "== step 4: info file"
 echo "== step 5: inference (the converted model), then the PyTorch reference"
 "$S/5_infer.sh"
 MODEL="$CKPT" BACKEND=torch RESULT_DIR="$WORK_DIR/result_torch" "$S/5_infer.sh"
+echo "== step 5 streamed (STREAM=1): the images straight into the model, no .bin files"
+STREAM=1 RESULT_DIR="$WORK_DIR/result_stream" "$S/5_infer.sh"
+dump="dumpOutput_device$DEVICE_ID"
+# diff exits non-zero (and so fails the demo) on any file that differs or exists on one side only.
+diff -r "$RESULT_DIR/$dump" "$WORK_DIR/result_stream/$dump"
+echo "streamed results are byte-identical to the .bin path's: $(find "$RESULT_DIR/$dump" -type f | wc -l | tr -d ' ') files"
 echo "== step 6: accuracy, and the precision comparison against PyTorch"
 REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$DEVICE_ID" "$S/6_eval.sh"
 echo "== step 7: throughput by batch size ($BATCH_SIZES)"

@@ -50,6 +50,10 @@ PERF_WARMUP="${PERF_WARMUP:-3}"
 # make one dynamic-batch model for those batch sizes instead of one fixed-batch model per BS.
 AIPP="${AIPP:-0}"
 DYNAMIC_BATCH="${DYNAMIC_BATCH:-}"
+# STREAM=1: step 5 reads the images of VAL_DIR itself (worker processes decode them as the model
+# runs, WORKERS of them, default all cores) and needs no step 3 or 4: no .bin files are written.
+STREAM="${STREAM:-0}"
+WORKERS="${WORKERS:-}"
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -109,7 +113,7 @@ begin_step() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS AIPP DYNAMIC_BATCH PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+             PERF_BACKENDS AIPP DYNAMIC_BATCH STREAM WORKERS PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
     done
