@@ -82,22 +82,26 @@ def export_resnet50(path: str) -> None:
     subprocess.run([sys.executable, "-c", code, path], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
-def zero_cost(val: str, work: str, workers: int, batch_size: int) -> bool:
-    prep = preprocess_folder(val, os.path.join(work, "zc_prep"), workers=workers, progress=False)
-    prep_rate = prep.processed / prep.seconds
-    shutil.rmtree(os.path.join(work, "zc_prep"))
-    t0 = time.perf_counter()
-    s = run_inference("zero-cost", val, os.path.join(work, "zc_result"), backend=ZeroCost(), batch_size=batch_size,
-                      progress=False, stream=StreamOptions(workers=workers))
-    wall = time.perf_counter() - t0
-    rate = s["images"] / wall
+def zero_cost(val: str, work: str, workers: int, batch_size: int, repeat: int) -> bool:
+    prep_rates: List[float] = []
+    rates: List[float] = []
+    for _ in range(repeat):  # interleaved rounds, the best of each kept
+        prep = preprocess_folder(val, os.path.join(work, "zc_prep"), workers=workers, progress=False)
+        prep_rates.append(prep.processed / prep.seconds)
+        shutil.rmtree(os.path.join(work, "zc_prep"))
+        t0 = time.perf_counter()
+        s = run_inference("zero-cost", val, os.path.join(work, "zc_result"), backend=ZeroCost(),
+                          batch_size=batch_size, progress=False, stream=StreamOptions(workers=workers))
+        rates.append(s["images"] / (time.perf_counter() - t0))
+        shutil.rmtree(os.path.join(work, "zc_result"))
+    rate, prep_rate = max(rates), max(prep_rates)
     ok = rate >= 0.9 * prep_rate
     st = s["stream"]
-    print(f"zero-cost backend, {s['images']} JPEGs, {workers} workers: streaming {rate:.1f} images/s (whole call; "
-          f"e2e {s['e2e']['throughput_images_per_s']:.1f}) vs preprocessing {prep_rate:.1f} images/s = "
-          f"{rate / prep_rate:.0%} [target >= 90%: {'ok' if ok else 'BELOW'}]; pool decode rate "
-          f"{st['decode_rate_images_per_s']:.1f} images/s, bounded by {st['bounded_by']}")
-    shutil.rmtree(os.path.join(work, "zc_result"))
+    print(f"zero-cost backend, {s['images']} JPEGs, {workers} workers, best of {repeat} (streaming "
+          f"{' '.join(f'{r:.0f}' for r in rates)}, preprocessing {' '.join(f'{r:.0f}' for r in prep_rates)}): "
+          f"streaming {rate:.1f} images/s (whole run_inference call, pool start included) vs preprocessing "
+          f"{prep_rate:.1f} images/s = {rate / prep_rate:.0%} [target >= 90%: {'ok' if ok else 'BELOW'}]; "
+          f"last run: pool decode rate {st['decode_rate_images_per_s']:.1f} images/s, bounded by {st['bounded_by']}")
     return ok
 
 
@@ -148,7 +152,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=64, help="JPEGs for the ONNX Runtime part (default: %(default)s)")
     p.add_argument("--zero-images", type=int, default=400, help="JPEGs for the zero-cost part (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--repeat", type=int, default=2, help="interleaved ONNX Runtime rounds (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="interleaved ONNX Runtime rounds (default: %(default)s; the zero-cost part runs one more)")
     p.add_argument("--workers", type=int, default=usable_cpus())
     p.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
     args = p.parse_args()
@@ -157,7 +162,7 @@ def main() -> int:
         val = os.path.join(work, "val")
         make_images(val, max(args.images, args.zero_images), args.workers)
         print(f"cpu cores usable: {usable_cpus()}; {max(args.images, args.zero_images)} JPEGs in {val}")
-        ok = zero_cost(val, work, args.workers, args.batch_size)
+        ok = zero_cost(val, work, args.workers, args.batch_size, args.repeat + 1)
         small = os.path.join(work, "val_small")
         os.makedirs(small)
         for name in sorted(os.listdir(val))[:args.images]:

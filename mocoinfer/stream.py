@@ -90,14 +90,17 @@ class StreamOptions:
 # --------------------------------------------------------------------------- what to stream
 
 def is_image_input(input_path: str) -> bool:
-    """Whether `input_path` is streamed: a folder without any `.bin` file, or an info file whose
-    entries are not `.bin` files (`get_info.py jpg`). Everything else goes the `.bin` way."""
+    """Whether `input_path` is streamed: a folder with visible entries but no `.bin` file, or an
+    info file whose entries are not `.bin` files (`get_info.py jpg`). Everything else goes the
+    `.bin` way."""
     if os.path.isdir(input_path):
         try:
             with os.scandir(input_path) as it:
-                return not any(e.name.endswith(formats.BIN_SUFFIX) and not e.name.startswith(".") for e in it)
+                visible = [e.name for e in it if not e.name.startswith(".")]
         except OSError:
             return False  # the .bin path reports it
+        # An empty folder stays on the .bin path, whose error names what it expected.
+        return bool(visible) and not any(n.endswith(formats.BIN_SUFFIX) for n in visible)
     if not os.path.isfile(input_path) or input_path.endswith(formats.BIN_SUFFIX):
         return False
     try:
