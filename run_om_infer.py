@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 5: inference over preprocessed .bin files with pyACL (.om), ONNX Runtime (.onnx) or PyTorch.
+"""Stage 5: inference over preprocessed .bin files, or streamed images, with pyACL, ONNX Runtime or PyTorch.
 
 Guide form (Ascend's benchmark command line, program name swapped), accepted unchanged:
     python3 run_om_infer.py -model_type=vision -batch_size=1 -device_id=0 \
@@ -7,6 +7,8 @@ Guide form (Ascend's benchmark command line, program name swapped), accepted unc
         -om_path=./moco-v2-atc-bs1.om -useDvpp=False -output_binary=False
 Own form:
     python3 run_om_infer.py --model moco-v2-bs1.onnx --input ./prep_dataset --output result
+Streamed (no .bin files; a pool of worker processes decodes the images as the model runs):
+    python3 run_om_infer.py --model moco-v2-bs1.onnx --input /opt/npu/imagenet/val --output result
 Writes result/dumpOutput_device{id}/<name>_1.txt per image, the benchmark's perf file and summary.json.
 ais_bench's form (the newer guides), detected from its flags (mixing forms is an error):
     python3 run_om_infer.py --model moco-v2-bs1.om --input ./prep_dataset --output ./result \
@@ -39,6 +41,11 @@ file, and the run checks that N inputs gave N result files.
 
 outputs: result/perf_vision_batchsize_{bs}_device_{id}.txt (the benchmark's five lines) and
 result/summary.json beside the result folder, not in it; --pure-data prints ais_bench's summary.
+
+streaming: an --input folder without .bin files (or a `get_info.py jpg` info file) is decoded by
+worker processes with preprocessing's transform (--interpolation, --resize, --crop) and run as it
+arrives; the results are those the .bin files would give. Bad images are listed on stderr and in
+result/failed.txt and the exit status is 1 (0 with --skip-bad); every good image is still run.
 """
 
 
@@ -119,6 +126,7 @@ def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
     from mocoinfer.formats import RESULT_FORMATS
     from mocoinfer.perf import figures_help
     from mocoinfer.runner import PURE_DATA
+    from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
 
     p = argparse.ArgumentParser(
         description="Run preprocessed .bin files through an Ascend .om (pyACL), an .onnx (ONNX Runtime) or "
@@ -141,6 +149,17 @@ def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
                    help="timed runs of each batch (default: 1; with --pure-data: batches, default 10)")
     p.add_argument("--pure-data", choices=PURE_DATA, help="pure inference on generated data, no input needed")
     add_shared_args(p)
+    images = p.add_argument_group("streamed images (--input holds images, not .bin files)")
+    images.add_argument("--workers", "-j", type=int,
+                        help="decoding worker processes (default: all cores this process may use)")
+    images.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
+                        help="resize filter, as imagenet_torch_preprocess.py (default: %(default)s)")
+    images.add_argument("--resize", type=int, default=DEFAULT_RESIZE,
+                        help="short edge after resizing (default: %(default)s)")
+    images.add_argument("--crop", type=int, default=DEFAULT_CROP,
+                        help="side of the center crop, the model's input size (default: %(default)s)")
+    images.add_argument("--skip-bad", "--skip_bad", dest="skip_bad", action="store_true",
+                        help="bad images are a warning and the exit status is 0")
     # Set by the benchmark's -input_width / -input_height: checked against the model's input.
     p.add_argument("--input-width", type=int, help=argparse.SUPPRESS)
     p.add_argument("--input-height", type=int, help=argparse.SUPPRESS)
@@ -175,7 +194,7 @@ def _main(argv) -> int:
 
 
 def _own_main(argv, spelled: Dict[str, str]) -> int:
-    from mocoinfer import perf, runner
+    from mocoinfer import perf, runner, stream
 
     args = parse_args(argv, spelled)
     common = dict(batch_size=args.batch_size, device_id=args.device_id, backend=args.backend,
@@ -188,9 +207,13 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
     loop = 1 if args.loop is None else args.loop
+    images = stream.StreamOptions(workers=args.workers, interpolation=args.interpolation, resize=args.resize,
+                                  crop=args.crop)
     summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=loop,
                                    progress=False if args.no_progress else None, expect_hw=hw,
-                                   overwrite=args.overwrite, **common)
+                                   overwrite=args.overwrite, stream=images, **common)
+    if "stream" in summary:
+        return stream.report(summary, skip_bad=args.skip_bad)
     if "devices" in summary:
         from mocoinfer.devices import summary_line
 

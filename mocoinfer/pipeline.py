@@ -236,7 +236,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
                  digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  on_written: Optional[Callable[[int, int, str], None]] = None,
                  on_batch: Optional[Callable[[], None]] = None, host_normalize: bool = False,
-                 cancel=None) -> PipelineTimes:
+                 cancel=None, make_reader=None) -> PipelineTimes:
     """Run every batch of `plan` through `be` (each `loop` times), writing results into
     `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
 
@@ -248,6 +248,9 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
     `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
     batches with a UserError: another device of the run has failed.
+    `make_reader` replaces the `.bin` file reader: called as `_Reader` is, it returns a thread
+    with the same attributes that puts `(Batch, buffer, [])` items on `ready`, then None
+    (streamed images: it appends to `paths` and `plan` as it goes).
     """
     shape = (batch_size,) + tuple(be.input_shape)
     staging = None
@@ -264,7 +267,10 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         free.put(np.empty(shape, dtype=be.input_dtype))
     ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
-    reader = _Reader(paths, plan, file_bytes, free, ready, stop, digests, index_of, staging)
+    if make_reader is not None:
+        reader = make_reader(paths, plan, be.sample_bytes, free, ready, stop)
+    else:
+        reader = _Reader(paths, plan, file_bytes, free, ready, stop, digests, index_of, staging)
     writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written)
                for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []

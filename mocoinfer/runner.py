@@ -47,6 +47,7 @@ from .pipeline import batch_buffers, plan_batches, run_pipeline
 from .progress import log, progress_bar
 from .resume import ResultFolder, model_identity
 from .stats import phase, rate
+from .stream import StreamOptions, open_feed
 
 RESULT_SUBDIR = "dumpOutput_device{device_id}"
 PURE_DATA = ("zeros", "random")
@@ -78,6 +79,8 @@ class RunSettings:
     summary_doc: Optional[Callable[[dict], dict]] = None
     #: fp32, or bf16 / fp16 where the backend takes them (torch; fp16 with ORT's TensorRT provider)
     precision: str = "fp32"
+    #: how images are decoded when the input holds images (streaming, `stream.py`)
+    stream: Optional[StreamOptions] = None
 
     def check(self) -> None:
         """Every range, before any file is read or any runtime starts."""
@@ -222,6 +225,11 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         raise UserError(f"unknown --outfmt {outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
     settings.check()
     if isinstance(input_path, str):
+        feed = open_feed(input_path, settings.stream)  # images: decoded as they are run (stream.py)
+        if feed is not None:
+            from .stream import run_streamed
+
+            return run_streamed(model, input_path, output, settings, _chosen(model, settings), feed)
         paths, source = list_inputs(input_path)
     else:
         paths, source = list_many(input_path)

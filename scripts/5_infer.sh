@@ -3,6 +3,7 @@
 #
 #   scripts/5_infer.sh                      # the .om on an NPU when CANN is here, else the .onnx
 #   MODEL=model_lincls_best.pth.tar RESULT_DIR=work/result_torch scripts/5_infer.sh   # PyTorch reference
+#   STREAM=1 scripts/5_infer.sh             # the images of VAL_DIR straight in: no steps 3-4, no .bin files
 #
 #   DEVICE_ID=0,1,2,3 scripts/5_infer.sh    # one worker process per device, contiguous shares of the inputs
 #   DYNAMIC_BATCH=1,4,8,16,32,64 BS=16 scripts/5_infer.sh   # the one dynamic-batch model, at batch BS
@@ -12,7 +13,8 @@
 # the model is the dynamic-batch one of steps 1-2: the .onnx runs at any BS, the .om at a listed one.
 # The info file may list float32 or uint8 files (imagenet_torch_preprocess.py --dtype uint8): a
 # float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.
-# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR (see scripts/env.sh).
+# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR; with STREAM=1,
+# VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -35,5 +37,13 @@ else
 fi
 [ -f "$MODEL" ] || { echo "$STEP_NAME: model $MODEL not found" >&2; exit 1; }
 echo "$STEP_NAME: using $MODEL ($reason)"
-"$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" --input "$INFO_FILE" --output "$RESULT_DIR" \
+if [ "$STREAM" = "1" ]; then
+    # Streamed: the images themselves, with the preprocessing settings of step 3.
+    input=(--input "$VAL_DIR" --interpolation "$INTERPOLATION")
+    if [ -n "$WORKERS" ]; then input+=(--workers "$WORKERS"); fi
+    echo "$STEP_NAME: streaming the images of $VAL_DIR (no .bin files)"
+else
+    input=(--input "$INFO_FILE")
+fi
+"$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" "${input[@]}" --output "$RESULT_DIR" \
     --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND"

@@ -34,7 +34,8 @@ if [ -n "$(ls -A "$WORK_DIR")" ] && [ ! -f "$marker" ]; then
 fi
 touch "$marker"
 PREP_U8="$WORK_DIR/prep_dataset_uint8" RESULT_U8="$WORK_DIR/result_uint8"
-rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$PERF_DIR" "$PREP_U8" "$RESULT_U8"
+rm -rf "$VAL_DIR" "$PREP_DIR" "$RESULT_DIR" "$WORK_DIR/result_torch" "$PERF_DIR" "$PREP_U8" "$RESULT_U8" \
+    "$WORK_DIR/result_stream"
 S="$ROOT/scripts"
 
 echo "== demo inputs"
@@ -58,6 +59,12 @@ echo "== the uint8 path: the same images as uint8 pixels (--dtype uint8), throug
 # Fails the demo unless every result file is the same, byte for byte.
 "$PYTHON" -m mocoinfer.demo --compare-uint8 "$PREP_DIR" "$PREP_U8" "$RESULT_DIR/dumpOutput_device$FIRST_DEVICE" \
     "$RESULT_U8/dumpOutput_device$FIRST_DEVICE" | tee "$WORK_DIR/uint8_check.txt"
+echo "== step 5 streamed (STREAM=1): the images straight into the model, no .bin files"
+STREAM=1 RESULT_DIR="$WORK_DIR/result_stream" "$S/5_infer.sh"
+dump="dumpOutput_device$FIRST_DEVICE"
+# diff exits non-zero (and so fails the demo) on any file that differs or exists on one side only.
+diff -r "$RESULT_DIR/$dump" "$WORK_DIR/result_stream/$dump"
+echo "streamed results are byte-identical to the .bin path's: $(find "$RESULT_DIR/$dump" -type f | wc -l | tr -d ' ') files"
 echo "== step 6: accuracy, and the precision comparison against PyTorch"
 REFERENCE_DIR="$WORK_DIR/result_torch/dumpOutput_device$FIRST_DEVICE" "$S/6_eval.sh"
 echo "== step 7: throughput by batch size ($BATCH_SIZES)"

@@ -57,6 +57,10 @@ DYNAMIC_BATCH="${DYNAMIC_BATCH:-}"
 # Step 3's file type: uint8 pixels by default with AIPP (the AIPP OM reads nothing else; a float32
 # model normalises them on the host, to the same inputs), else the guide's float32.
 if [ "$AIPP" = "1" ]; then DTYPE="${DTYPE:-uint8}"; else DTYPE="${DTYPE:-float32}"; fi
+# STREAM=1: step 5 reads the images of VAL_DIR itself (worker processes decode them as the model
+# runs, WORKERS of them, default all cores) and needs no step 3 or 4: no .bin files are written.
+STREAM="${STREAM:-0}"
+WORKERS="${WORKERS:-}"
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -116,7 +120,7 @@ begin_step() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE STREAM WORKERS PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV; do
         printf '%s=%s\n' "$v" "${!v}"
     done

@@ -177,6 +177,10 @@ def test_demo_end_to_end(tmp_path):
     assert "uint8 files: 8 x 150,528 bytes" in proc.stdout and "(4.0x smaller)" in proc.stdout
     assert "8 of 8 result files identical byte for byte" in proc.stdout and "MISMATCH" not in proc.stdout
     assert "| 2 |" in (work / "perf" / "throughput.md").read_text()
+    # STREAM=1's results, checked by the demo itself with diff -r, equal the .bin path's.
+    streamed = work / "result_stream" / "dumpOutput_device0"
+    assert sorted(os.listdir(streamed)) == sorted(os.listdir(work / "result" / "dumpOutput_device0"))
+    assert "streamed results are byte-identical to the .bin path's: 8 files" in proc.stdout
     assert (work / "perf" / "throughput.png").read_bytes()[:4] == b"\x89PNG"
     # A second run in the same folder works and starts from clean inputs.
     proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=dict(env, DEMO_IMAGES="9"),
@@ -326,3 +330,21 @@ def test_pth2onnx_exports_a_dynamic_model_when_dynamic_batch_is_set(tmp_path):
         args = log.read_text().splitlines()
         assert args[args.index("--output") + 1] == f"{work}/{onnx_name}"
         assert ("--dynamic" in args) == bool(dynamic)
+
+
+def test_infer_with_stream_reads_the_image_folder(tmp_path):
+    """STREAM=1: 5_infer.sh gives the runner VAL_DIR and step 3's interpolation, not the info file.
+    Oracle: the arguments a stand-in python records."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-bs1.onnx").write_bytes(b"onnx")
+    log = tmp_path / "py.args"
+    py = _tool(tmp_path, "fakepy", f'if [ "${{1:-}}" = "-c" ]; then exit 1; fi\nprintf "%s\\n" "$@" > "{log}"\n')
+    env = _env(tmp_path, PYTHON=py, STREAM=1, VAL_DIR=tmp_path / "val", INTERPOLATION="bicubic", WORKERS=3)
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "5_infer.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    args = log.read_text().splitlines()
+    assert args[args.index("--input") + 1] == str(tmp_path / "val")
+    assert args[args.index("--interpolation") + 1] == "bicubic" and args[args.index("--workers") + 1] == "3"
+    assert "streaming the images" in proc.stdout
