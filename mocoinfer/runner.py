@@ -2,8 +2,8 @@
 
 This module orchestrates a run: it lists and checks the inputs (`inputs`), opens the backend,
 settles the batch size, warms up, runs the thread pipeline (`pipeline`) and writes the perf file
-and summary.json (`perf`). Pure inference times generated batches instead of files, and shares
-the same path for assembling phases and writing the summary.
+and summary.json (`perf`). Pure inference (`pure.py`) times generated batches instead of files
+and shares this module's steps for opening, warming up and writing the summary.
 
 Before any batch runs, every input file is checked with `os.stat` against the model's
 per-sample input size; for ONNX and PyTorch the model's input is read from the file before the
@@ -21,28 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
-from .atomic import FolderLock, check_output, describe_os_error
+from .atomic import check_output
 from .backends import Backend, Probe, choose_backend, open_backend
 from .errors import UserError
 from .formats import (
     RESULT_FORMATS,
     atomic_write_text,
-    format_pure_perf,
     is_result_name,
     natural_key,
     perf_filename,
-    pure_perf_filename,
     result_filename,
     write_json,
 )
 from .inputs import InputKind, check_names, input_kind, list_inputs, list_many, stat_inputs
-from .perf import DEFINITIONS, PURE_SUMMARY_NAME, SUMMARY_NAME, perf_text
+from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .pipeline import batch_buffers, plan_batches, run_pipeline
 from .progress import log, progress_bar
 from .resume import ResultFolder, model_identity
@@ -369,71 +366,7 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
 
 def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str = "zeros", seed: int = 0,
                        **options) -> dict:
-    """Time `loop` batches of generated data (after `warmup` untimed ones): throughput and
-    latency only, as ais_bench's pure-data mode. `options` are `RunSettings` fields (`loop`
-    defaults to 10 here). Writes pure_summary.json (never a file run's summary.json) and the
-    benchmark's PureInfer perf file under `output` when given."""
-    from .devices import parse_device_ids
+    """Pure inference on generated data (`pure.run_pure_inference`, which see)."""
+    from .pure import run_pure_inference as run
 
-    options.setdefault("loop", 10)
-    device_ids = parse_device_ids(options.get("device_id", 0))
-    if len(device_ids) > 1:
-        raise UserError(f"--pure-data measures one device; give one --device-id, not {len(device_ids)}")
-    options["device_id"] = device_ids[0]
-    settings = RunSettings(**options)
-    if pure_data not in PURE_DATA:
-        raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
-    settings.check()
-    cls = _chosen(model, settings)
-    if cls is not None:
-        cls.check_precision(model, settings.precision)
-    loop = settings.loop
-    perf_name = pure_perf_filename(model, settings.device_id) if settings.write_perf else None
-    summary_file = None
-    if output:
-        summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
-        _check_output_folder(output, [summary_file] + ([os.path.join(output, perf_name)] if perf_name else []),
-                             [model])
-    with _opened(model, settings, cls) as be:
-        bs = resolve_batch_size(be, settings.batch_size)
-        # The generated batch, the warm-up's and the runtime's copy.
-        check_batch_memory(bs, be.sample_bytes, 2)
-        shape = (bs,) + tuple(be.input_shape)
-        if pure_data == "zeros":
-            data = np.zeros(shape, dtype=be.input_dtype)
-        else:
-            data = np.random.default_rng(seed).standard_normal(shape).astype(be.input_dtype)
-        _warm_up(be, bs, settings.warmup)
-        run_seconds: List[float] = []
-        for _ in range(loop):
-            t0 = time.perf_counter()
-            be.run(data)
-            run_seconds.append(time.perf_counter() - t0)
-        phases = _run_phases(be, bs * loop, run_seconds)
-    compute = phases.get("compute", phases["run"])
-    mean_ms = compute["latency_ms"]["mean"]
-    summary = {"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
-               "pure_data": pure_data, "batch_size": bs, "loop": loop, "warmup": settings.warmup,
-               "precision": getattr(be, "precision", "fp32"),
-               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0,
-               "phases": phases}
-    if output:
-        with FolderLock(output):
-            _finish(summary, be, output, perf_name, format_pure_perf(summary["throughput_images_per_s"], mean_ms),
-                    summary_file, settings.summary_doc)
-    else:
-        _finish(summary, be, None, None, "")
-    return summary
-
-
-def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> None:
-    """Pure inference's outputs, before the load: a folder that can be made and written, files
-    that are neither an input nor a special file."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"{output}: output path is a file, not a folder; give a folder with --output")
-    try:
-        os.makedirs(output, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{output}: cannot create the output folder ({describe_os_error(exc)})") from None
-    for f in files:
-        check_output(f, inputs, what="output")
+    return run(model, output, pure_data, seed, **options)
