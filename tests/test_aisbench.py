@@ -20,6 +20,7 @@ import pytest
 
 from mocoinfer.cli import run_main
 from mocoinfer.formats import parse_perf, read_result
+from tests.tiny_model import tiny_net
 
 N = 5
 ATOL, RTOL = 1e-4, 1e-3  # the export check's bound between ONNX Runtime and PyTorch
@@ -33,17 +34,7 @@ def models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ais")
 
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-            self.fc = torch.nn.Linear(8, 10)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-    torch.manual_seed(0)
-    net = Tiny().eval()
+    net = tiny_net()
     export_model(net, str(root / "moco-v2-bs1.onnx"), batch_size=1)
     export_model(net, str(root / "moco-v2-bs16.onnx"), batch_size=16)
     export_model(net, str(root / "moco-v2-dyn.onnx"), batch_size=1, dynamic=True)

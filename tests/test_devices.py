@@ -21,6 +21,7 @@ from mocoinfer.devices import cpu_shares, parse_device_ids, shards
 from mocoinfer.errors import UserError
 from mocoinfer.formats import read_result
 from mocoinfer.runner import run_inference
+from tests.tiny_model import tiny_net
 
 FAKE_DIR = os.path.join(os.path.dirname(__file__), "fake_acl")
 HWC = (4, 4, 3)
@@ -181,22 +182,11 @@ def test_acl_device_that_does_not_exist(acl, pixels, tmp_path):
 
 @pytest.fixture(scope="module")
 def onnx_work(tmp_path_factory):
-    import torch
 
     from mocoinfer.export import export_model
 
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-            self.fc = torch.nn.Linear(8, 10)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("devices")
-    export_model(Tiny().eval(), str(root / "tiny-dyn.onnx"), batch_size=1, dynamic=True, verify=False)
+    export_model(tiny_net(), str(root / "tiny-dyn.onnx"), batch_size=1, dynamic=True, verify=False)
     bins = root / "bins"
     bins.mkdir()
     data = np.random.default_rng(0).standard_normal((7, 3, 224, 224)).astype(np.float32)

@@ -20,6 +20,7 @@ from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
 from mocoinfer.formats import parse_perf, read_result
 from mocoinfer.runner import run_inference, run_pure_inference
+from tests.tiny_model import tiny_net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IMAGES = 7
@@ -30,19 +31,7 @@ ATOL, RTOL = 1e-4, 1e-3
 
 
 def _tiny_net():
-    import torch
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-            self.fc = torch.nn.Linear(8, 10)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-    torch.manual_seed(0)
-    return Tiny().eval()
+    return tiny_net()
 
 
 @pytest.fixture(scope="module")

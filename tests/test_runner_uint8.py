@@ -18,25 +18,14 @@ from mocoinfer.errors import UserError
 from mocoinfer.formats import read_result
 from mocoinfer.runner import run_inference
 from mocoinfer.transforms import normalize_batch
+from tests.tiny_model import tiny_net
 
 N_IMAGES = 6
 ATOL, RTOL = 1e-4, 1e-3  # the export check's bound: max|ort - torch| <= ATOL + RTOL * max|torch|
 
 
 def _tiny_net():
-    import torch
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 7, stride=8)
-            self.fc = torch.nn.Linear(8, 10)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-    torch.manual_seed(0)
-    return Tiny().eval()
+    return tiny_net()
 
 
 @pytest.fixture(scope="module")
