@@ -104,20 +104,11 @@ def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool, 
             torch.onnx.export(model, (dummy,), path, **kwargs)
 
 
-def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0,
-                atol: float = ATOL, rtol: float = RTOL, name: Optional[str] = None) -> VerifyReport:
-    """Check the file with onnx.checker, then compare ONNX Runtime with PyTorch on random batches.
-
-    Raises UserError when the graph is invalid, has the wrong interface, or any output differs
-    beyond `atol + rtol * max|torch|`. Messages name `name` (the final output), not the
-    temporary file being checked.
-    """
-    import numpy as np
+def checked_session(onnx_path: str, shown: str):
+    """An ONNX Runtime session on a graph that passes `onnx.checker` and has the guide's interface
+    (one input `actual_input_1`, one output `output1`); errors name `shown`."""
     import onnx
-    import torch
 
-    shown = name or onnx_path
-    start = time.perf_counter()
     try:
         onnx.checker.check_model(onnx_path)
     except onnx.checker.ValidationError as exc:
@@ -127,6 +118,23 @@ def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise UserError(f"{shown}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
                         f"{[i.name for i in inputs]} / {[o.name for o in outputs]}")
+    return sess
+
+
+def verify_onnx(onnx_path: str, model, batch_sizes: Sequence[int], seed: int = 0,
+                atol: float = ATOL, rtol: float = RTOL, name: Optional[str] = None) -> VerifyReport:
+    """Check the file with onnx.checker, then compare ONNX Runtime with PyTorch on random batches.
+
+    Raises UserError when the graph is invalid, has the wrong interface, or any output differs
+    beyond `atol + rtol * max|torch|`. Messages name `name` (the final output), not the
+    temporary file being checked.
+    """
+    import numpy as np
+    import torch
+
+    shown = name or onnx_path
+    start = time.perf_counter()
+    sess = checked_session(onnx_path, shown)
     gen = torch.Generator().manual_seed(seed)
     report = VerifyReport(batch_sizes=list(batch_sizes), atol=atol, rtol=rtol)
     agree = total = 0

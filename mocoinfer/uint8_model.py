@@ -21,7 +21,6 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .backends.onnxruntime import ort_session
 from .errors import UserError
 from .export import ATOL, INPUT_NAME, OUTPUT_NAME, RTOL, VerifyReport
 from .formats import INPUT_CHANNELS, INPUT_SIZE
@@ -91,18 +90,12 @@ def verify_uint8_onnx(onnx_path: str, model, batch_sizes: Sequence[int], atol: f
     rounding alone).
     """
     import numpy as np
-    import onnx
+
+    from .export import checked_session
 
     start = time.perf_counter()
-    try:
-        onnx.checker.check_model(onnx_path)
-    except onnx.checker.ValidationError as exc:
-        raise UserError(f"{onnx_path}: exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
-    sess = ort_session(onnx_path)
-    inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
-        raise UserError(f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
-                        f"{[i.name for i in inputs]} / {[o.name for o in outputs]}")
+    sess = checked_session(onnx_path, onnx_path)
+    inputs = sess.get_inputs()
     if inputs[0].type != "tensor(uint8)" or list(inputs[0].shape[1:]) != [INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS]:
         raise UserError(f"{onnx_path}: input is {inputs[0].type} {inputs[0].shape}, expected uint8 "
                         f"[bs,{INPUT_SIZE},{INPUT_SIZE},{INPUT_CHANNELS}]")
