@@ -258,23 +258,29 @@ def _parse_plain_decimals(line: bytes) -> Optional[np.ndarray]:
     if line.translate(None, _DECIMAL_CHARS):
         return None
     a = np.frombuffer(line, dtype=np.uint8)
-    spaces = np.flatnonzero(a == 32)
-    dots = np.flatnonzero(a == 46)
-    n = dots.size
-    if n == 0 or spaces.size != n - 1:
+    # Dots and spaces, found in one pass: a valid line alternates them, dot space dot ... dot,
+    # which also means exactly one dot in every token.
+    marks = np.flatnonzero((a == 32) | (a == 46))
+    n = (marks.size + 1) // 2
+    if n == 0 or marks.size % 2 == 0:
+        return None
+    dots = marks[0::2]
+    spaces = marks[1::2]
+    if not ((a[dots] == 46).all() and (a[spaces] == 32).all()):
         return None
     starts = np.empty(n, dtype=np.intp)
     starts[0] = 0
-    starts[1:] = spaces + 1
+    np.add(spaces, 1, out=starts[1:])
     ends = np.empty(n, dtype=np.intp)
     ends[:-1] = spaces
     ends[-1] = a.size
     negative = a[starts] == 45
     frac_digits = ends - dots - 1
     int_digits = dots - starts - negative
-    # One dot inside every token (the counts and the positions agree), '-' only at a token's
-    # start, at least one digit on each side of the dot, and no more digits than are exact.
-    if (frac_digits.min() < 1 or int_digits.min() < 1 or line.count(b"-") != np.count_nonzero(negative)
+    # '-' only at a token's start, at least one digit on each side of the dot, and no more
+    # digits than are exact.
+    if (frac_digits.min() < 1 or int_digits.min() < 1
+            or np.count_nonzero(a == 45) != np.count_nonzero(negative)
             or (int_digits + frac_digits).max() > _MAX_EXACT_DIGITS):
         return None
     mantissa = np.fromstring(line.replace(b".", b""), dtype=np.int64, sep=" ")
