@@ -264,31 +264,41 @@ def _parse_plain_decimals(line: bytes) -> Optional[np.ndarray]:
     if line.translate(None, _DECIMAL_CHARS):
         return None
     a = np.frombuffer(line, dtype=np.uint8)
-    spaces = np.flatnonzero(a == 32)
-    dots = np.flatnonzero(a == 46)
-    n = dots.size
-    if n == 0 or spaces.size != n - 1:
+    # Dots and spaces, found in one pass: a valid line alternates them, dot space dot ... dot,
+    # which also means exactly one dot in every token. Of the allowed bytes only ' ' (32) and
+    # '.' (46) give 46 when or-ed with 14 ('-' is 45, digits have bit 16 set).
+    marks = np.flatnonzero((a | 14) == 46)
+    n = (marks.size + 1) // 2
+    if n == 0 or marks.size % 2 == 0:
+        return None
+    dots = marks[0::2]
+    spaces = marks[1::2]
+    at = a[marks]
+    if not ((at[0::2] == 46).all() and (at[1::2] == 32).all()):
         return None
     starts = np.empty(n, dtype=np.intp)
     starts[0] = 0
-    starts[1:] = spaces + 1
+    np.add(spaces, 1, out=starts[1:])
     ends = np.empty(n, dtype=np.intp)
     ends[:-1] = spaces
     ends[-1] = a.size
     negative = a[starts] == 45
     frac_digits = ends - dots - 1
     int_digits = dots - starts - negative
-    # One dot inside every token (the counts and the positions agree), '-' only at a token's
-    # start, at least one digit on each side of the dot, and no more digits than are exact.
-    if (frac_digits.min() < 1 or int_digits.min() < 1 or line.count(b"-") != np.count_nonzero(negative)
+    # '-' only at a token's start, at least one digit on each side of the dot, and no more
+    # digits than are exact.
+    n_negative = np.count_nonzero(negative)
+    if (np.minimum(frac_digits, int_digits).min() < 1 or np.count_nonzero(a == 45) != n_negative
             or (int_digits + frac_digits).max() > _MAX_EXACT_DIGITS):
         return None
     mantissa = np.fromstring(line.replace(b".", b""), dtype=np.int64, sep=" ")
     if mantissa.size != n:
         return None
-    values = np.abs(mantissa) / _POW10[frac_digits]
-    # Negated after the division so that "-0.000000" gives -0.0, as strtod does.
-    np.negative(values, out=values, where=negative)
+    # Rounding to nearest is symmetric, so the signed division is exact too; only a zero
+    # mantissa loses its sign ("-0.000000" is -0.0 to strtod), and is given it back.
+    values = mantissa / _POW10[frac_digits]
+    if np.count_nonzero(mantissa < 0) != n_negative:
+        values[negative & (mantissa == 0)] = -0.0
     return values
 
 

@@ -14,6 +14,7 @@ Oracles:
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,89 @@ def test_fast_and_fallback_txt_paths_agree_with_np_float32(fmt):
 def test_malformed_txt_is_an_error(text):
     with pytest.raises(UserError, match="x_1.txt"):
         decode_result(text, "txt", "x_1.txt")
+
+
+_PLAIN_TOKEN = re.compile(rb"-?[0-9]+\.[0-9]+")
+
+
+def _fast_path_oracle(line: bytes):
+    """What `_parse_plain_decimals` must give: float64(token) for each single-space separated
+    token when every token is `-?digits.digits` with at most 15 digits, else None (the caller
+    then falls back to strtod). Oracle: Python's float(), the correctly rounded strtod."""
+    tokens = line.split(b" ")
+    if not all(_PLAIN_TOKEN.fullmatch(t) and len(t.replace(b"-", b"")) <= 16 for t in tokens):
+        return None
+    return np.array([float(t) for t in tokens])
+
+
+def test_fast_txt_path_is_bit_exact_on_adversarial_tokens():
+    """Decimal strings the fast path accepts, chosen where a wrong rounding would show: within
+    one unit of the 15th digit of a float32 midpoint (both sides), the largest 15-digit
+    mantissas, tiny values with 14 leading zeros, -0.0. Oracle: float(token) in float64 and
+    np.float32(token) in float32, bit for bit; the fast path must really be taken."""
+    tokens = []
+    a = np.float32(0.1)
+    for _ in range(60):  # 0.1 up to about 2e7
+        b = np.nextafter(a, np.float32(1e9))
+        mid = (float(a) + float(b)) / 2
+        ip = len(str(int(mid)))
+        for digits in {max(1, 15 - ip), max(1, 9 - ip), max(1, 8 - ip)}:
+            step = 10.0 ** -digits
+            for x in (mid - step, mid, mid + step):
+                tokens.append(f"{x:.{digits}f}")
+                tokens.append(f"{-x:.{digits}f}")
+        a = np.float32(b * np.float32(1.37))
+    tokens += ["99999999999999.9", "0.99999999999999", "0.00000000000001", "-0.000000", "0.0",
+               "16777217.0", "16777216.5", "3.40282356779733"]
+    tokens = [t for t in tokens if len(t.replace("-", "")) <= 16]
+    line = " ".join(tokens).encode()
+    fast = formats._parse_plain_decimals(line)
+    assert fast is not None
+    np.testing.assert_array_equal(fast.view(np.uint64), _fast_path_oracle(line).view(np.uint64))
+    got = decode_result(line + b" \n", "txt", "x")
+    expected = np.array([np.float32(t) for t in tokens])
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+def test_subnormal_and_17_digit_tokens_fall_back_exactly():
+    """Tokens the fast path must refuse (more than 15 digits, subnormal float32 values written
+    out in full, 17 significant digits) still give np.float32(token) bit for bit."""
+    tiny = np.float32(1e-45) * np.arange(1, 40, dtype=np.float32)
+    tokens = [f"{float(x):.60f}" for x in tiny[:5]] + [f"{float(x):.17g}" for x in tiny]
+    tokens += [f"{v:.17g}" for v in np.random.default_rng(4).standard_normal(500)]
+    tokens += ["0.1000000000000000055511151231257827", "1.00000005960464477539062500000001"]
+    line = " ".join(tokens).encode()
+    assert formats._parse_plain_decimals(line) is None
+    got = decode_result(line + b"\n", "txt", "x")
+    np.testing.assert_array_equal(got.view(np.uint32), np.array([np.float32(t) for t in tokens]).view(np.uint32))
+
+
+def test_fast_txt_path_accepts_exactly_its_layout():
+    """Random lines over the fast path's alphabet (digits, '.', '-', ' '): it returns float(token)
+    for every line where each single-space separated token is `-?digits.digits` (at most 15
+    digits), and None for every other line. Oracle: a regular expression and float()."""
+    rng = np.random.default_rng(12)
+    alphabet = np.frombuffer(b"0123456789.- ", dtype=np.uint8)
+    weights = np.array([6] * 10 + [3, 1, 3], dtype=float)
+    accepted = 0
+    for _ in range(6000):
+        line = alphabet[rng.choice(alphabet.size, rng.integers(1, 24), p=weights / weights.sum())].tobytes()
+        got, want = formats._parse_plain_decimals(line), _fast_path_oracle(line)
+        if want is None:
+            assert got is None, line
+        else:
+            accepted += 1
+            assert got is not None and got.tobytes() == want.tobytes(), line
+    assert accepted > 100  # the fuzzing reaches the accepting side too
+
+
+@pytest.mark.parametrize("line", [b"1.5 2", b"1 2.5", b"1..5 2.0", b"1.5 .5", b"1.5 5.", b"-.5 1.0", b"1.5 2-.0",
+                                  b"1.5 2.0 ", b" 1.5", b"1.5  2.0", b"1.5 -2.0-", b"1.5.5", b".", b"-", b" ",
+                                  b"1.5 --2.0", b"1.5 2.0.", b"1234567890.123456 1.0"])
+def test_fast_txt_path_refuses_other_layouts(line):
+    """Each is outside `-?digits.digits` single-space separated (or over 15 digits); the fast
+    path must leave it to strtod or the error, never guess a value."""
+    assert formats._parse_plain_decimals(line) is None
 
 
 def test_bin_and_npy_errors():
