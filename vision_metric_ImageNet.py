@@ -81,8 +81,8 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from mocoinfer.atomic import check_writable_dir, describe_os_error
-    from mocoinfer.formats import write_json, write_result_json
+    from mocoinfer.atomic import check_writable_dir, describe_os_error, write_json
+    from mocoinfer.formats import write_result_json
     from mocoinfer.metric import format_report, score, warn_about
     from mocoinfer.resume import check_metric_output, check_result_folder
 

@@ -21,7 +21,8 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
-from .formats import INPUT_SIZE, atomic_write_text
+from .atomic import atomic_write_text
+from .formats import INPUT_SIZE
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 AIPP_INPUT_FORMAT = "RGB888_U8"

@@ -174,7 +174,8 @@ def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear",
 
 def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0, interpolation: str = "bilinear") -> dict:
     """Stand-in checkpoint, sample images and a val_label.txt whose labels come from the reference path."""
-    from .formats import atomic_write_text, format_labels
+    from .atomic import atomic_write_text
+    from .formats import format_labels
 
     val_dir = os.path.join(work_dir, "val")
     paths = make_sample_images(val_dir, n, seed)

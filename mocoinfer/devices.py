@@ -322,7 +322,8 @@ def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: st
     """One device's share of a several-device run (a worker process of `devices`): `paths` on
     `settings.device_id` into `result_dir`; writes that device's perf file in `output` and returns
     its summary (the parent holds the lock, keeps the manifest and writes summary.json)."""
-    from .formats import atomic_write_text, perf_filename
+    from .atomic import atomic_write_text
+    from .formats import perf_filename
     from .inputs import input_kind
     from .perf import perf_text
     from .pipeline import plan_batches, run_pipeline
@@ -373,7 +374,7 @@ def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: st
 
 def write_summary(output: Optional[str], summary: dict) -> None:
     """summary.json in `output`, beside the result folder."""
-    from .formats import write_json
+    from .atomic import write_json
     from .perf import SUMMARY_NAME
 
     if not output:

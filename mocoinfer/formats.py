@@ -13,8 +13,7 @@
 Every writer goes through `atomic.atomic_path`: the data lands under a hidden temporary name in
 the target folder and is renamed into place, so a reader never sees half a file and an
 interrupted stage leaves nothing that a rerun could mistake for finished work. The atomic
-helpers and the output policy live in `atomic.py`; they are re-exported here so that
-`from .formats import atomic_write_text` keeps working.
+helpers and the output policy live in `atomic.py`; the exact txt number parser in `decimals.py`.
 """
 
 from __future__ import annotations
@@ -24,18 +23,12 @@ import json
 import os
 import re
 import warnings
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from .atomic import (  # noqa: F401  (re-exported for modules not yet importing from atomic)
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
-    temp_owner_pid,
-    temp_run_id,
-    write_json,
-)
+from .atomic import atomic_write_bytes, atomic_write_text, write_json
+from .decimals import parse_decimals
 from .errors import UserError
 
 # The guide's model input: float32 CHW 3x224x224.
@@ -247,96 +240,6 @@ def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, ind
     return path
 
 
-_POW10 = 10.0 ** np.arange(23)
-_DECIMAL_CHARS = b"0123456789.- "
-_MAX_EXACT_DIGITS = 15  # every 15-digit integer is exact in a double (< 2**53)
-
-
-def _parse_plain_decimals(line: bytes) -> Optional[np.ndarray]:
-    """float64 values of a line of `[-]digits.digits` tokens separated by single spaces, or None.
-
-    The layout `%f` and (mostly) `%.9g` write. numpy parses integers about ten times faster
-    than floats, so the dot is dropped and the digits are read as one int64 mantissa per token,
-    then divided by 10**(digits after the dot). With at most 15 digits the mantissa and the
-    power of ten are exact doubles, so the one division is correctly rounded: bit for bit what
-    strtod (and so the guide's np.float32(token)) gives. Any other layout returns None.
-    """
-    if line.translate(None, _DECIMAL_CHARS):
-        return None
-    a = np.frombuffer(line, dtype=np.uint8)
-    # Dots and spaces, found in one pass: a valid line alternates them, dot space dot ... dot,
-    # which also means exactly one dot in every token. Of the allowed bytes only ' ' (32) and
-    # '.' (46) give 46 when or-ed with 14 ('-' is 45, digits have bit 16 set).
-    marks = np.flatnonzero((a | 14) == 46)
-    n = (marks.size + 1) // 2
-    if n == 0 or marks.size % 2 == 0:
-        return None
-    dots = marks[0::2]
-    spaces = marks[1::2]
-    at = a[marks]
-    if not ((at[0::2] == 46).all() and (at[1::2] == 32).all()):
-        return None
-    starts = np.empty(n, dtype=np.intp)
-    starts[0] = 0
-    np.add(spaces, 1, out=starts[1:])
-    ends = np.empty(n, dtype=np.intp)
-    ends[:-1] = spaces
-    ends[-1] = a.size
-    negative = a[starts] == 45
-    frac_digits = ends - dots - 1
-    int_digits = dots - starts - negative
-    # '-' only at a token's start, at least one digit on each side of the dot, and no more
-    # digits than are exact.
-    n_negative = np.count_nonzero(negative)
-    if (np.minimum(frac_digits, int_digits).min() < 1 or np.count_nonzero(a == 45) != n_negative
-            or (int_digits + frac_digits).max() > _MAX_EXACT_DIGITS):
-        return None
-    mantissa = np.fromstring(line.replace(b".", b""), dtype=np.int64, sep=" ")
-    if mantissa.size != n:
-        return None
-    # Rounding to nearest is symmetric, so the signed division is exact too; only a zero
-    # mantissa loses its sign ("-0.000000" is -0.0 to strtod), and is given it back.
-    values = mantissa / _POW10[frac_digits]
-    if np.count_nonzero(mantissa < 0) != n_negative:
-        values[negative & (mantissa == 0)] = -0.0
-    return values
-
-
-def _parse_decimals(line: bytes) -> Optional[np.ndarray]:
-    """`_parse_plain_decimals`, also when a few tokens carry an exponent (`%.9g` of tiny values).
-
-    Those few are read one by one with float() (correctly rounded, like strtod) and stand in
-    as "0.0" for the fast pass; a line of mostly exponents returns None (strtod is faster then).
-    """
-    if b"e" not in line and b"E" not in line:
-        return _parse_plain_decimals(line)
-    if line.translate(None, b"0123456789.-+eE "):
-        return None
-    a = np.frombuffer(line, dtype=np.uint8)
-    spaces = np.flatnonzero(a == 32)
-    e_at = np.flatnonzero((a | 32) == 101)
-    if e_at.size * 8 > spaces.size + 1:
-        return None
-    starts = np.concatenate(([0], spaces + 1))
-    ends = np.concatenate((spaces, [a.size]))
-    tokens = np.unique(np.searchsorted(starts, e_at, side="right") - 1)
-    pieces, values, prev = [], [], 0
-    for i in tokens.tolist():
-        start, end = int(starts[i]), int(ends[i])
-        try:
-            values.append(float(line[start:end]))
-        except ValueError:
-            return None
-        pieces += [line[prev:start], b"0.0"]
-        prev = end
-    pieces.append(line[prev:])
-    vec = _parse_plain_decimals(b"".join(pieces))
-    if vec is None:
-        return None
-    vec[tokens] = values
-    return vec
-
-
 def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
     """float32 vector from a result file's bytes; a malformed file raises UserError naming it.
 
@@ -355,7 +258,7 @@ def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
             if rest.strip():
                 raise ValueError("more than one line of numbers (one image per file expected)")
             first = first.strip()
-            vec = _parse_decimals(first)
+            vec = parse_decimals(first)
             if vec is None:
                 # Any other layout (exponents, nan, tabs, ...): C strtod over the whole line. On
                 # a token it cannot read numpy 2 raises; older numpy warns and stops early, so

@@ -23,8 +23,9 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from . import atomic
+from .atomic import atomic_path
 from .errors import UserError
-from .formats import INPUT_CHANNELS, INPUT_SIZE, atomic_path, natural_key
+from .formats import INPUT_CHANNELS, INPUT_SIZE, natural_key
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")

@@ -19,11 +19,11 @@ import shutil
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+from .atomic import atomic_write_text
 from .errors import UserError
 from .formats import (
     RUN_SETTING_KEYS,
     RUN_SETTINGS_NAME,
-    atomic_write_text,
     format_accuracy,
     parse_perf,
     read_json,

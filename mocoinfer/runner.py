@@ -26,18 +26,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
-from .atomic import check_output
+from .atomic import atomic_write_text, check_output, write_json
 from .backends import Backend, Probe, choose_backend, open_backend
 from .errors import UserError
-from .formats import (
-    RESULT_FORMATS,
-    atomic_write_text,
-    is_result_name,
-    natural_key,
-    perf_filename,
-    result_filename,
-    write_json,
-)
+from .formats import RESULT_FORMATS, is_result_name, natural_key, perf_filename, result_filename
 from .inputs import InputKind, check_names, input_kind, list_inputs, list_many, stat_inputs
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .pipeline import batch_buffers, plan_batches, run_pipeline

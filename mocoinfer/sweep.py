@@ -24,8 +24,9 @@ import platform
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from .atomic import atomic_path, atomic_write_text
 from .errors import UserError
-from .formats import atomic_path, atomic_write_text, iter_results
+from .formats import iter_results
 from .perf import PURE_SUMMARY_NAME, SUMMARY_NAME
 
 ACCURACY_SUBDIR = "accuracy"

@@ -140,8 +140,8 @@ def graph_ops(onnx_path: str) -> List[str]:
 def export_uint8_model(model, output: str, batch_size: int = 1, opset: int = 11, dynamic: bool = False,
                        verify: bool = True, interpolation: str = DEFAULT_INTERPOLATION) -> Optional[VerifyReport]:
     """Export `Uint8Input(model)` to `output`, verify it against `model`, and only then move it into place."""
+    from .atomic import atomic_path
     from .export import _torch_export
-    from .formats import atomic_path
 
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")

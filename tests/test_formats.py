@@ -19,7 +19,7 @@ import re
 import numpy as np
 import pytest
 
-from mocoinfer import formats
+from mocoinfer import atomic, decimals, formats
 from mocoinfer.errors import UserError
 from mocoinfer.formats import decode_result
 
@@ -68,7 +68,7 @@ _PLAIN_TOKEN = re.compile(rb"-?[0-9]+\.[0-9]+")
 
 
 def _fast_path_oracle(line: bytes):
-    """What `_parse_plain_decimals` must give: float64(token) for each single-space separated
+    """What `decimals.parse_plain_decimals` must give: float64(token) for each single-space separated
     token when every token is `-?digits.digits` with at most 15 digits, else None (the caller
     then falls back to strtod). Oracle: Python's float(), the correctly rounded strtod."""
     tokens = line.split(b" ")
@@ -98,7 +98,7 @@ def test_fast_txt_path_is_bit_exact_on_adversarial_tokens():
                "16777217.0", "16777216.5", "3.40282356779733"]
     tokens = [t for t in tokens if len(t.replace("-", "")) <= 16]
     line = " ".join(tokens).encode()
-    fast = formats._parse_plain_decimals(line)
+    fast = decimals.parse_plain_decimals(line)
     assert fast is not None
     np.testing.assert_array_equal(fast.view(np.uint64), _fast_path_oracle(line).view(np.uint64))
     got = decode_result(line + b" \n", "txt", "x")
@@ -114,7 +114,7 @@ def test_subnormal_and_17_digit_tokens_fall_back_exactly():
     tokens += [f"{v:.17g}" for v in np.random.default_rng(4).standard_normal(500)]
     tokens += ["0.1000000000000000055511151231257827", "1.00000005960464477539062500000001"]
     line = " ".join(tokens).encode()
-    assert formats._parse_plain_decimals(line) is None
+    assert decimals.parse_plain_decimals(line) is None
     got = decode_result(line + b"\n", "txt", "x")
     np.testing.assert_array_equal(got.view(np.uint32), np.array([np.float32(t) for t in tokens]).view(np.uint32))
 
@@ -129,7 +129,7 @@ def test_fast_txt_path_accepts_exactly_its_layout():
     accepted = 0
     for _ in range(6000):
         line = alphabet[rng.choice(alphabet.size, rng.integers(1, 24), p=weights / weights.sum())].tobytes()
-        got, want = formats._parse_plain_decimals(line), _fast_path_oracle(line)
+        got, want = decimals.parse_plain_decimals(line), _fast_path_oracle(line)
         if want is None:
             assert got is None, line
         else:
@@ -144,7 +144,7 @@ def test_fast_txt_path_accepts_exactly_its_layout():
 def test_fast_txt_path_refuses_other_layouts(line):
     """Each is outside `-?digits.digits` single-space separated (or over 15 digits); the fast
     path must leave it to strtod or the error, never guess a value."""
-    assert formats._parse_plain_decimals(line) is None
+    assert decimals.parse_plain_decimals(line) is None
 
 
 def test_bin_and_npy_errors():
@@ -278,16 +278,16 @@ def test_image_and_result_keys():
 
 def test_temporary_names_are_hidden_and_name_their_writer(tmp_path):
     target = str(tmp_path / "out.txt")
-    with formats.atomic_path(target) as tmp:
+    with atomic.atomic_path(target) as tmp:
         name = os.path.basename(tmp)
         assert name.startswith(".") and os.path.dirname(tmp) == str(tmp_path)
-        assert formats.temp_owner_pid(tmp) == os.getpid()
+        assert atomic.temp_owner_pid(tmp) == os.getpid()
         with open(tmp, "w") as f:
             f.write("done")
     assert os.listdir(tmp_path) == ["out.txt"]
-    assert formats.temp_owner_pid(target) is None
+    assert atomic.temp_owner_pid(target) is None
     # A failed block leaves neither the temporary nor a target.
-    with pytest.raises(RuntimeError), formats.atomic_path(str(tmp_path / "half.txt")) as tmp:
+    with pytest.raises(RuntimeError), atomic.atomic_path(str(tmp_path / "half.txt")) as tmp:
         with open(tmp, "w") as f:
             f.write("half")
         raise RuntimeError("interrupted")

@@ -139,7 +139,8 @@ def test_sweep_reports_each_variant_against_float32(tmp_path):
     """Oracle: result files written here by hand, whose comparison is counted by hand: for the
     int8 variant image b goes from (0, 4) to (4, 3): top-1 changes, cosine 12/(4*5) = 0.6, difference
     4; image a is unchanged (cosine 1). So: agreement 50%, cosine mean 0.8, min 0.6, max diff 4."""
-    from mocoinfer.formats import write_json, write_result
+    from mocoinfer.atomic import write_json
+    from mocoinfer.formats import write_result
     from mocoinfer.sweep import markdown
 
     logits = {"onnxruntime": [[3.0, 0.0], [0.0, 4.0]], "onnxruntime-int8": [[3.0, 0.0], [4.0, 3.0]]}

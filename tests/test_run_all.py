@@ -16,15 +16,9 @@ import sys
 import pytest
 
 from mocoinfer import report
+from mocoinfer.atomic import write_json
 from mocoinfer.errors import UserError
-from mocoinfer.formats import (
-    RUN_SETTINGS_NAME,
-    format_perf,
-    read_run_settings,
-    write_json,
-    write_result_json,
-    write_run_settings,
-)
+from mocoinfer.formats import RUN_SETTINGS_NAME, format_perf, read_run_settings, write_result_json, write_run_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_ALL = os.path.join(ROOT, "scripts", "run_all.sh")

@@ -17,7 +17,7 @@ import time
 import pytest
 from safety_helpers import fingerprint
 
-from mocoinfer import atomic, formats
+from mocoinfer import atomic
 from mocoinfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,7 +114,7 @@ def test_read_only_folder_and_full_disk_are_one_line(tmp_path, monkeypatch):
     out = tmp_path / "r.json"
     monkeypatch.setattr(atomic.os, "replace", full)
     with pytest.raises(UserError, match="no space left on device") as info:
-        formats.write_json(str(out), {"a": 1})
+        atomic.write_json(str(out), {"a": 1})
     assert str(info.value).startswith(str(out)) and not os.listdir(tmp_path)
 
 
