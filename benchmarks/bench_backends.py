@@ -117,7 +117,7 @@ def bench_variants(args, work: str) -> int:
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     ckpt = make_standin_checkpoint(os.path.join(work, "model_lincls_best.pth.tar"))
     onnx_path = os.path.join(work, "moco-v2-dynamic.onnx")
-    export_checkpoint(ckpt, onnx_path, dynamic=True, log=lambda m: None)
+    export_checkpoint(ckpt, onnx_path, dynamic=True)
     calib = os.path.join(work, "calib")
     os.makedirs(calib)
     rng = np.random.default_rng(0)

@@ -125,7 +125,7 @@ def test_bf16_agrees_with_fp32_on_every_demo_image(ckpt, tmp_path, capsys):
     from mocoinfer.runner import run_inference
 
     s = run_inference(ckpt["path"], ckpt["prep"], str(tmp_path / "out"), batch_size=4, backend="torch",
-                      precision="bf16", progress=False, log=lambda m: None)
+                      precision="bf16", progress=False)
     assert s["precision"] == "bf16"
     got = np.stack([read_result(os.path.join(s["result_dir"], f"{k}_1.txt")) for k in ckpt["keys"]])
     ref = ckpt["logits"]

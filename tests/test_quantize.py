@@ -65,7 +65,7 @@ def demo(tmp_path_factory, images):
         t.numpy().tofile(str(prep / (os.path.basename(p).split(".")[0] + ".bin")))
         tensors.append(t)
     onnx_path = str(work / "moco-v2-bs2.onnx")
-    export_checkpoint(ckpt, onnx_path, batch_size=2, log=lambda m: None)
+    export_checkpoint(ckpt, onnx_path, batch_size=2)
     with torch.no_grad():
         logits = model.eval()(torch.stack(tensors)).numpy()
     return {"work": work, "ckpt": ckpt, "prep": str(prep), "onnx": onnx_path, "paths": paths, "logits": logits,
