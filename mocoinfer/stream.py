@@ -1,34 +1,26 @@
 """Streaming inference: a folder of images in, result files out, in one pass and with no `.bin` files.
 
 `run_om_infer.py --input VAL_DIR` (or a `get_info.py jpg` info file) lands here through one hook
-in `runner.run_inference` (`open_feed`). The images are the ones preprocessing would turn into
-`.bin` files, and each gives the result file the `.bin` path gives:
+in `runner.run_inference` (`open_feed`). Each image gives the result file its `.bin` would:
 
-- a pool of worker processes (`decoding.DecodePool`) opens, decodes and transforms each image
-  with the project's transform (`transforms.EvalTransform`, preprocessing's own code and
-  defaults) and sends back the cropped uint8 pixels, HWC (150 KB at 224, a quarter of the
-  float32 tensor), with the size and SHA-256 of the bytes it decoded;
+- a pool of worker processes (`decoding.DecodePool`) decodes and transforms each image with
+  preprocessing's own transform and defaults (`transforms.EvalTransform`) and sends back the
+  uint8 crop, HWC (150 KB at 224, a quarter of the float32 tensor), and the size and SHA-256 of
+  the bytes it decoded;
 - a reader thread in the runner's pipeline (`pipeline.run_pipeline`'s `make_reader`) takes them
-  in input order and writes them into the batch buffer: normalised by the same table look-up
-  (`EvalTransform.to_normalized`), so the batch holds the bits the `.bin` files would, or copied
-  as they are for a model that takes uint8 pixels;
-- the order is the `.bin` folder's: natural order of the keys (the name before the first '.',
-  which names the `.bin` and so the result `<key>_1.txt`), or an info file's order.
+  in input order and normalises them into the batch buffer by preprocessing's table look-up
+  (`EvalTransform.to_normalized`: the bits the `.bin` files would hold), or copies them as they
+  are for a model that takes uint8 pixels;
+- the order is the `.bin` folder's (natural order of the keys, the name before the first '.',
+  which names the result `<key>_1.txt`), or an info file's order.
 
-Resume is the `.bin` path's (`resume.ResultFolder`, the same manifest): each result file is
-recorded with the size and SHA-256 of the image it came from, and the settings add the
-transform's (interpolation, resize, crop) to the model, backend and format. A rerun hashes the
-images whose results are listed, skips those the manifest proves and decodes only the others;
-other settings are refused without `--overwrite`. Bad images make no result, so a rerun tries
-them again. Ctrl-C / SIGTERM keep and record the finished results (`runner._record_partial`).
-
-Memory stays flat whatever the number of images: at most `window` chunks of images are in the
-pool's hands or waiting for the reader, and the pipeline's queues are bounded.
-
-Bad inputs are handled as preprocessing handles them: each is listed with its reason on stderr
-and in `failed.txt` beside the results, the others still run, and the stage exits 1 unless
-`--skip-bad`. Hidden files are skipped with a note; a FIFO, socket or device is failed by name
-and never opened blocking (workers open with O_NONBLOCK and check the file type first).
+Resume is the `.bin` path's (`resume.ResultFolder`, the same manifest), with the image's digest
+as each result's source and the transform (interpolation, resize, crop) among the settings: a
+rerun decodes only the images whose results the manifest does not prove. Bad images make no
+result (a rerun tries them again); they are listed with their reason on stderr and in
+`failed.txt`, and the stage exits 1 unless `--skip-bad`, as preprocessing does. Memory stays
+flat: at most `window` chunks of images are in the pool's hands, and the pipeline's queues are
+bounded.
 """
 
 from __future__ import annotations
