@@ -46,6 +46,7 @@ streaming: an --input folder without .bin files (or a `get_info.py jpg` info fil
 worker processes with preprocessing's transform (--interpolation, --resize, --crop) and run as it
 arrives; the results are those the .bin files would give. Bad images are listed on stderr and in
 result/failed.txt and the exit status is 1 (0 with --skip-bad); every good image is still run.
+A rerun skips the images whose results the manifest proves (same image bytes, same settings).
 """
 
 

@@ -50,6 +50,8 @@ from .progress import log, usable_cpus
 TOOL = "run_om_infer.py"
 #: the settings a result depends on: another value for any of them means other results.
 RESUME_KEYS = ("model_sha256", "model_size", "backend", "outfmt", "first_index")
+#: and for streamed images (stream.py), the transform that makes each crop from its image
+STREAM_KEYS = ("interpolation", "resize", "crop")
 #: seconds between manifest rewrites while a run is on (a killed run loses at most this much)
 FLUSH_SECONDS = 10.0
 # A txt result of 1,000 float32 values is about 13 kB ('%.9g ' per value); bin and npy 4 kB.
@@ -82,9 +84,15 @@ def _hash_all(paths: Sequence[str]) -> List[Optional[Tuple[int, str]]]:
         return list(pool.map(one, paths, chunksize=64))
 
 
+def _inputs(settings: dict) -> str:
+    return "images" if "interpolation" in settings else ".bin files"
+
+
 def _differences(old: dict, new: dict) -> List[str]:
+    if _inputs(old) != _inputs(new):  # results of another kind of input: its settings compare to nothing
+        return [f"inputs {_inputs(old)} → {_inputs(new)}"]
     out = []
-    for key in RESUME_KEYS:
+    for key in RESUME_KEYS + STREAM_KEYS:
         if old.get(key) != new.get(key):
             a, b = old.get(key), new.get(key)
             if key == "model_sha256":
@@ -110,6 +118,7 @@ class ResultFolder:
         #: (size, sha256) of each input as the reader read it, filled by the reader thread
         self.digests: List[Optional[Tuple[int, str]]] = []
         self._paths: Sequence[str] = ()
+        self._names: Sequence[str] = ()
         self._recorded = 0
         self._last_flush = 0.0
 
@@ -128,7 +137,7 @@ class ResultFolder:
                                 f"({atomic.describe_os_error(exc)})") from None
         input_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(p))) for p in paths}
         if os.path.realpath(self.result_dir) in input_dirs:
-            raise UserError(f"{self.result_dir}: result folder is the folder of the input .bin files; results "
+            raise UserError(f"{self.result_dir}: result folder is the folder of the inputs; results "
                             "written there would be read as inputs next time: give another --output")
         for f in files:
             atomic.check_output(f, sources, what="output")
@@ -148,11 +157,14 @@ class ResultFolder:
 
     # ------------------------------------------------------------------ deciding what to run
 
-    def plan(self, paths: Sequence[str], settings: Dict[str, object]) -> List[int]:
+    def plan(self, paths: Sequence[str], settings: Dict[str, object],
+             names: Optional[Sequence[str]] = None) -> List[int]:
         """Indices of the inputs to run; the others have proven results. Refuses folders that hold
         another format's or another model's results (unless --overwrite, which deletes the
-        results the manifest lists). Writes the manifest, marked incomplete."""
-        self._paths = paths
+        results the manifest lists). Writes the manifest, marked incomplete. `names[i]` names
+        input i's results (`result_filename`), `paths[i]` when not given (streamed images give
+        their key: `a.b.JPEG` writes `a_1.txt`)."""
+        self._paths, self._names = paths, paths if names is None else names
         self.digests = [None] * len(paths)
         old = atomic.read_manifest(self.result_dir)
         if old is not None and old.get("tool") != TOOL:
@@ -212,7 +224,7 @@ class ResultFolder:
             return list(range(len(paths)))
         # Cheap checks first (listed, present at the recorded size), then hash only those inputs.
         candidates = []
-        for i, p in enumerate(paths):
+        for i, p in enumerate(self._names):
             names = [result_filename(p, self.outfmt, self.first_index + k) for k in range(n_out)]
             entries = [files.get(n) for n in names]
             if all(e is not None and _result_size(self.result_dir, n) == e.get("size")
@@ -223,7 +235,7 @@ class ResultFolder:
         for i, got in zip(candidates, digests):
             if got is None:
                 continue
-            names = [result_filename(paths[i], self.outfmt, self.first_index + k) for k in range(n_out)]
+            names = [result_filename(self._names[i], self.outfmt, self.first_index + k) for k in range(n_out)]
             if all(files[n].get("source_size") == got[0] and files[n].get("source_sha256") == got[1]
                    for n in names):
                 proven.add(i)

@@ -169,6 +169,8 @@ def run_recorded(rec: Recorder, input_path: str, out: str, **options) -> dict:
     s = run_inference("rec", input_path, out, backend=rec, warmup=0, progress=False, **options)
     order = {}
     for name in os.listdir(s["result_dir"]):
+        if name.startswith("."):  # the result folder's manifest
+            continue
         order[int(formats.read_result(os.path.join(s["result_dir"], name))[0])] = formats.result_key(name)
     rec.keys = [order[i] for i in sorted(order)]
     return s

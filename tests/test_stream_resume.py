@@ -1,0 +1,287 @@
+"""Resuming a streamed run (issue 11 through issue 9 item 3): a rerun decodes and runs only what
+the result folder's manifest does not prove.
+
+Oracles: hand counts of the images a backend was asked to run and of the images the pool
+decoded; each result against the channel means of preprocessing's own float32 tensor for that
+image (`EvalTransform.from_file`, which test_preprocess.py holds to torchvision); the manifest's
+recorded digest against hashlib over the image file; and, for a real interrupted subprocess, the
+number of result files the stopped run left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_preprocess import picture
+
+from mocoinfer import atomic, formats
+from mocoinfer.backends import Backend
+from mocoinfer.errors import UserError
+from mocoinfer.runner import run_inference
+from mocoinfer.stream import StreamOptions
+from mocoinfer.transforms import EvalTransform
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 10
+
+
+class Means(Backend):
+    """Zero-cost backend: each sample's three channel means; counts the images it runs."""
+
+    name = "means"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape, self.input_dtype, self.batch_size = (3, 224, 224), np.dtype(np.float32), None
+        self.model_path, self.images = "means", 0
+
+    def run(self, batch):
+        self.images += len(batch)
+        self.timing.compute.append(0.0)
+        return [batch.mean(axis=(2, 3))]
+
+
+@pytest.fixture
+def case(tmp_path):
+    val = tmp_path / "val"
+    val.mkdir()
+    for i in range(N):
+        Image.fromarray(picture(64 + 4 * i, 48, i)).save(val / f"im{i}.JPEG", "PNG")
+    out = tmp_path / "out"
+    return {"val": str(val), "out": str(out), "res": str(out / "dumpOutput_device0")}
+
+
+def _run(case, interpolation="bilinear", **kw):
+    be = Means()
+    s = run_inference("means", case["val"], case["out"], backend=be, warmup=0, progress=False, batch_size=3,
+                      stream=StreamOptions(workers=2, interpolation=interpolation), **kw)
+    return s, be.images
+
+
+def _expected(path, interpolation="bilinear"):
+    return EvalTransform(interpolation=interpolation).from_file(path).mean(axis=(1, 2))
+
+
+def _check_results(case, interpolation="bilinear"):
+    for i in range(N):
+        got = formats.read_result(os.path.join(case["res"], f"im{i}_1.txt"))
+        np.testing.assert_array_equal(got, _expected(os.path.join(case["val"], f"im{i}.JPEG"), interpolation))
+
+
+def test_rerun_decodes_and_runs_only_the_unproven_images(case, capsys):
+    s, ran = _run(case)
+    assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (N, 0, N)
+    _check_results(case)
+    doc = atomic.read_manifest(case["res"])
+    assert doc["status"] == atomic.COMPLETE and doc["settings"]["interpolation"] == "bilinear"
+    image = os.path.join(case["val"], "im4.JPEG")
+    with open(image, "rb") as f:
+        raw = f.read()
+    # The digest the worker sent back is of the image's bytes (oracle: hashlib over the file).
+    assert doc["files"]["im4_1.txt"]["source_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert doc["files"]["im4_1.txt"]["source_size"] == len(raw)
+
+    s, ran = _run(case)
+    assert ran == 0 and s["nothing_to_do"] and s["skipped"] == N and s["stream"]["images_decoded"] == 0
+    for i in (1, 5, 8):
+        os.unlink(os.path.join(case["res"], f"im{i}_1.txt"))
+    capsys.readouterr()
+    s, ran = _run(case)
+    # Hand count: 3 results deleted → 3 images decoded and run, 7 skipped; the rate is over the 3.
+    assert (ran, s["images"], s["skipped"], s["inputs"], s["stream"]["images_decoded"]) == (3, 3, N - 3, N, 3)
+    assert s["e2e"]["throughput_images_per_s"] == pytest.approx(3 / s["wall_seconds"])
+    assert f"skipping {N - 3} of {N} images" in capsys.readouterr().err
+    _check_results(case)
+
+
+def test_a_changed_image_is_decoded_again(case):
+    """Other pixels under the same name and mtime: the proof is the hash, so only it runs again."""
+    _run(case)
+    path = os.path.join(case["val"], "im3.JPEG")
+    st = os.stat(path)
+    Image.fromarray(picture(64 + 4 * 3, 48, 99)).save(path, "PNG")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    s, ran = _run(case)
+    assert (ran, s["skipped"]) == (1, N - 1)
+    _check_results(case)
+
+
+def test_other_settings_are_refused_and_overwrite_redoes_everything(case):
+    _run(case)
+    before = sorted(os.listdir(case["res"]))
+    with pytest.raises(UserError, match=r"another model or settings \(interpolation bilinear → bicubic\); "
+                                        "add --overwrite"):
+        _run(case, interpolation="bicubic")
+    with pytest.raises(UserError, match=r"another format \(e.g. im0_1.txt\).*add --overwrite"):
+        _run(case, outfmt="bin")
+    assert sorted(os.listdir(case["res"])) == before
+    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    assert (ran, s["skipped"]) == (N, 0)
+    _check_results(case, "bicubic")
+    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    assert (ran, s["skipped"]) == (N, 0)
+
+
+def test_results_of_bin_files_are_not_proven_for_images(case, tmp_path):
+    """A folder written from .bin files is refused for a streamed run (their hashes are of the
+    .bin files, not the images), naming the change of input kind."""
+    from mocoinfer.preprocess import preprocess_folder
+
+    prep = str(tmp_path / "prep")
+    preprocess_folder(case["val"], prep, workers=1, progress=False)
+    run_inference("means", prep, case["out"], backend=Means(), warmup=0, progress=False)
+    with pytest.raises(UserError, match=r"\(inputs .bin files → images\); add --overwrite"):
+        _run(case)
+    s, ran = _run(case, overwrite=True)
+    assert ran == N
+    _check_results(case)
+
+
+def test_bad_images_make_no_result_and_are_tried_again(case):
+    bad = os.path.join(case["val"], "im10.JPEG")
+    with open(bad, "wb") as f:
+        f.write(b"not an image")
+    s, ran = _run(case)
+    assert ran == N and [f["path"] for f in s["stream"]["failed"]] == [bad]
+    s, ran = _run(case)
+    # Hand count: the N good images are proven; the bad one is decoded again and listed again.
+    assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (0, N, 1)
+    assert [f["path"] for f in s["stream"]["failed"]] == [bad]
+    Image.fromarray(picture(70, 50, 10)).save(bad, "PNG")
+    s, ran = _run(case)
+    assert (ran, s["skipped"], s["stream"]["images_failed"]) == (1, N, 0)
+    np.testing.assert_array_equal(formats.read_result(os.path.join(case["res"], "im10_1.txt")), _expected(bad))
+
+
+def test_cli_rerun_with_nothing_to_decode_still_reports_bad_entries(case, monkeypatch, capsys):
+    """The command line: a rerun whose images are all proven says so and exits 0, but an entry
+    that is not an image (a folder, failed at listing) is still listed and fails the stage
+    without --skip-bad (oracle: preprocessing's exit policy)."""
+    import run_om_infer
+    from mocoinfer import runner
+    from mocoinfer.cli import run_main
+
+    class Loaded(Means):
+        @classmethod
+        def load(cls, path, **kw):
+            return cls()
+
+    monkeypatch.setattr(runner, "choose_backend", lambda model, name="auto": Loaded)
+    os.mkdir(os.path.join(case["val"], "sub.JPEG"))
+    model = os.path.join(os.path.dirname(case["val"]), "m.onnx")
+    with open(model, "wb") as f:
+        f.write(b"stand-in")
+    argv = ["--model", model, "--input", case["val"], "--output", case["out"], "--no-progress"]
+    assert run_main(run_om_infer.main, argv + ["--skip-bad"]) == 0
+    capsys.readouterr()
+    assert run_main(run_om_infer.main, argv) == 1
+    out, err = capsys.readouterr()
+    assert f"{N} of {N + 1} images have proven results" in out and "nothing to decode or run" in out
+    assert "sub.JPEG: is a directory, not an image" in err and "--skip-bad" in err
+    assert run_main(run_om_infer.main, argv + ["--skip-bad"]) == 0
+    _check_results(case)
+
+
+# --------------------------------------------------------------------------- a real interrupted run
+
+SLOW_RUNNER = textwrap.dedent('''
+    """run_om_infer.py with a slow stand-in backend (channel means): each image takes DELAY seconds."""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    from mocoinfer.backends.base import Backend
+
+    DELAY = float(os.environ["SLOW_DELAY"])
+
+    class Slow(Backend):
+        name = "slow"
+
+        def __init__(self, path):
+            super().__init__()
+            self.input_shape, self.input_dtype, self.batch_size = (3, 224, 224), np.dtype(np.float32), None
+            self.model_path = path
+
+        @classmethod
+        def load(cls, path, **kw):
+            return cls(path)
+
+        def run(self, batch):
+            time.sleep(DELAY * len(batch))
+            with open(os.environ["SLOW_COUNT"], "a") as f:
+                f.write(f"{{len(batch)}}\\n")
+            self.timing.compute.append(DELAY)
+            return [batch.mean(axis=(2, 3))]
+
+    import mocoinfer.runner
+    mocoinfer.runner.choose_backend = lambda model, name="auto": Slow
+    import run_om_infer
+    from mocoinfer.cli import run_main
+    sys.exit(run_main(run_om_infer.main, sys.argv[1:]))
+''')
+
+
+def _count(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(int(line) for line in f if line.strip())
+
+
+@pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_stream_keeps_results_and_rerun_computes_only_the_rest(tmp_path, sig, rc):
+    """Stop a real streamed run mid-way; the oracle for the rerun is the number of result files
+    the stopped run left (each proven by the manifest): the rerun decodes and runs exactly the others."""
+    n = 40
+    val = tmp_path / "val"
+    val.mkdir()
+    for i in range(n):
+        Image.fromarray(picture(40 + i, 32, i)).save(val / f"im{i}.JPEG", "PNG")
+    (tmp_path / "slow.om").write_bytes(b"slow model")
+    script = tmp_path / "slow_runner.py"
+    script.write_text(SLOW_RUNNER.format(root=ROOT))
+    res = tmp_path / "out" / "dumpOutput_device0"
+    argv = [sys.executable, str(script), "--model", str(tmp_path / "slow.om"), "--input", str(val),
+            "--output", str(tmp_path / "out"), "--warmup", "0", "--workers", "2", "--no-progress"]
+    env = dict(os.environ, SLOW_DELAY="0.1", SLOW_COUNT=str(tmp_path / "count1"))
+    proc = subprocess.Popen(argv, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if res.is_dir() and len([p for p in os.listdir(res) if p.endswith("_1.txt")]) >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
+    kept = sorted(p for p in os.listdir(res) if p.endswith("_1.txt"))
+    assert 5 <= len(kept) < n
+    doc = atomic.read_manifest(str(res))
+    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
+    with open(tmp_path / "out" / "summary.json") as f:
+        partial = json.load(f)
+    assert partial["partial"] is True and partial["images"] == len(kept) and partial["skipped"] == 0
+    assert partial["stopped_by"] == ("SIGTERM" if sig == signal.SIGTERM else "SIGINT")
+
+    env = dict(os.environ, SLOW_DELAY="0", SLOW_COUNT=str(tmp_path / "count2"))
+    p = subprocess.run(argv, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert _count(tmp_path / "count2") == n - len(kept)
+    assert f"skipped {len(kept)} of {n} inputs" in p.stdout
+    with open(tmp_path / "out" / "summary.json") as f:
+        assert json.load(f)["stream"]["images_decoded"] == n - len(kept)
+    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
+    for i in range(n):
+        got = formats.read_result(str(res / f"im{i}_1.txt"))
+        np.testing.assert_array_equal(got, _expected(str(val / f"im{i}.JPEG")))
