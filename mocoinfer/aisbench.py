@@ -130,7 +130,7 @@ def respell(message: str, form: str, spelled: Optional[Dict[str, str]] = None) -
     return pattern.sub(one, message)
 
 
-# --------------------------------------------------------------------------- ais_bench's parser
+# Ais_bench's parser.
 
 def _str2bool(value: str) -> bool:
     v = str(value).lower()
@@ -206,7 +206,7 @@ def input_list(value: str) -> List[str]:
     return parts
 
 
-# --------------------------------------------------------------------------- what ais_bench prints and writes
+# What ais_bench prints and writes.
 
 def _stats(phase: Optional[dict]) -> Dict[str, float]:
     lat = (phase or {}).get("latency_ms") or {}

@@ -66,7 +66,7 @@ def new_run_id() -> str:
 #: this process's run id; a stage passes its own (FolderLock.run_id) to worker processes.
 RUN_ID = new_run_id()
 
-# --------------------------------------------------------------------------- temporaries
+# Temporaries.
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<run>(?P<pid>\d+)-[0-9a-f]{8})$")
 
@@ -104,7 +104,7 @@ def remove_temporaries(folder: str, run_ids: Iterable[str]) -> int:
     return removed
 
 
-# --------------------------------------------------------------------------- the output policy
+# The output policy.
 
 def special_kind(mode: int) -> Optional[str]:
     """What a non-regular file is, in words, or None for a regular file."""
@@ -203,7 +203,7 @@ def check_output(path: str, inputs: Iterable[str] = (), what: str = "output", ne
     check_writable_dir(os.path.dirname(os.path.abspath(path)), need_bytes, what=f"{what} folder")
 
 
-# --------------------------------------------------------------------------- atomic writes
+# Atomic writes.
 
 @contextlib.contextmanager
 def atomic_path(path: str, run_id: Optional[str] = None) -> Iterator[str]:
@@ -242,7 +242,7 @@ def write_json(path: str, obj, indent: Optional[int] = 2, run_id: Optional[str] 
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", run_id)
 
 
-# --------------------------------------------------------------------------- reading inputs safely
+# Reading inputs safely.
 
 def open_regular(path: str):
     """Open an input for binary reading only if it is a regular file, never blocking.
@@ -280,7 +280,7 @@ def file_digest(path: str) -> Tuple[int, str]:
     return size, h.hexdigest()
 
 
-# --------------------------------------------------------------------------- the folder lock
+# The folder lock.
 
 LOCK_NAME = ".mocoinfer.lock"
 
@@ -366,7 +366,7 @@ def _read_record(fd: int) -> Dict[str, object]:
     return doc if isinstance(doc, dict) else {}
 
 
-# --------------------------------------------------------------------------- the manifest
+# The manifest.
 
 MANIFEST_NAME = ".mocoinfer-manifest.json"
 MANIFEST_FORMAT = 1

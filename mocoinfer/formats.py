@@ -49,7 +49,7 @@ def bin_file_size(width: int = INPUT_SIZE, height: int = INPUT_SIZE, channels: i
     return width * height * channels * BIN_DTYPES[dtype]
 
 
-# --------------------------------------------------------------------------- names and order
+# Names and order.
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -84,7 +84,7 @@ def result_key(file_name: str) -> str:
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
-# --------------------------------------------------------------------------- info file
+# Info file.
 
 class InfoEntry(NamedTuple):
     index: int
@@ -136,7 +136,7 @@ def read_info(path: str) -> List[InfoEntry]:
     return entries
 
 
-# --------------------------------------------------------------------------- preprocessed files
+# Preprocessed files.
 
 BIN_SUFFIX = ".bin"
 FAILED_LIST_NAME = "failed.txt"
@@ -163,7 +163,7 @@ def read_failed(path: str) -> List[Tuple[str, str]]:
         return [tuple(line.split("\t", 1)) for line in f.read().splitlines() if line]  # type: ignore[misc]
 
 
-# --------------------------------------------------------------------------- label file
+# Label file.
 
 def read_labels(path: str) -> Dict[str, int]:
     """Parse `val_label.txt` into {image key: class index}; malformed lines name their number."""
@@ -202,7 +202,7 @@ def format_labels(pairs: Iterable[Tuple[str, int]]) -> str:
     return "".join(f"{name} {label}\n" for name, label in pairs)
 
 
-# --------------------------------------------------------------------------- result files
+# Result files.
 
 RESULT_FORMATS = ("txt", "bin", "npy")
 
@@ -352,7 +352,7 @@ def iter_results(folder: str) -> Iterator[Tuple[str, np.ndarray]]:
         yield r.key, read_result(r.path)
 
 
-# --------------------------------------------------------------------------- perf file
+# Perf file.
 
 def perf_filename(batch_size: int, device_id: int) -> str:
     return f"perf_vision_batchsize_{batch_size}_device_{device_id}.txt"
@@ -408,7 +408,7 @@ def parse_perf(text: str) -> Dict[str, Dict[str, float]]:
     return out
 
 
-# --------------------------------------------------------------------------- result.json
+# result.json.
 
 def format_accuracy(fraction: float) -> str:
     """The guide's rendering: `str(round(acc * 100, 2)) + '%'` (so 100% is '100.0%').
@@ -439,7 +439,7 @@ def read_result_json(path: str) -> Dict[str, str]:
     return {item["key"]: item["value"] for item in doc["value"]}
 
 
-# --------------------------------------------------------------------------- JSON side files
+# JSON side files.
 
 def read_json(path: str, what: str) -> dict:
     """A JSON object written by `write_json` (summary.json, result_compare.json, run_settings.json);
@@ -456,7 +456,7 @@ def read_json(path: str, what: str) -> dict:
     return obj
 
 
-# --------------------------------------------------------------------------- run settings
+# Run settings.
 
 #: scripts/run_all.sh records the settings its outputs were made with here, in its WORK_DIR.
 RUN_SETTINGS_NAME = "run_settings.json"

@@ -38,7 +38,7 @@ from .scoring import (
 __all__ = ["TIE_RULE", "TOPK", "TopkAccuracy", "compare", "evaluate", "format_report", "iter_matrices",
            "label_ranks", "scan_results", "score", "topk_indices", "warn_about"]
 
-# --------------------------------------------------------------------------- one pass over a dir
+# One pass over a dir.
 
 class _NoBar:
     def __enter__(self) -> _NoBar:
@@ -143,7 +143,7 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
                  cat("cosine"), cat("max_diff"))
 
 
-# --------------------------------------------------------------------------- metric
+# Metric.
 
 class TopkAccuracy(NamedTuple):
     """What vision_metric reports for one result dir."""
@@ -185,7 +185,7 @@ def evaluate(result_dir: str, labels: LabelsArg, allow_missing_labels: bool = Fa
     return _accuracy(p, rs, missing, len(label_map), topk)
 
 
-# --------------------------------------------------------------------------- comparison
+# Comparison.
 
 class _Common(NamedTuple):
     refs: Dict[str, ResultFile]    # the reference's files of the images both dirs hold
@@ -292,7 +292,7 @@ def score(result_dir: str, labels: LabelsArg, reference_dir: Optional[str] = Non
     return acc, None if c is None else _comparison(p, c, result_dir, reference_dir, tolerance)
 
 
-# --------------------------------------------------------------------------- what the user reads
+# What the user reads.
 
 #: older ais_infer wrote its summary (sic) inside the result folder; the guide's metric choked on it.
 OLD_AIS_SUMMARY = "sumary.json"

@@ -57,7 +57,7 @@ PUBLISHED: Dict[str, List[Published]] = {
 IMAGENET_VAL_IMAGES = 50000
 
 
-# --------------------------------------------------------------------------- settings
+# Settings.
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -133,7 +133,7 @@ def check_settings(work_dir: str, new: Dict[str, str], outputs: Sequence[str], o
     return action
 
 
-# --------------------------------------------------------------------------- tables
+# Tables.
 
 def _pct(value: str) -> str:
     return f"{value}%" if value else "-"
@@ -234,7 +234,7 @@ def tables(work_dir: str, result_dirs: Sequence[str], perf_dir: Optional[str], w
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- command line
+# Command line.
 
 def main(argv: Optional[list] = None) -> int:
     import argparse

@@ -296,7 +296,7 @@ def _result_size(folder: str, name: str) -> Optional[int]:
     return st.st_size if atomic.special_kind(st.st_mode) is None else None
 
 
-# --------------------------------------------------------------------------- for the metric
+# For the metric.
 
 def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional[str]:
     """Refuse (or, with `allow_incomplete`, warn about) a result folder whose manifest says the

@@ -218,6 +218,10 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         if feed is not None:
             from .stream import run_streamed
 
+            if len(device_ids) > 1:
+                raise UserError(f"{input_path}: streamed images run on one device; give one --device-id, or "
+                                f"preprocess them to .bin files for --device-id {','.join(map(str, device_ids))}")
+
             return run_streamed(model, input_path, output, settings, _chosen(model, settings), feed)
         paths, source = list_inputs(input_path)
     else:

@@ -33,7 +33,7 @@ MAX_WORKERS = 4
 TIE_RULE = "higher score first; among equal scores the lower class index first; NaN last"
 
 
-# --------------------------------------------------------------------------- ranking
+# Ranking.
 
 def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """0-based rank of each row's label under the order of `np.argsort(-row, kind="stable")`."""
@@ -79,7 +79,7 @@ def topk_indices(scores: np.ndarray, k: int = TOPK) -> np.ndarray:
     return top
 
 
-# --------------------------------------------------------------------------- reading
+# Reading.
 
 class ResultSet(NamedTuple):
     """A result dir's files, one per image key, and the names that were skipped."""
@@ -168,7 +168,7 @@ def iter_matrices(paths: Sequence[str], workers: Optional[int] = None,
         yield s, mat
 
 
-# --------------------------------------------------------------------------- scoring one chunk
+# Scoring one chunk.
 
 def label_offset(n_classes: int) -> int:
     """1 for a 1001-class output (background at index 0, as the guide shifts), else 0."""

@@ -361,3 +361,13 @@ def test_ctrl_c_and_sigterm_stop_the_pool_cleanly(models, tmp_path, sig):
         time.sleep(0.05)
     assert _ours_alive(out) == []
     assert len(os.listdir(dump)) < 200
+
+
+def test_streamed_images_with_several_devices_are_refused(models, image_dir, tmp_path, capsys):
+    """Oracle: the rule itself; a device list must not silently run on its first device only, and
+    nothing is written before the refusal."""
+    out = tmp_path / "result"
+    code, _, err = run_cli(["--model", models["dyn"], "--input", image_dir, "--output", str(out),
+                            "--device-id", "0,1"], capsys)
+    assert code == 1 and "one device" in err and "--device-id 0,1" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
