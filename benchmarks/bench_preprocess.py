@@ -158,6 +158,8 @@ def digests(folder: str) -> Dict[str, str]:
     """
     out = {}
     for name in os.listdir(folder):
+        if name.startswith("."):  # our stage's manifest and lock, beside the .bin files
+            continue
         with open(os.path.join(folder, name), "rb") as f:
             out[name] = hashlib.blake2b(f.read()).hexdigest()
     shutil.rmtree(folder)
@@ -173,6 +175,8 @@ def normalized_digests(folder: str) -> Dict[str, str]:
     tf = EvalTransform()
     out = {}
     for name in os.listdir(folder):
+        if name.startswith("."):
+            continue
         pixels = np.fromfile(os.path.join(folder, name), dtype=np.uint8).reshape(224, 224, 3)
         out[name] = hashlib.blake2b(tf.to_normalized(pixels).tobytes()).hexdigest()
     shutil.rmtree(folder)
@@ -181,7 +185,7 @@ def normalized_digests(folder: str) -> Dict[str, str]:
 
 
 def folder_bytes(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if not n.startswith("."))
 
 
 def main() -> int:

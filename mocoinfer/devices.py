@@ -156,7 +156,8 @@ def _worker(model: str, paths: List[str], sizes: List[int], output: str, result_
 
 
 def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str], sizes: Sequence[int],
-                   settings, device_ids: Sequence[int], kind=None) -> dict:
+                   settings, device_ids: Sequence[int], kind=None,
+                   all_paths: Optional[Sequence[str]] = None) -> dict:
     """Run checked inputs on several devices, one worker process each; returns (and writes as
     summary.json) the run's summary with a "devices" list and the total."""
     from .backends import Backend, choose_backend
@@ -235,7 +236,7 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
                    "e2e above: images of every device / wall time from the first input read on any device "
                    "to the last result written on any device; wall_seconds_with_startup adds process "
                    "start, model loads and warm-up; each entry of devices has that device's own figures"))}
-    _stale_results(result_dir, paths, settings.outfmt, summary)
+    _stale_results(result_dir, all_paths if all_paths is not None else paths, settings.outfmt, summary)
     write_summary(output, summary)
     return summary
 
@@ -288,7 +289,7 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
         raise UserError("several devices write the benchmark's layout only; give one --device with ais_bench's flags")
     try:
         summary = run_on_devices(model, input_path, output, [paths[i] for i in todo], [sizes[i] for i in todo],
-                                 settings, device_ids, kind)
+                                 settings, device_ids, kind, all_paths=paths)
     finally:
         _record_written(folder, paths, todo, settings)
     folder.finish(summary["n_outputs"])
@@ -365,7 +366,8 @@ def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: st
                "warmup": settings.warmup, "loop": settings.loop, "model_batch_size": be.batch_size,
                "result_dir": result_dir, "precision": getattr(be, "precision", "fp32"),
                "n_outputs": times.n_outputs, "first_read": times.started, "last_write": times.ended}
-    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary, settings.first_index, paths)
+    _verify_results(result_dir, paths, outfmt, times.n_outputs, summary, settings.first_index, paths,
+                    warn_stale=False)
     _finish(summary, be, None, None, "")
     summary["perf_file"] = os.path.join(output, perf_filename(bs, settings.device_id))
     atomic_write_text(summary["perf_file"], perf_text(summary))

@@ -339,9 +339,10 @@ def _record_partial(folder: ResultFolder, base: dict, summary_file: str, exc: Ba
 
 
 def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: dict, first_index: int = 1,
-                    all_paths: Optional[Sequence[str]] = None) -> None:
+                    all_paths: Optional[Sequence[str]] = None, warn_stale: bool = True) -> None:
     """The N inputs run must have given exactly N result files per output; result files of none
-    of `all_paths` (the run's inputs, skipped ones included) are pointed out as stale."""
+    of `all_paths` (the run's inputs, skipped ones included) are pointed out as stale (not by a
+    device worker, whose folder also holds the other devices' results: its parent checks)."""
     ks = range(first_index, first_index + n_outputs)
     expected = {result_filename(p, fmt, k) for p in paths for k in ks}
     present = {e.name for e in os.scandir(result_dir)
@@ -351,6 +352,8 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
         example = sorted(missing, key=natural_key)[:3]
         raise UserError(f"{result_dir}: {len(paths)} inputs gave {len(expected) - len(missing)} of "
                         f"{len(expected)} result files (missing e.g. {', '.join(example) or '-'})")
+    if not warn_stale:
+        return
     stale = present - expected
     if all_paths is not None and len(all_paths) != len(paths):
         stale -= {result_filename(p, fmt, k) for p in all_paths for k in ks}

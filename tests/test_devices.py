@@ -228,3 +228,16 @@ def test_pure_data_takes_one_device(onnx_work):
 
     with pytest.raises(UserError, match="one --device-id"):
         run_pure_inference(onnx_work["model"], device_id="0,1", loop=1)
+
+
+def test_several_devices_warn_of_no_stale_results_in_a_fresh_folder(onnx_work, tmp_path, capfd):
+    """Oracle: a fresh output folder holds no result of an earlier run, so no process (the parent or
+    a device worker, whose stderr only capfd sees) may say it does; each worker's folder also holds
+    the other devices' results, which are this run's."""
+    from run_om_infer import main
+
+    out = str(tmp_path / "two")
+    assert main(["--model", onnx_work["model"], "--input", onnx_work["bins"], "--output", out,
+                 "--batch-size", "1", "--device-id", "0,1", "--outfmt", "bin", "--no-progress"]) == 0
+    err = capfd.readouterr().err
+    assert "earlier run" not in err, err
