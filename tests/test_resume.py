@@ -7,23 +7,19 @@ files on disk, and the input bytes times 2 for every result.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
-import textwrap
-import time
 
 import numpy as np
 import pytest
 from safety_helpers import tree
 
-from mocoinfer import atomic
 from mocoinfer.backends import Backend
 from mocoinfer.errors import UserError
 from mocoinfer.formats import read_result
 from mocoinfer.runner import run_inference, run_pure_inference
+from tests.interrupt_helpers import stop_and_rerun, write_slow_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 12
@@ -159,51 +155,7 @@ def test_sweep_reads_the_pure_summaries(tmp_path):
 
 # --------------------------------------------------------------------------- a real interrupted run
 
-SLOW_RUNNER = textwrap.dedent('''
-    """run_om_infer.py with a slow stand-in backend: each image takes DELAY seconds."""
-    import os, sys, time
-    sys.path.insert(0, {root!r})
-    import numpy as np
-    from mocoinfer.backends.base import Backend, Probe
 
-    DELAY = float(os.environ["SLOW_DELAY"])
-
-    class Slow(Backend):
-        name = "slow"
-
-        def __init__(self, path):
-            super().__init__()
-            self.input_shape, self.input_dtype, self.batch_size = (4,), np.dtype(np.float32), None
-            self.model_path = path
-
-        @classmethod
-        def probe(cls, path):
-            return Probe((4,), np.dtype(np.float32), None)
-
-        @classmethod
-        def load(cls, path, **kw):
-            return cls(path)
-
-        def run(self, batch):
-            time.sleep(DELAY * len(batch))
-            with open(os.environ["SLOW_COUNT"], "a") as f:
-                f.write(f"{{len(batch)}}\\n")
-            self.timing.compute.append(DELAY)
-            return [batch.reshape(len(batch), -1) * 2.0]
-
-    import mocoinfer.runner
-    mocoinfer.runner.choose_backend = lambda model, name="auto": Slow
-    import run_om_infer
-    from mocoinfer.cli import run_main
-    sys.exit(run_main(run_om_infer.main, sys.argv[1:]))
-''')
-
-
-def _count(path):
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return sum(int(line) for line in f if line.strip())
 
 
 @pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -218,37 +170,10 @@ def test_interrupted_run_keeps_results_and_rerun_computes_only_the_rest(tmp_path
         x.tofile(bins / f"im{i}.bin")
     (tmp_path / "slow.om").write_bytes(b"slow model")
     script = tmp_path / "slow_runner.py"
-    script.write_text(SLOW_RUNNER.format(root=ROOT))
+    write_slow_runner(script, ROOT, (4,), 'batch.reshape(len(batch), -1) * 2.0')
     res = tmp_path / "out" / "dumpOutput_device0"
     argv = [sys.executable, str(script), "--model", str(tmp_path / "slow.om"), "--input", str(bins),
             "--output", str(tmp_path / "out"), "--warmup", "0", "--no-progress"]
-    env = dict(os.environ, SLOW_DELAY="0.08", SLOW_COUNT=str(tmp_path / "count1"))
-    proc = subprocess.Popen(argv, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if res.is_dir() and len([p for p in os.listdir(res) if p.endswith("_1.txt")]) >= 5:
-            break
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == rc, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
-    kept = sorted(p for p in os.listdir(res) if p.endswith("_1.txt"))
-    assert 5 <= len(kept) < n
-    doc = atomic.read_manifest(str(res))
-    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
-    with open(tmp_path / "out" / "summary.json") as f:
-        partial = json.load(f)
-    assert partial["partial"] is True and partial["images"] == len(kept)
-    assert partial["stopped_by"] == ("SIGTERM" if sig == signal.SIGTERM else "SIGINT")
-
-    env = dict(os.environ, SLOW_DELAY="0", SLOW_COUNT=str(tmp_path / "count2"))
-    p = subprocess.run(argv, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert _count(tmp_path / "count2") == n - len(kept)
-    assert f"skipped {len(kept)} of {n} inputs" in p.stdout
-    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
+    kept, partial, _ = stop_and_rerun(tmp_path, argv, sig, rc, n, 0.08)
     for i, x in enumerate(data):
         np.testing.assert_array_equal(read_result(str(res / f"im{i}_1.txt")), x * 2)
