@@ -81,7 +81,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from mocoinfer.atomic import check_writable_dir, describe_os_error, write_json
+    from mocoinfer.atomic import check_writable_dir, make_folder, write_json
     from mocoinfer.formats import write_result_json
     from mocoinfer.metric import format_report, score, warn_about
     from mocoinfer.resume import check_metric_output, check_result_folder
@@ -96,12 +96,7 @@ def main(argv=None) -> int:
         if os.path.isdir(d):
             check_result_folder(d, args.allow_incomplete)
     json_dir = args.json_path or "."
-    if os.path.exists(json_dir) and not os.path.isdir(json_dir):
-        raise UserError(f"{json_dir}: result json folder is a file")
-    try:
-        os.makedirs(json_dir, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{json_dir}: cannot create the result json folder ({describe_os_error(exc)})") from None
+    make_folder(json_dir, "result json folder", "result json folder is a file")
     check_writable_dir(json_dir, 64 << 10, what="result json folder")
     cmp_path = None
     if args.compare:

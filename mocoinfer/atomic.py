@@ -158,6 +158,18 @@ def same_file(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def make_folder(folder: str, what: str = "output folder",
+                if_file: str = "output path is a file, not a folder; give a folder with --output") -> None:
+    """Create an output folder (and its parents) before heavy work: a path that is a file, or a
+    folder that cannot be made, is one line naming it (`if_file`, or "cannot create the `what`")."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{folder}: {if_file}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create the {what} ({describe_os_error(exc)})") from None
+
+
 def check_writable_dir(folder: str, need_bytes: int = 0, what: str = "output folder") -> None:
     """The folder exists, is writable (not on a read-only mount, which stops root too), and has
     `need_bytes` free; one UserError naming the folder otherwise."""

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .atomic import FolderLock, check_output, describe_os_error
+from .atomic import FolderLock, check_output, make_folder
 from .errors import UserError
 from .formats import format_pure_perf, pure_perf_filename
 from .perf import PURE_SUMMARY_NAME
@@ -91,11 +91,6 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
 def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> None:
     """Pure inference's outputs, before the load: a folder that can be made and written, files
     that are neither an input nor a special file."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"{output}: output path is a file, not a folder; give a folder with --output")
-    try:
-        os.makedirs(output, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{output}: cannot create the output folder ({describe_os_error(exc)})") from None
+    make_folder(output)
     for f in files:
         check_output(f, inputs, what="output")

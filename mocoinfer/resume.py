@@ -122,19 +122,11 @@ class ResultFolder:
         self._recorded = 0
         self._last_flush = 0.0
 
-    # ------------------------------------------------------------------ before the model loads
-
     def check_paths(self, paths: Sequence[str], sources: Sequence[str], files: Sequence[str]) -> None:
         """Every output check that needs no model: folders made and writable with room, no input's
         folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
-            if os.path.exists(folder) and not os.path.isdir(folder):
-                raise UserError(f"{folder}: output path is a file, not a folder; give a folder with --output")
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"{folder}: cannot create the output folder "
-                                f"({atomic.describe_os_error(exc)})") from None
+            atomic.make_folder(folder)
         input_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(p))) for p in paths}
         if os.path.realpath(self.result_dir) in input_dirs:
             raise UserError(f"{self.result_dir}: result folder is the folder of the inputs; results "
@@ -155,7 +147,7 @@ class ResultFolder:
             finally:
                 self.lock = None
 
-    # ------------------------------------------------------------------ deciding what to run
+    # Deciding what to run.
 
     def plan(self, paths: Sequence[str], settings: Dict[str, object],
              names: Optional[Sequence[str]] = None) -> List[int]:
@@ -242,7 +234,7 @@ class ResultFolder:
                 self.digests[i] = got
         return [i for i in range(len(paths)) if i not in proven]
 
-    # ------------------------------------------------------------------ while the run is on
+    # While the run is on.
 
     def record(self, index: int, k: int, name: str) -> None:
         """Called by a writer thread after result `name` (output k of input `index`) is in place."""
