@@ -46,14 +46,7 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    best = float("inf")
-    for mm in (lambda: a @ b, lambda: torch.mm(ta, tb)):
-        mm()
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            mm()
-            best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best / 1e9
+    return _best_rate([lambda: a @ b, lambda: torch.mm(ta, tb)], n, repeat)
 
 
 def _best_rate(fns, n: int, repeat: int) -> float:
