@@ -107,24 +107,46 @@ def _get(q: queue.Queue, stop: threading.Event):
             continue
 
 
-class _Reader(threading.Thread):
+class StageThread(threading.Thread):
+    """One thread of the pipeline (a reader or a writer). `work()` runs until it is done or the
+    run is abandoned (`_Stop`); any other error is kept in `error` and sets the shared stop flag,
+    which the main thread turns into that error."""
+
+    def __init__(self, name: str, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.stop = stop
+        self.error: Optional[BaseException] = None
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except _Stop:
+            pass
+        except BaseException as exc:  # the main thread sees the stop flag and raises it
+            self.error = exc
+            self.stop.set()
+
+
+class _Reader(StageThread):
     """Fills recycled batch buffers from the input files, in order, ahead of the device."""
 
     def __init__(self, paths: Sequence[str], plan: Sequence[Batch], sample_bytes: int,
                  free: queue.Queue, ready: queue.Queue, stop: threading.Event,
                  digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  staging: Optional[np.ndarray] = None) -> None:
-        super().__init__(name="mocoinfer-reader", daemon=True)
+        super().__init__("mocoinfer-reader", stop)
         self.paths, self.plan, self.sample_bytes = paths, plan, sample_bytes
-        self.free, self.ready, self.stop = free, ready, stop
+        self.free, self.ready = free, ready
         self.staging = staging  # uint8 pixel files land here, then are normalised into the batch
         # digests[index_of[i]] = (size, SHA-256) of input i as read: what the resume manifest records.
         self.digests, self.index_of = digests, index_of
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
-        self.error: Optional[BaseException] = None
 
-    def run(self) -> None:
+    def work(self) -> None:
         # hashlib releases the GIL on large buffers: a few threads hash a batch's samples at once.
         pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if self.digests is not None else None
         try:
@@ -157,11 +179,6 @@ class _Reader(threading.Thread):
                     pending = []
                 _put(self.ready, (batch, buf, pending), self.stop)
             _put(self.ready, None, self.stop)
-        except _Stop:
-            pass
-        except BaseException as exc:  # the main thread sees the stop flag and raises it
-            self.error = exc
-            self.stop.set()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -176,39 +193,32 @@ class _Reader(threading.Thread):
         return [pool.submit(one, i) for i in range(batch.n)]
 
 
-class _Writer(threading.Thread):
+class _Writer(StageThread):
     """Writes one result file per real image per output, behind the device."""
 
     def __init__(self, folder: str, paths: Sequence[str], fmt: str, todo: queue.Queue,
                  stop: threading.Event, first_index: int = 1,
                  on_written: Optional[Callable[[int, int, str], None]] = None) -> None:
-        super().__init__(name="mocoinfer-writer", daemon=True)
-        self.folder, self.paths, self.fmt, self.todo, self.stop = folder, paths, fmt, todo, stop
+        super().__init__("mocoinfer-writer", stop)
+        self.folder, self.paths, self.fmt, self.todo = folder, paths, fmt, todo
         self.first_index, self.on_written = first_index, on_written
         self.seconds: List[float] = []
         self.written = 0
-        self.error: Optional[BaseException] = None
 
-    def run(self) -> None:
-        try:
-            while True:
-                item = _get(self.todo, self.stop)
-                if item is None:
-                    return
-                start, n, outputs = item
-                t0 = time.perf_counter()
-                for k, out in enumerate(outputs, self.first_index):
-                    for i in range(n):
-                        path = write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
-                        self.written += 1
-                        if self.on_written is not None:
-                            self.on_written(start + i, k, os.path.basename(path))
-                self.seconds.append(time.perf_counter() - t0)
-        except _Stop:
-            pass
-        except BaseException as exc:
-            self.error = exc
-            self.stop.set()
+    def work(self) -> None:
+        while True:
+            item = _get(self.todo, self.stop)
+            if item is None:
+                return
+            start, n, outputs = item
+            t0 = time.perf_counter()
+            for k, out in enumerate(outputs, self.first_index):
+                for i in range(n):
+                    path = write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
+                    self.written += 1
+                    if self.on_written is not None:
+                        self.on_written(start + i, k, os.path.basename(path))
+            self.seconds.append(time.perf_counter() - t0)
 
 
 def _first_error(writers) -> Optional[BaseException]:

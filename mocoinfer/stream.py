@@ -40,7 +40,7 @@ from .backends import Backend
 from .cli import signals_as_interrupt
 from .decoding import DecodePool, DecodeStats, Digest, is_image_input, list_folder, list_info
 from .errors import UserError
-from .pipeline import _get, _put, _Stop, plan_batches
+from .pipeline import StageThread, _get, _put, plan_batches
 from .progress import log, usable_cpus
 from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform
 
@@ -203,17 +203,16 @@ class ImageFeed:
         }
 
 
-class StreamReader(threading.Thread):
+class StreamReader(StageThread):
     """The pipeline's reader for streamed images: good crops into batch buffers, in order."""
 
     def __init__(self, feed: ImageFeed, batch_size: int, be: Backend, free, ready, stop: threading.Event) -> None:
-        super().__init__(name="mocoinfer-stream-reader", daemon=True)
+        super().__init__("mocoinfer-stream-reader", stop)
         self.feed, self.batch_size, self.be = feed, batch_size, be
-        self.free, self.ready, self.stop = free, ready, stop
+        self.free, self.ready = free, ready
         self.uint8 = be.input_dtype == np.uint8
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
-        self.error: Optional[BaseException] = None
 
     def _take_buffer(self):
         t0 = time.perf_counter()
@@ -236,45 +235,39 @@ class StreamReader(threading.Thread):
         _put(self.ready, (batch, buf, []), self.stop)  # the digests came from the workers: nothing to wait for
         feed.model_wait += time.perf_counter() - t1
 
-    def run(self) -> None:
+    def work(self) -> None:
         feed = self.feed
-        try:
-            buf, n, read, prep = None, 0, 0.0, 0.0
+        buf, n, read, prep = None, 0, 0.0, 0.0
+        waited = feed.stats.wait
+        for pos, pixels, reason, digest in feed.results(self.stop):
+            # Waiting for the pool is this batch's "read" time, as file reads are on the .bin path.
+            read += feed.stats.wait - waited
+            prep += feed.stats.wait - waited
             waited = feed.stats.wait
-            for pos, pixels, reason, digest in feed.results(self.stop):
-                # Waiting for the pool is this batch's "read" time, as file reads are on the .bin path.
-                read += feed.stats.wait - waited
-                prep += feed.stats.wait - waited
-                waited = feed.stats.wait
-                candidate = feed.candidates[pos]
-                if pixels is None:
-                    feed.failed.append((candidate.index, candidate.path, reason))
-                    continue
-                if buf is None:
-                    buf = self._take_buffer()
-                t0 = time.perf_counter()
-                if self.uint8:
-                    buf[n] = pixels
-                else:
-                    feed.transform.to_normalized(pixels, out=buf[n])
-                # Set before the batch is handed on, so before any writer records its result.
-                feed.digests[pos] = digest
-                feed.positions.append(pos)
-                feed.names.append(candidate.key)
-                n += 1
-                prep += time.perf_counter() - t0
-                if n == self.batch_size:
-                    self._hand_on(buf, n, read, prep)
-                    buf, n, read, prep = None, 0, 0.0, 0.0
-            if n:
+            candidate = feed.candidates[pos]
+            if pixels is None:
+                feed.failed.append((candidate.index, candidate.path, reason))
+                continue
+            if buf is None:
+                buf = self._take_buffer()
+            t0 = time.perf_counter()
+            if self.uint8:
+                buf[n] = pixels
+            else:
+                feed.transform.to_normalized(pixels, out=buf[n])
+            # Set before the batch is handed on, so before any writer records its result.
+            feed.digests[pos] = digest
+            feed.positions.append(pos)
+            feed.names.append(candidate.key)
+            n += 1
+            prep += time.perf_counter() - t0
+            if n == self.batch_size:
                 self._hand_on(buf, n, read, prep)
-            feed.finished = True
-            _put(self.ready, None, self.stop)
-        except _Stop:
-            pass
-        except BaseException as exc:  # the main thread sees the stop flag and raises it
-            self.error = exc
-            self.stop.set()
+                buf, n, read, prep = None, 0, 0.0, 0.0
+        if n:
+            self._hand_on(buf, n, read, prep)
+        feed.finished = True
+        _put(self.ready, None, self.stop)
 
 
 def open_feed(input_path: str, options: Optional[StreamOptions]) -> Optional[ImageFeed]:
