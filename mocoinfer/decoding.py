@@ -34,7 +34,7 @@ from .pipeline import _Stop
 from .prepplan import list_inputs as list_image_dir
 from .prepplan import plan_tasks
 from .preprocess import describe_failure
-from .transforms import EvalTransform, load_rgb
+from .transforms import EvalTransform, keep_pillow_buffers, load_rgb
 
 _POLL = 0.1  # seconds between checks of the stop flag while the reader waits on the pool
 
@@ -189,6 +189,7 @@ def _worker_main(conn, transform: EvalTransform, inherited: Sequence) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for c in inherited:  # the parent's ends, so that the parent's death closes this pipe
         c.close()
+    keep_pillow_buffers()
     while True:
         try:
             chunk = conn.recv()

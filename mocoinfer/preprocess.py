@@ -53,7 +53,14 @@ from .prepplan import (
     settings_of,
 )
 from .progress import log, usable_cpus
-from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform, load_rgb
+from .transforms import (
+    DEFAULT_CROP,
+    DEFAULT_INTERPOLATION,
+    DEFAULT_RESIZE,
+    EvalTransform,
+    keep_pillow_buffers,
+    load_rgb,
+)
 
 WRITTEN, FAILED, FATAL = "written", "failed", "fatal"
 TOOL = "imagenet_torch_preprocess.py"
@@ -133,6 +140,7 @@ class Worker:
         self.run_id = run_id
         self.dtype = dtype
         self._out = np.empty(transform.output_shape, dtype=np.float32)
+        keep_pillow_buffers()
 
     def __call__(self, task: Task) -> Tuple[int, str, str, Optional[dict]]:
         try:
