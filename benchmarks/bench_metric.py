@@ -38,6 +38,16 @@ GUIDE = os.path.abspath(reference.__file__)
 OURS = os.path.join(ROOT, "vision_metric_ImageNet.py")
 
 
+def compile_package() -> None:
+    """Write mocoinfer's bytecode caches first, as an install or a first run does. With
+    PYTHONDONTWRITEBYTECODE set (as on some machines) every timed run of ours would otherwise
+    compile the package from source, about 20 ms a command, measured; the guide's side is one
+    script, compiled on every run either way, as ours's entry script is."""
+    import compileall
+
+    compileall.compile_dir(os.path.join(ROOT, "mocoinfer"), quiet=1)
+
+
 def make_dataset(folder: str, n: int, fmt: str, classes: int = 1000, seed: int = 0) -> str:
     """n result files like the benchmark's (`<image>_1.<fmt>`) and a label file; returns its path.
 
@@ -130,6 +140,7 @@ def main() -> int:
     p.add_argument("--data", metavar="DIR",
                    help="keep the generated files here and reuse them next time (default: a temporary folder)")
     args = p.parse_args()
+    compile_package()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or tmp

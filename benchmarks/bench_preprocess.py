@@ -10,7 +10,8 @@ three whole commands, one after the other, on the same files:
 - floor: a pool on all cores that only decodes and resizes (`Image.open()`, `.load()`, then
   `.resize()` to the short-edge-256 size; `convert('RGB')` only where the image is not RGB already,
   since on an RGB image it is a mere copy), writing nothing: the cost no correct implementation
-  can avoid.
+  can avoid. It runs twice: with Pillow's defaults ("floor"), and with Pillow keeping freed
+  image buffers for reuse, as our workers let it ("floor, kept": no page faults per image).
 
 It checks that ours wrote the same bytes as the reference for every image, then prints both
 throughput ratios (whole commands, wall clock, the fastest of --repeat interleaved runs), the CPU
@@ -21,8 +22,13 @@ that every uint8 file, normalised, gives the float32 file's bytes (the uint8 fil
 and prints uint8 against float32 (images/s, target 1.2x), uint8 against the floor (target 90%)
 and the bytes each writes.
 
+Files go to a temporary folder under $TMPDIR, whose file system is printed: creating a file
+on this project's VM disks costs from 0.02 to 0.3 ms (measured), and the floor creates none,
+so `TMPDIR=/dev/shm` isolates the work of the commands from the disk.
+
     python benchmarks/bench_preprocess.py --n 1000
-    python benchmarks/bench_preprocess.py --n 500 --uint8
+    python benchmarks/bench_preprocess.py --n 2000 --uint8
+    TMPDIR=/dev/shm python benchmarks/bench_preprocess.py --n 2000 --uint8
 """
 
 from __future__ import annotations
@@ -84,6 +90,9 @@ FLOOR = textwrap.dedent('''\
     from PIL import Image
 
     RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[sys.argv[3]]
+    if sys.argv[4] == "keep":
+        # Pillow reuses freed image buffers, as our workers let it: no page faults per image.
+        Image.core.set_blocks_max(8)
 
     def work(path):
         img = Image.open(path)
@@ -118,6 +127,16 @@ OURS = textwrap.dedent('''\
                    "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}, f)
     sys.exit(code)
 ''')
+
+
+def compile_package() -> None:
+    """Write mocoinfer's bytecode caches first, as an install or a first run does. With
+    PYTHONDONTWRITEBYTECODE set (as on some machines) every timed run of ours would otherwise
+    compile the package from source, about 20 ms a command, measured; the guide's side is one
+    script, compiled on every run either way, as ours's entry script is."""
+    import compileall
+
+    compileall.compile_dir(os.path.join(ROOT, "mocoinfer"), quiet=1)
 
 
 def _make_one(args):
@@ -184,6 +203,21 @@ def normalized_digests(folder: str) -> Dict[str, str]:
     return out
 
 
+def filesystem(path: str) -> str:
+    """The type of the file system holding `path` (from /proc/mounts), or "unknown"."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                fields = line.split()
+                mount = fields[1]
+                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, kind = mount, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def folder_bytes(folder: str) -> int:
     return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder) if not n.startswith("."))
 
@@ -201,6 +235,7 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args()
 
+    compile_package()
     tmp = tempfile.mkdtemp(prefix="bench_preprocess_")
     try:
         images = os.path.join(tmp, "val")
@@ -208,7 +243,7 @@ def main() -> int:
         make_images(images, args.n, cores)
         size_kb = sum(os.path.getsize(os.path.join(images, f)) for f in os.listdir(images)) / args.n / 1024
         print(f"made {args.n} JPEGs (~500x375, {size_kb:.0f} KB on average) in {time.perf_counter() - start:.1f}s; "
-              f"{cores} cores; interpolation {args.interpolation}")
+              f"{cores} cores; interpolation {args.interpolation}; files in {tmp} ({filesystem(tmp)})")
         ref_script, floor_script, ours_script = (os.path.join(tmp, n) for n in ("ref.py", "floor.py", "ours.py"))
         stats = os.path.join(tmp, "stats.json")
         with open(ref_script, "w") as f:
@@ -219,7 +254,8 @@ def main() -> int:
             f.write(OURS.format(root=ROOT, script="imagenet_torch_preprocess.py", stats=stats))
 
         # The machine may be shared: commands are interleaved and each keeps its fastest run.
-        kinds = ("reference", "ours", "ours uint8", "floor") if args.uint8 else ("reference", "ours", "floor")
+        floors = ("floor", "floor, kept")
+        kinds = ("reference", "ours") + (("ours uint8",) if args.uint8 else ()) + floors
         best = {k: (float("inf"), 0.0, 0.0) for k in kinds}
         disk = {}
         for r in range(args.repeat):
@@ -243,7 +279,8 @@ def main() -> int:
                 if normalized_digests(u8_out) != ref_digests:
                     print(f"FAIL: normalised uint8 files differ from the float32 ones (run {r})")
                     return 1
-            runs["floor"] = timed([sys.executable, floor_script, images, str(cores), args.interpolation])
+            for kind, mode in zip(floors, ("default", "keep")):
+                runs[kind] = timed([sys.executable, floor_script, images, str(cores), args.interpolation, mode])
             best = {k: min(best[k], runs[k]) for k in best}
         with open(stats) as f:
             rss = json.load(f)
@@ -251,17 +288,20 @@ def main() -> int:
         rate = {k: args.n / v[0] for k, v in best.items()}
         cpu = {k: v[1] + v[2] for k, v in best.items()}
         for k in kinds:
-            print(f"{k:>10}: {best[k][0]:6.2f}s  {rate[k]:7.1f} images/s  (CPU {cpu[k] / args.n * 1000:5.2f} ms "
+            print(f"{k:>11}: {best[k][0]:6.2f}s  {rate[k]:7.1f} images/s  (CPU {cpu[k] / args.n * 1000:5.2f} ms "
                   f"per image: user {best[k][1] / args.n * 1000:.2f}, sys {best[k][2] / args.n * 1000:.2f})")
         print(f"outputs bit-identical to the reference: {identical} ({args.n} files)")
         print(f"ours / reference (ModelZoo approach): {rate['ours'] / rate['reference']:.2f}x  (need >= 2.5, goal 3.5)")
-        print(f"ours / floor (decode + resize pool):  {rate['ours'] / rate['floor']:.0%}  (need >= 75%, goal 90%)"
-              f"; by CPU time per image: {cpu['floor'] / cpu['ours']:.0%}")
+        for floor in floors:
+            print(f"ours / {floor + ':':12} {rate['ours'] / rate[floor]:4.0%}  (need >= 75%, goal 90%)"
+                  f"; by CPU time per image: {cpu[floor] / cpu['ours']:.0%}")
         if args.uint8:
             print(f"uint8 normalised == float32 files: True ({args.n} files)")
             print(f"uint8 / float32 (same command, --dtype): {rate['ours uint8'] / rate['ours']:.2f}x  "
                   f"(target >= 1.2); by CPU time per image: {cpu['ours'] / cpu['ours uint8']:.2f}x")
-            print(f"uint8 / floor (decode + resize pool):    {rate['ours uint8'] / rate['floor']:.0%}  (target >= 90%)")
+            for floor in floors:
+                print(f"uint8 / {floor + ':':12} {rate['ours uint8'] / rate[floor]:4.0%}  (target >= 90%)"
+                      f"; by CPU time per image: {cpu[floor] / cpu['ours uint8']:.0%}")
             print(f"bytes on disk: float32 {disk['ours']:,}, uint8 {disk['ours uint8']:,} "
                   f"({disk['ours'] / disk['ours uint8']:.2f}x fewer)")
         print(f"peak RSS: main process {rss['self_kb'] / 1024:.0f} MiB, "
