@@ -16,7 +16,7 @@ sees half a file. Around that, one policy for what a stage may write and delete:
   keeps the last holder's record, so the next run knows which run left any temporaries.
 - Temporaries carry their run's id (`.<name>.tmp<pid>-<8 hex>`): a stage deletes only its own,
   and those of the previous holder of the folder's lock (a run of this tool, now gone), never a
-  user's file that merely looks like one (`remove_temporaries`).
+  user's file that merely looks like one (`remove_temporaries`, in temporaries.py).
 - A manifest per output folder (`read_manifest`, `new_manifest`, `write_manifest`): the settings
   and source that made the folder, per output the size and SHA-256 of the source it came from,
   and `status` complete/incomplete, so a rerun can prove each file it reuses still matches.
@@ -47,8 +47,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
-import secrets
 import shlex
 import stat
 import sys
@@ -57,52 +55,15 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import UserError
 
-
-def new_run_id() -> str:
-    """`<pid>-<8 hex>`: unique per run even when pids are reused (containers restart at pid 1)."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
-
-
-#: this process's run id; a stage passes its own (FolderLock.run_id) to worker processes.
-RUN_ID = new_run_id()
-
-# Temporaries.
-
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<run>(?P<pid>\d+)-[0-9a-f]{8})$")
-
-
-def temp_name(path: str, run_id: Optional[str] = None) -> str:
-    """The hidden temporary beside `path` for run `run_id` (default: this process's)."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp{run_id or RUN_ID}")
-
-
-def temp_run_id(file_name: str) -> Optional[str]:
-    """The run id in a temporary's name, or None when the name is not one of ours."""
-    m = _TEMP_NAME.match(os.path.basename(file_name))
-    return m.group("run") if m else None
-
-
-def temp_owner_pid(file_name: str) -> Optional[int]:
-    """The pid that wrote a temporary of `atomic_path`, else None."""
-    m = _TEMP_NAME.match(os.path.basename(file_name))
-    return int(m.group("pid")) if m else None
-
-
-def remove_temporaries(folder: str, run_ids: Iterable[str]) -> int:
-    """Delete the temporaries of the given runs in `folder` (only those); returns how many."""
-    wanted = {r for r in run_ids if r}
-    removed = 0
-    if not wanted:
-        return 0
-    with os.scandir(folder) as it:
-        for entry in it:
-            if temp_run_id(entry.name) in wanted and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed += 1
-    return removed
-
+# Run ids and temporaries live in their own module; re-exported, as the stages use them from here.
+from .temporaries import (  # noqa: F401
+    RUN_ID,
+    new_run_id,
+    remove_temporaries,
+    temp_name,
+    temp_owner_pid,
+    temp_run_id,
+)
 
 # The output policy.
 

@@ -1,4 +1,4 @@
-"""The file formats of mocoinfer/formats.py, each tested on its own, away from the stages.
+"""The file formats of the mocoinfer/formats/ package, each tested on its own, away from the stages.
 
 Oracles:
 - result files (txt): `np.float32(token)` for every token, the guide's metric's own conversion,

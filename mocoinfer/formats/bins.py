@@ -1,0 +1,51 @@
+"""The preprocessed files (imagenet_torch_preprocess.py) and the list of inputs that failed.
+
+- `<image key>.bin`: raw float32 CHW (the guide's), or with `--dtype uint8` raw uint8 HWC RGB
+  pixels; the file size tells which (`bin_file_size`).
+- `failed.txt` beside them: `path<TAB>reason` per input that could not be preprocessed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Tuple
+
+from ..atomic import atomic_write_text
+from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key
+
+# Preprocessed files come in two element types: the guide's float32 CHW (normalised), and uint8
+# HWC RGB pixels (the resized, cropped image before ToTensor; what AIPP's RGB888_U8 input reads).
+BIN_DTYPES = {"float32": FLOAT32_BYTES, "uint8": 1}
+DEFAULT_BIN_DTYPE = "float32"
+
+
+def bin_file_size(width: int = INPUT_SIZE, height: int = INPUT_SIZE, channels: int = INPUT_CHANNELS,
+                  dtype: str = DEFAULT_BIN_DTYPE) -> int:
+    """Bytes in one preprocessed image (224x224: 602,112 as float32, 150,528 as uint8)."""
+    return width * height * channels * BIN_DTYPES[dtype]
+
+
+# Preprocessed files.
+
+BIN_SUFFIX = ".bin"
+FAILED_LIST_NAME = "failed.txt"
+
+
+def bin_name(image_file: str) -> str:
+    """`<image key>.bin`: the preprocessed file the guide writes for an image."""
+    return image_key(image_file) + BIN_SUFFIX
+
+
+def format_failed(entries: Iterable[Tuple[str, str]]) -> str:
+    """`failed.txt` beside the .bin files: one `path<TAB>reason` line per input that failed."""
+    return "".join(f"{path}\t{' '.join(reason.split())}\n" for path, reason in entries)
+
+
+def write_failed(path: str, entries: Iterable[Tuple[str, str]]) -> int:
+    text = format_failed(entries)
+    atomic_write_text(path, text)
+    return text.count("\n")
+
+
+def read_failed(path: str) -> List[Tuple[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [tuple(line.split("\t", 1)) for line in f.read().splitlines() if line]  # type: ignore[misc]
