@@ -235,7 +235,8 @@ def _ais_main(argv) -> int:
         setup_logging(verbose=True)
     result_dir = aisbench.folders(args)
     providers = [x for x in args.providers.split(",") if x] if args.providers else None
-    common = dict(batch_size=aisbench.batch_size(args), device_id=aisbench.device_id(args.device),
+    devices = aisbench.device_ids(args.device, args.divide_input)
+    common = dict(batch_size=aisbench.batch_size(args), device_id=devices,
                   backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
                   precision=args.precision, loop=args.loop, write_perf=False,
                   summary_doc=lambda s: aisbench.summary_doc(s, argv),
@@ -256,7 +257,12 @@ def _ais_main(argv) -> int:
         print(summary_line(summary))
         return 0
     print(aisbench.summary_text(summary, args.display_all_summary))
-    print(summary_line(summary))
+    if "devices" in summary:
+        from mocoinfer.devices import summary_line as devices_line
+
+        print(devices_line(summary))
+    else:
+        print(summary_line(summary))
     return 0
 
 

@@ -25,6 +25,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from .errors import UserError
+from .progress import log
 
 AIS = "ais_bench"
 BENCHMARK = "benchmark"
@@ -32,7 +33,7 @@ OWN = "own"
 
 #: flags only ais_bench's form has
 AIS_ONLY = ("--batchsize", "--output_dirname", "--device", "-d", "--warmup_count", "--pure_data_type", "--dymBatch",
-            "--display_all_summary", "--debug", "-l")
+            "--display_all_summary", "--debug", "-l", "--divide_input")
 #: flags only this runner's own form has
 OWN_ONLY = ("--batch-size", "--device-id", "--warmup", "--pure-data")
 #: ais_bench flags this runner does not implement, and what they are for
@@ -44,7 +45,7 @@ UNSUPPORTED = {
     "output sizes", "--auto_set_dymshape_mode": "dynamic shapes", "--auto_set_dymdims_mode": "dynamic dims",
     "--output_batchsize_axis": "splitting outputs on another axis", "--run_mode": "its own run modes",
     "--perf": "trtexec runs", "--pipeline": "its pipelined mode", "--profiler_rename": "profiling",
-    "--dump_npy": "dumping operator data", "--divide_input": "splitting inputs across devices",
+    "--dump_npy": "dumping operator data",
     "--thread": "its multi-threaded mode", "--fast_infer": "its fast inference mode",
 }
 #: the runner's option names as each form spells them, for error messages
@@ -153,6 +154,7 @@ def parser(extras) -> argparse.ArgumentParser:
     p.add_argument("--loop", "-l", type=int, default=1)
     p.add_argument("--debug", type=_str2bool, nargs="?", const=True, default=False)
     p.add_argument("--device", "-d", default="0")
+    p.add_argument("--divide_input", type=_str2bool, nargs="?", const=True, default=None)
     p.add_argument("--dymBatch", type=int, default=0)
     p.add_argument("--batchsize", type=int)
     p.add_argument("--pure_data_type", choices=tuple(PURE_TYPES), default="zero")
@@ -162,20 +164,24 @@ def parser(extras) -> argparse.ArgumentParser:
     return p
 
 
-def device_id(value: str) -> int:
-    """One device id; a comma list is ais_bench's several-devices mode (a folder per device), which
-    this form does not copy: the own form's --device-id list writes one folder for all devices."""
-    if "," in value:
-        raise UserError(f"--device {value}: several devices are not supported in ais_bench's form; use this "
-                        f"runner's own form, --device-id {value} (one result folder for every device), or one "
-                        "command per device, each with its own --output_dirname")
-    try:
-        dev = int(value)
-    except ValueError:
-        raise UserError(f"--device {value}: expected a device id (0-255)") from None
-    if not 0 <= dev <= 255:
-        raise UserError(f"--device {value}: expected a device id (0-255)")
-    return dev
+def device_ids(value: str, divide: Optional[bool]) -> List[int]:
+    """`--device`: one id, or a comma list. With several, one worker process per device takes a
+    contiguous share of the inputs and every result goes to the one result folder, as this
+    runner's `--device-id 0,1` does: ais_bench's `--divide_input` (without it, ais_bench runs
+    every input on every device, which a metric over one folder cannot use)."""
+    from .devices import parse_device_ids
+
+    ids = parse_device_ids(value)
+    if any(d > 255 for d in ids):
+        raise UserError(f"--device {value}: expected device ids 0-255")
+    if len(ids) > 1 and divide is False:
+        raise UserError(f"--device {value} --divide_input false: every input on every device is not supported "
+                        "(results would overwrite each other); leave --divide_input on to share the inputs "
+                        "between the devices, or run one command per device with its own --output_dirname")
+    if len(ids) > 1 and divide is None:
+        log.info(f"note: --device {value}: the inputs are divided between the {len(ids)} devices (as ais_bench's "
+                 "--divide_input), every result in one folder")
+    return ids
 
 
 def batch_size(args) -> Optional[int]:
@@ -223,6 +229,12 @@ def _throughput(s: dict) -> float:
 def summary_doc(s: dict, argv: Sequence[str]) -> dict:
     """`{folder}_summary.json` with ais_bench's keys (times in ms per batch), and this runner's
     full summary under "mocoinfer". A partial run's summary has no timings: it is kept as it is."""
+    if "devices" in s:  # several devices: each one's figures, and their throughputs summed
+        own = ("pid", "args", "mocoinfer")
+        per = {str(d["device_id"]): {k: v for k, v in summary_doc(d, argv).items() if k not in own}
+               for d in s["devices"]}
+        return {"throughput": sum(d["throughput"] for d in per.values()), "devices": per, "pid": os.getpid(),
+                "args": list(argv), "mocoinfer": s}
     if "phases" not in s:
         return dict(s)
     p = s["phases"]
@@ -234,7 +246,9 @@ def summary_doc(s: dict, argv: Sequence[str]) -> dict:
 def summary_text(s: dict, display_all: bool) -> str:
     """The performance summary with ais_bench's labels. NPU_compute_time is the backend's compute
     time whatever the runtime (the line before names it), so scrapers written for ais_bench read
-    it; H2D/D2H are 0 where the runtime does not separate the copies."""
+    it; H2D/D2H are 0 where the runtime does not separate the copies. Several devices: one block each."""
+    if "devices" in s:
+        return "\n".join(f"[INFO] device {d['device_id']}:\n{summary_text(d, display_all)}" for d in s["devices"])
     p = s["phases"]
     rows = [("H2D_latency", p.get("h2d"))] if display_all else []
     rows.append(("NPU_compute_time", p.get("compute", p.get("run"))))

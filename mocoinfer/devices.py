@@ -158,11 +158,12 @@ def _worker(model: str, paths: List[str], sizes: List[int], output: str, result_
 def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str], sizes: Sequence[int],
                    settings, device_ids: Sequence[int], kind=None,
                    all_paths: Optional[Sequence[str]] = None) -> dict:
-    """Run checked inputs on several devices, one worker process each; returns (and writes as
-    summary.json) the run's summary with a "devices" list and the total."""
+    """Run checked inputs on several devices, one worker process each; returns the run's summary
+    with a "devices" list and the total (`run_resumable` writes it)."""
     from .backends import Backend, choose_backend
+    from .formats import result_filename
     from .perf import DEFINITIONS
-    from .runner import RESULT_SUBDIR
+    from .runner import RESULT_SUBDIR, warn_stale_results
     from .stats import rate
 
     if isinstance(settings.backend, Backend):
@@ -180,7 +181,7 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
     if len(used) < len(device_ids):
         log.warning(f"{n} input(s) for {len(device_ids)} devices: devices "
                     f"{', '.join(map(str, device_ids[n:]))} get none and are not opened")
-    result_dir = os.path.join(output, RESULT_SUBDIR.format(device_id=device_ids[0]))
+    result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=device_ids[0]))
     os.makedirs(result_dir, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
@@ -194,7 +195,9 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
     t0 = time.perf_counter()
     try:
         for dev, (a, b), share in zip(used, shards(n, len(used)), cores):
-            worker_settings = dataclasses.replace(settings, device_id=dev, progress=False)
+            # The parent writes the summary: its document maker (a closure) stays here.
+            worker_settings = dataclasses.replace(settings, device_id=dev, progress=False, summary_doc=None,
+                                                  summary_file=None)
             proc = ctx.Process(target=_worker, name=f"mocoinfer-device{dev}",
                                args=(model, list(paths[a:b]), list(sizes[a:b]), output, result_dir,
                                      worker_settings, backend_name, kind, share, events, cancel))
@@ -236,8 +239,9 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
                    "e2e above: images of every device / wall time from the first input read on any device "
                    "to the last result written on any device; wall_seconds_with_startup adds process "
                    "start, model loads and warm-up; each entry of devices has that device's own figures"))}
-    _stale_results(result_dir, all_paths if all_paths is not None else paths, settings.outfmt, summary)
-    write_summary(output, summary)
+    ks = range(settings.first_index, settings.first_index + summary["n_outputs"])
+    warn_stale_results(result_dir, {result_filename(p, settings.outfmt, k)
+                                    for p in (all_paths if all_paths is not None else paths) for k in ks}, summary)
     return summary
 
 
@@ -273,7 +277,9 @@ def summary_line(s: dict) -> str:
                     f"img/s, compute {d['phases'].get('compute', d['phases']['run'])['throughput_images_per_s']:.1f} "
                     f"img/s" for d in s["devices"])
     pad = f", {s['padded_images']} padded" if s["padded_images"] else ""
-    files = f"; perf files beside it, {s['summary_file']}" if s.get("summary_file") else ""
+    files = ""
+    if s.get("summary_file"):
+        files = f"; {'perf files beside it, ' if any(s.get('perf_files') or ()) else 'summary '}{s['summary_file']}"
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} on "
             f"{len(s['devices'])} devices (batch {s['batch_size']}{pad}); total e2e "
             f"{s['e2e']['throughput_images_per_s']:.1f} img/s; {per}{files}")
@@ -285,8 +291,6 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
     """The inputs not yet done, on several devices (`devices.run_on_devices`). The workers write
     the results; here, under the folder's lock, the manifest records each one that is in place
     with its input's hash, also when a device failed, so a rerun computes only what is missing."""
-    if settings.summary_doc is not None or settings.result_dir is not None:
-        raise UserError("several devices write the benchmark's layout only; give one --device with ais_bench's flags")
     try:
         summary = run_on_devices(model, input_path, output, [paths[i] for i in todo], [sizes[i] for i in todo],
                                  settings, device_ids, kind, all_paths=paths)
@@ -294,7 +298,7 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
         _record_written(folder, paths, todo, settings)
     folder.finish(summary["n_outputs"])
     summary.update({"inputs": len(paths), "skipped": base["skipped"]})
-    write_summary(output, summary)
+    write_summary(output, summary, settings)
     return summary
 
 
@@ -369,31 +373,19 @@ def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: st
     _verify_results(result_dir, paths, outfmt, times.n_outputs, summary, settings.first_index, paths,
                     warn_stale=False)
     _finish(summary, be, None, None, "")
-    summary["perf_file"] = os.path.join(output, perf_filename(bs, settings.device_id))
-    atomic_write_text(summary["perf_file"], perf_text(summary))
+    if settings.write_perf:  # ais_bench's form writes no perf file
+        summary["perf_file"] = os.path.join(output, perf_filename(bs, settings.device_id))
+        atomic_write_text(summary["perf_file"], perf_text(summary))
     return summary
 
 
-def write_summary(output: Optional[str], summary: dict) -> None:
-    """summary.json in `output`, beside the result folder."""
+def write_summary(output: Optional[str], summary: dict, settings: RunSettings) -> None:
+    """summary.json in `output`, beside the result folder, or the settings' summary file and
+    document (ais_bench's `{folder}_summary.json`)."""
     from .atomic import write_json
     from .perf import SUMMARY_NAME
 
     if not output:
         return
-    summary["summary_file"] = os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], summary)
-
-
-def _stale_results(result_dir: str, paths, fmt: str, summary: dict) -> None:
-    """Result files in the folder that no input of this run wrote are pointed out."""
-    from .formats import is_result_name, natural_key, result_filename
-
-    expected = {result_filename(p, fmt, k) for p in paths for k in range(1, summary["n_outputs"] + 1)}
-    present = {e.name for e in os.scandir(result_dir)
-               if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
-    stale = present - expected
-    summary["stale_result_files"] = len(stale)
-    if stale:
-        log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
-                    f"(e.g. {sorted(stale, key=natural_key)[0]}); a metric over the folder would count them")
+    summary["summary_file"] = settings.summary_file or os.path.join(output, SUMMARY_NAME)
+    write_json(summary["summary_file"], settings.summary_doc(summary) if settings.summary_doc else summary)

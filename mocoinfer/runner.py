@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
 
 import numpy as np
 
@@ -352,15 +352,24 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
         example = sorted(missing, key=natural_key)[:3]
         raise UserError(f"{result_dir}: {len(paths)} inputs gave {len(expected) - len(missing)} of "
                         f"{len(expected)} result files (missing e.g. {', '.join(example) or '-'})")
-    if not warn_stale:
+    if not warn_stale:  # a device worker's folder also holds the other devices' results: its parent checks
         return
-    stale = present - expected
     if all_paths is not None and len(all_paths) != len(paths):
-        stale -= {result_filename(p, fmt, k) for p in all_paths for k in ks}
+        expected = {result_filename(p, fmt, k) for p in all_paths for k in ks}
+    warn_stale_results(result_dir, expected, summary, present)
+
+
+def warn_stale_results(result_dir: str, expected: Set[str], summary: dict, present: Optional[Set[str]] = None) -> None:
+    """Point out result files in the folder that are not `expected` (the names the run's inputs,
+    skipped ones included, give): a metric over the folder would count them."""
+    if present is None:
+        present = {e.name for e in os.scandir(result_dir)
+                   if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
+    stale = present - expected
     summary["stale_result_files"] = len(stale)
     if stale:
         log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
-            f"(e.g. {sorted(stale, key=natural_key)[0]}); a metric over the folder would count them")
+                    f"(e.g. {sorted(stale, key=natural_key)[0]}); a metric over the folder would count them")
 
 
 def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str = "zeros", seed: int = 0,

@@ -158,7 +158,8 @@ def test_unsupported_ais_bench_flags_name_the_flag(work, capsys, monkeypatch, fl
     (["--batchsize", "1", "--batch-size", "1"], "--batchsize (ais_bench form) and --batch-size (own form) mixed"),
     (["-batch_size=1", "--warmup_count", "2"], "-batch_size (benchmark form) and --warmup_count (ais_bench form)"),
     (["--outfmt", "TXT", "--warmup", "2"], "mixed"),
-    (["--device", "0,1"], "several devices are not supported in ais_bench's form"),
+    (["--device", "0,1", "--divide_input", "false"], "every input on every device is not supported"),
+    (["--device", "0,x"], "--device 0,x: 'x' is not a device id"),
     (["--device", "0", "--output_dirname", "x"], "--output_dirname needs --output"),
 ])
 def test_forms_are_not_mixed_and_devices_are_one(work, capsys, argv, needle):
@@ -208,3 +209,33 @@ def test_own_and_benchmark_forms_still_write_their_layout(work, capsys):
     assert os.path.exists(work / "result" / "dumpOutput_device0" / "img0_1.txt")
     with open(work / "result" / "perf_vision_batchsize_1_device_0.txt") as f:
         assert list(parse_perf(f.read())) == ["e2e", "data read", "preprocess", "infer", "post"]
+
+
+def test_device_list_divides_the_inputs_into_one_folder(work, models, capsys):
+    """`--device 0,1` (issue 10 item 5): one worker process per device, each a contiguous share,
+    every `{name}_0` result in the one ais_bench folder, a summary beside it with each device.
+    Oracles: PyTorch for the values, a hand count for the shares (5 inputs: 3 and 2)."""
+    argv = ["--model", "moco-v2-dyn.onnx", "--input", "prep_dataset", "--output", "result", "--output_dirname",
+            "two", "--outfmt", "BIN", "--batchsize", "1", "--device", "0,1", "--no-progress"]
+    rc, out, err = _run(argv, capsys)
+    assert rc == 0, err
+    assert "divided between the 2 devices" in err
+    res = work / "result" / "two"
+    assert sorted(n for n in os.listdir(res) if not n.startswith(".")) == [f"img{i}_0.bin" for i in range(N)]
+    got = np.stack([read_result(str(res / f"img{i}_0.bin")) for i in range(N)])
+    np.testing.assert_allclose(got, models["ref"], atol=ATOL, rtol=RTOL)
+    # No perf file, no summary.json: ais_bench's layout.
+    assert sorted(os.listdir(work / "result")) == [".mocoinfer.lock", "two", "two_summary.json"]
+    with open(work / "result" / "two_summary.json") as f:
+        doc = json.load(f)
+    assert sorted(doc["devices"]) == ["0", "1"]
+    assert [d["images"] for d in doc["mocoinfer"]["devices"]] == [3, 2]
+    assert doc["throughput"] == pytest.approx(sum(d["throughput"] for d in doc["devices"].values()))
+    assert all(d["NPU_compute_time"]["count"] > 0 for d in doc["devices"].values())
+    assert "[INFO] device 0:" in out and "[INFO] device 1:" in out
+    assert f"5 inputs → 5 result files in {os.path.join('result', 'two')} on 2 devices" in out
+    # A rerun proves every result by the folder's manifest and computes nothing.
+    before = {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")}
+    rc, out, err = _run(argv, capsys)
+    assert rc == 0 and "all with proven results" in out and "nothing to run" in out, (out, err)
+    assert {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")} == before
