@@ -110,7 +110,7 @@ class AclBackend(Backend):
             self._teardown(raise_errors=False)
             raise
 
-    # ------------------------------------------------------------------ checked calls
+    # Checked calls.
 
     def _fail(self, call: str, ret) -> None:
         raise AclError(f"{call} failed with return code {ret} (model {self.model_path}, device {self.device_id})")
@@ -130,7 +130,7 @@ class AclBackend(Backend):
             raise AclError(f"{call} returned a null handle (model {self.model_path}, device {self.device_id})")
         return handle
 
-    # ------------------------------------------------------------------ open
+    # Opening.
 
     def _open(self) -> None:
         acl = self._acl
@@ -227,7 +227,7 @@ class AclBackend(Backend):
         for out in self._outputs:
             self._host_ptrs.append(self._value("acl.rt.malloc_host", acl.rt.malloc_host(out.size)))
 
-    # ------------------------------------------------------------------ run
+    # Running.
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         acl = self._acl
@@ -283,7 +283,7 @@ class AclBackend(Backend):
         self.timing.d2h.append(t3 - t2)
         return results
 
-    # ------------------------------------------------------------------ teardown
+    # Teardown.
 
     def close(self) -> None:
         self._teardown(raise_errors=True)
