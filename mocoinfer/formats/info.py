@@ -6,6 +6,7 @@ from typing import Iterable, List, NamedTuple, Tuple
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
+from .names import read_lines
 
 
 class InfoEntry(NamedTuple):
@@ -32,15 +33,8 @@ def read_info(path: str) -> List[InfoEntry]:
 
     Paths may not contain spaces (the format has no quoting); the error names the line.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: info file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read info file ({exc})") from None
     entries = []
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(read_lines(path, "info file"), 1):
         if not line.strip():
             continue
         fields = line.split()

@@ -5,22 +5,15 @@ from __future__ import annotations
 from typing import Dict, Iterable, Tuple
 
 from ..errors import UserError
-from .names import image_key
+from .names import image_key, read_lines
 
 
 def read_labels(path: str) -> Dict[str, int]:
     """Parse `val_label.txt` into {image key: class index}; malformed lines name their number."""
-    try:
-        # utf-8-sig: a label file saved by a Windows editor starts with a BOM, which would
-        # otherwise become part of the first image's name.
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: label file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read label file ({exc})") from None
+    # utf-8-sig: a label file saved by a Windows editor starts with a BOM, which would otherwise
+    # become part of the first image's name.
     labels: Dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(read_lines(path, "label file", "utf-8-sig"), 1):
         if not line.strip():
             continue
         fields = line.split()
