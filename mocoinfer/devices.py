@@ -292,10 +292,18 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
     the results; here, under the folder's lock, the manifest records each one that is in place
     with its input's hash, also when a device failed, so a rerun computes only what is missing."""
     try:
-        summary = run_on_devices(model, input_path, output, [paths[i] for i in todo], [sizes[i] for i in todo],
-                                 settings, device_ids, kind, all_paths=paths)
-    finally:
-        _record_written(folder, paths, todo, settings)
+        try:
+            summary = run_on_devices(model, input_path, output, [paths[i] for i in todo],
+                                     [sizes[i] for i in todo], settings, device_ids, kind, all_paths=paths)
+        finally:
+            _record_written(folder, paths, todo, settings)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: a summary marked partial, as one device writes
+        from .perf import SUMMARY_NAME
+        from .runner import _record_partial
+
+        _record_partial(folder, base, settings.summary_file or os.path.join(output, SUMMARY_NAME), exc,
+                        settings.summary_doc)
+        raise
     folder.finish(summary["n_outputs"])
     summary.update({"inputs": len(paths), "skipped": base["skipped"]})
     write_summary(output, summary, settings)

@@ -40,7 +40,8 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     options.setdefault("loop", 10)
     device_ids = parse_device_ids(options.get("device_id", 0))
     if len(device_ids) > 1:
-        raise UserError(f"pure inference (--pure-data) measures one device; give one --device-id, not {len(device_ids)}")
+        raise UserError(f"pure inference (--pure-data) measures one device; give one --device-id, "
+                        f"not {len(device_ids)}")
     options["device_id"] = device_ids[0]
     settings = RunSettings(**options)
     if pure_data not in PURE_DATA:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -176,6 +177,63 @@ def test_acl_device_that_does_not_exist(acl, pixels, tmp_path):
     with pytest.raises(UserError, match=r"^device 4: acl.rt.set_device failed with return code 107001"):
         run_inference(_aipp_om(tmp_path / "m.om"), folder, str(tmp_path / "o"), device_id="3,4", progress=False)
     assert all(r["leaks"] == {} for r in _reports(acl))
+
+
+
+@pytest.mark.parametrize("sig,rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_acl_stopped_run_on_four_devices_keeps_its_results_and_resumes(acl, tmp_path, sig, rc):
+    """Stop a four-device run part-way (each execute made slow), as a user's Ctrl-C or kill does.
+    Oracles: the stand-in's `2 * x + 1` for every value, the files the stopped run left (each in
+    the manifest, a summary marked partial with that count) for what the rerun must skip, and the
+    stand-in's per-process reports for what stayed allocated (nothing)."""
+    import subprocess
+    import time
+
+    from mocoinfer import atomic
+
+    n = 40
+    folder = tmp_path / "u8"
+    folder.mkdir()
+    data = np.random.default_rng(5).integers(0, 256, size=(n, *HWC), dtype=np.uint8)
+    for i, x in enumerate(data):
+        x.tofile(folder / f"img{i + 1}.bin")
+    expected = 2.0 * data.reshape(n, -1)[:, :OUT_DIM].astype(np.float32) + 1.0
+    model = _aipp_om(tmp_path / "m.om")
+    out = tmp_path / "result"
+    res = out / "dumpOutput_device0"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, os.path.join(root, "run_om_infer.py"), "--model", model, "--input", str(folder),
+            "--output", str(out), "--device-id", "0,1,2,3", "--batch-size", "1", "--outfmt", "bin",
+            "--warmup", "0", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([FAKE_DIR, root]), FAKE_ACL_EXECUTE_DELAY="0.05")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (res.is_dir() and len(list(res.glob("*_1.bin"))) >= 6):
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0], err
+    kept = sorted(p.name for p in res.glob("*_1.bin"))
+    assert 6 <= len(kept) < n
+    doc = atomic.read_manifest(str(res))
+    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
+    with open(out / "summary.json") as f:
+        partial = json.load(f)
+    assert partial["partial"] is True and partial["images"] == len(kept)
+    assert partial["stopped_by"] == ("SIGTERM" if sig == signal.SIGTERM else "SIGINT")
+    assert all(r["leaks"] == {} for r in _reports(acl))
+
+    env["FAKE_ACL_EXECUTE_DELAY"] = "0"
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    with open(out / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["skipped"] == len(kept) and summary["images"] == n - len(kept)
+    for i in range(n):
+        np.testing.assert_array_equal(read_result(str(res / f"img{i + 1}_1.bin")), expected[i])
+    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
 
 
 # --------------------------------------------------------------------------- ONNX Runtime on the CPU

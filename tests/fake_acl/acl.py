@@ -24,7 +24,8 @@ It models what the real module would do to an NPU closely enough to check a call
 - for several worker processes, each with its own state: `FAKE_ACL_FAIL_ON_DEVICE="2:acl.mdl.execute=507011:3"`
   arms `FAIL["acl.mdl.execute"] = (507011, 3)` when `rt.set_device(2)` succeeds (the fourth
   execute on device 2 fails), and `FAKE_ACL_REPORT_DIR=<folder>` makes each process write
-  `<folder>/<pid>.json` at exit: the devices it set and its `leaks()` then.
+  `<folder>/<pid>.json` at exit: the devices it set and its `leaks()` then;
+  `FAKE_ACL_EXECUTE_DELAY=<seconds>` makes every execute that slow (to stop a run part-way).
 
 `CALLS` records every call name in order.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import time
 import types
 
 import numpy as np
@@ -524,6 +526,8 @@ def _buffer_mem(buf, expected_size, what):
 @_api("acl.mdl.execute", "ret", "mdl")
 def _execute(model_id, in_ds, out_ds):
     _need_context()
+    # A slow device, for tests that stop a run part-way (seconds per execute).
+    time.sleep(float(os.environ.get("FAKE_ACL_EXECUTE_DELAY", "0") or 0))
     model = S.models[model_id]
     ins, outs = S.datasets[in_ds], S.datasets[out_ds]
     _require(len(ins) == len(model.inputs) and len(outs) == len(model.outputs), "dataset buffer count")
