@@ -51,7 +51,9 @@ DEFAULT_INTERPOLATION = "bilinear"
 # Freed image buffers Pillow keeps for the next image. With Pillow's default (none kept), each
 # decode and resize maps fresh pages from the kernel and faults them in: about 280 page faults
 # and 0.17 ms per ImageNet image, measured (benchmarks/bench_preprocess.py). Eight covers the
-# buffers one image passes through; a user's PILLOW_BLOCKS_MAX wins.
+# buffers one image passes through; it caps what stays cached at eight of Pillow's blocks (16 MB
+# each at most, so 128 MB per process after a huge image, about 1 MB each for ImageNet's). A
+# user's PILLOW_BLOCKS_MAX wins.
 PILLOW_BLOCKS_KEPT = 8
 
 
