@@ -161,9 +161,8 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
     """Run checked inputs on several devices, one worker process each; returns the run's summary
     with a "devices" list and the total (`run_resumable` writes it)."""
     from .backends import Backend, choose_backend
-    from .formats import result_filename
     from .perf import DEFINITIONS
-    from .runner import RESULT_SUBDIR, warn_stale_results
+    from .runner import RESULT_SUBDIR, result_names, warn_stale_results
     from .stats import rate
 
     if isinstance(settings.backend, Backend):
@@ -240,8 +239,8 @@ def run_on_devices(model: str, input_path: str, output: str, paths: Sequence[str
                    "to the last result written on any device; wall_seconds_with_startup adds process "
                    "start, model loads and warm-up; each entry of devices has that device's own figures"))}
     ks = range(settings.first_index, settings.first_index + summary["n_outputs"])
-    warn_stale_results(result_dir, {result_filename(p, settings.outfmt, k)
-                                    for p in (all_paths if all_paths is not None else paths) for k in ks}, summary)
+    warn_stale_results(result_dir, result_names(all_paths if all_paths is not None else paths, settings.outfmt, ks),
+                       summary)
     return summary
 
 
@@ -291,6 +290,8 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
     """The inputs not yet done, on several devices (`devices.run_on_devices`). The workers write
     the results; here, under the folder's lock, the manifest records each one that is in place
     with its input's hash, also when a device failed, so a rerun computes only what is missing."""
+    from .runner import _record_partial, write_summary
+
     try:
         try:
             summary = run_on_devices(model, input_path, output, [paths[i] for i in todo],
@@ -298,15 +299,11 @@ def run_resumable(model: str, input_path: str, output: str, settings: RunSetting
         finally:
             _record_written(folder, paths, todo, settings)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: a summary marked partial, as one device writes
-        from .perf import SUMMARY_NAME
-        from .runner import _record_partial
-
-        _record_partial(folder, base, settings.summary_file or os.path.join(output, SUMMARY_NAME), exc,
-                        settings.summary_doc)
+        _record_partial(folder, base, settings.summary_path(output), exc, settings.summary_doc)
         raise
     folder.finish(summary["n_outputs"])
     summary.update({"inputs": len(paths), "skipped": base["skipped"]})
-    write_summary(output, summary, settings)
+    write_summary(summary, settings.summary_path(output), settings.summary_doc)
     return summary
 
 
@@ -385,15 +382,3 @@ def run_files(model: str, paths: Sequence[str], sizes: Sequence[int], output: st
         summary["perf_file"] = os.path.join(output, perf_filename(bs, settings.device_id))
         atomic_write_text(summary["perf_file"], perf_text(summary))
     return summary
-
-
-def write_summary(output: Optional[str], summary: dict, settings: RunSettings) -> None:
-    """summary.json in `output`, beside the result folder, or the settings' summary file and
-    document (ais_bench's `{folder}_summary.json`)."""
-    from .atomic import write_json
-    from .perf import SUMMARY_NAME
-
-    if not output:
-        return
-    summary["summary_file"] = settings.summary_file or os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], settings.summary_doc(summary) if settings.summary_doc else summary)

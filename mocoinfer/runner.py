@@ -71,6 +71,10 @@ class RunSettings:
     #: how images are decoded when the input holds images (streaming, `stream.py`)
     stream: Optional[StreamOptions] = None
 
+    def summary_path(self, output: str) -> str:
+        """Where the run's summary goes: `summary_file` (ais_bench's), else summary.json in `output`."""
+        return self.summary_file or os.path.join(output, SUMMARY_NAME)
+
     def check(self) -> None:
         """Every range, before any file is read or any runtime starts."""
         if self.loop < 1 or self.warmup < 0:
@@ -190,8 +194,13 @@ def _finish(summary: dict, be: Backend, output: Optional[str], perf_name: Option
     if perf_name is not None:
         summary["perf_file"] = os.path.join(output, perf_name)
         atomic_write_text(summary["perf_file"], perf)
-    summary["summary_file"] = summary_file or os.path.join(output, SUMMARY_NAME)
-    write_json(summary["summary_file"], doc(summary) if doc else summary)
+    write_summary(summary, summary_file or os.path.join(output, SUMMARY_NAME), doc)
+
+
+def write_summary(summary: dict, path: str, doc: Optional[Callable[[dict], dict]] = None) -> None:
+    """The summary at `path` (recorded in it as summary_file), as `doc` makes it when given."""
+    summary["summary_file"] = path
+    write_json(path, doc(summary) if doc else summary)
 
 
 def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str = "result", **options) -> dict:
@@ -234,7 +243,7 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         cls.check_precision(model, settings.precision)
     backend_name = cls.name if cls is not None else settings.backend.name  # type: ignore[union-attr]
     result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
-    summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)
+    summary_file = settings.summary_path(output)
     probed = _probe(cls, model)
     kind = None
     if probed is not None:
@@ -344,9 +353,8 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
     of `all_paths` (the run's inputs, skipped ones included) are pointed out as stale (not by a
     device worker, whose folder also holds the other devices' results: its parent checks)."""
     ks = range(first_index, first_index + n_outputs)
-    expected = {result_filename(p, fmt, k) for p in paths for k in ks}
-    present = {e.name for e in os.scandir(result_dir)
-               if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
+    expected = result_names(paths, fmt, ks)
+    present = _results_in(result_dir)
     missing = expected - present
     if missing or summary["result_files"] != len(expected):
         example = sorted(missing, key=natural_key)[:3]
@@ -355,17 +363,24 @@ def _verify_results(result_dir: str, paths, fmt: str, n_outputs: int, summary: d
     if not warn_stale:  # a device worker's folder also holds the other devices' results: its parent checks
         return
     if all_paths is not None and len(all_paths) != len(paths):
-        expected = {result_filename(p, fmt, k) for p in all_paths for k in ks}
+        expected = result_names(all_paths, fmt, ks)
     warn_stale_results(result_dir, expected, summary, present)
+
+
+def result_names(paths: Sequence[str], fmt: str, ks: Sequence[int]) -> Set[str]:
+    """The result file names that `paths` give for the outputs numbered `ks`."""
+    return {result_filename(p, fmt, k) for p in paths for k in ks}
+
+
+def _results_in(result_dir: str) -> Set[str]:
+    return {e.name for e in os.scandir(result_dir)
+            if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
 
 
 def warn_stale_results(result_dir: str, expected: Set[str], summary: dict, present: Optional[Set[str]] = None) -> None:
     """Point out result files in the folder that are not `expected` (the names the run's inputs,
     skipped ones included, give): a metric over the folder would count them."""
-    if present is None:
-        present = {e.name for e in os.scandir(result_dir)
-                   if e.is_file() and is_result_name(e.name) and not e.name.startswith(".")}
-    stale = present - expected
+    stale = (_results_in(result_dir) if present is None else present) - expected
     summary["stale_result_files"] = len(stale)
     if stale:
         log.warning(f"{result_dir} also holds {len(stale)} result files from an earlier run "
