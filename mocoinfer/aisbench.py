@@ -226,21 +226,24 @@ def _throughput(s: dict) -> float:
     return 1000.0 * s["batch_size"] / compute if compute else 0.0
 
 
-def summary_doc(s: dict, argv: Sequence[str]) -> dict:
-    """`{folder}_summary.json` with ais_bench's keys (times in ms per batch), and this runner's
-    full summary under "mocoinfer". A partial run's summary has no timings: it is kept as it is."""
-    if "devices" in s:  # several devices: each one's figures, and their throughputs summed
-        own = ("pid", "args", "mocoinfer")
-        per = {str(d["device_id"]): {k: v for k, v in summary_doc(d, argv).items() if k not in own}
-               for d in s["devices"]}
-        return {"throughput": sum(d["throughput"] for d in per.values()), "devices": per, "pid": os.getpid(),
-                "args": list(argv), "mocoinfer": s}
-    if "phases" not in s:
-        return dict(s)
+def _figures(s: dict) -> dict:
+    """ais_bench's figures of one device's summary (times in ms per batch)."""
     p = s["phases"]
     return {"NPU_compute_time": _stats(p.get("compute", p.get("run"))), "H2D_latency": _stats(p.get("h2d")),
-            "D2H_latency": _stats(p.get("d2h")), "throughput": _throughput(s), "pid": os.getpid(),
-            "args": list(argv), "mocoinfer": s}
+            "D2H_latency": _stats(p.get("d2h")), "throughput": _throughput(s)}
+
+
+def summary_doc(s: dict, argv: Sequence[str]) -> dict:
+    """`{folder}_summary.json` with ais_bench's keys (times in ms per batch), and this runner's
+    full summary under "mocoinfer". A partial run's summary has no timings: it is kept as it is.
+    Several devices: each one's figures under "devices", and their throughputs summed."""
+    own = {"pid": os.getpid(), "args": list(argv), "mocoinfer": s}
+    if "devices" in s:
+        per = {str(d["device_id"]): _figures(d) for d in s["devices"]}
+        return dict({"throughput": sum(d["throughput"] for d in per.values()), "devices": per}, **own)
+    if "phases" not in s:
+        return dict(s)
+    return dict(_figures(s), **own)
 
 
 def summary_text(s: dict, display_all: bool) -> str:
