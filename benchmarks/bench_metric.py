@@ -27,6 +27,7 @@ import time
 from typing import List, NamedTuple, Tuple
 
 import numpy as np
+from common import compile_package  # benchmarks/common.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -36,16 +37,6 @@ import tests.reference_metric as reference  # noqa: E402  (needs ROOT on sys.pat
 
 GUIDE = os.path.abspath(reference.__file__)
 OURS = os.path.join(ROOT, "vision_metric_ImageNet.py")
-
-
-def compile_package() -> None:
-    """Write mocoinfer's bytecode caches first, as an install or a first run does. With
-    PYTHONDONTWRITEBYTECODE set (as on some machines) every timed run of ours would otherwise
-    compile the package from source, about 20 ms a command, measured; the guide's side is one
-    script, compiled on every run either way, as ours's entry script is."""
-    import compileall
-
-    compileall.compile_dir(os.path.join(ROOT, "mocoinfer"), quiet=1)
 
 
 def make_dataset(folder: str, n: int, fmt: str, classes: int = 1000, seed: int = 0) -> str:

@@ -48,6 +48,7 @@ import time
 from typing import Dict, Tuple
 
 import numpy as np
+from common import compile_package  # benchmarks/common.py, beside this script
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,16 +128,6 @@ OURS = textwrap.dedent('''\
                    "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}, f)
     sys.exit(code)
 ''')
-
-
-def compile_package() -> None:
-    """Write mocoinfer's bytecode caches first, as an install or a first run does. With
-    PYTHONDONTWRITEBYTECODE set (as on some machines) every timed run of ours would otherwise
-    compile the package from source, about 20 ms a command, measured; the guide's side is one
-    script, compiled on every run either way, as ours's entry script is."""
-    import compileall
-
-    compileall.compile_dir(os.path.join(ROOT, "mocoinfer"), quiet=1)
 
 
 def _make_one(args):
