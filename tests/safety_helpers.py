@@ -1,4 +1,4 @@
-"""Shared by the tests/test_safety_*.py files: fingerprints that prove no input changed.
+"""Shared by the safety tests: fingerprints that prove no input changed, and a stand-in file system.
 
 A failing case hashes every input before and after the run (the oracle: SHA-256 of the bytes,
 plus the file type, so a device or FIFO replaced by a regular file is caught too).
@@ -40,3 +40,22 @@ def one_line_error(err: str, *needles: str) -> bool:
     """The stage's error is one `prog: error: ...` line holding every needle, and no traceback."""
     lines = [ln for ln in err.splitlines() if ": error: " in ln]
     return ("Traceback" not in err and len(lines) == 1 and all(n in lines[0] for n in needles))
+
+
+def read_only_statvfs(monkeypatch, path: str):
+    """Make the output policy see `path`'s file system as read-only: root ignores mode bits, so
+    the policy is tested where it reads the mount (statvfs). Returns the stand-in, whose
+    `f_flag` (`writable_flag` clears the read-only bit), `f_bavail` and `f_frsize` a test may
+    change to stage a full disk instead."""
+    from mocoinfer import atomic
+
+    real = os.statvfs(path)
+
+    class Vfs:
+        f_flag = real.f_flag | os.ST_RDONLY
+        f_bavail = real.f_bavail
+        f_frsize = real.f_frsize
+        writable_flag = real.f_flag & ~os.ST_RDONLY
+
+    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    return Vfs

@@ -462,17 +462,14 @@ def test_resource_faults_are_one_line(tmp_path, capsys, monkeypatch):
     ignores mode bits), or the disk fills while writing (ENOSPC at the rename)."""
     import errno
 
+    from safety_helpers import read_only_statvfs
+
     from mocoinfer import atomic
 
     res, lab, _ = _runner_folder(tmp_path)
     (tmp_path / "afile").write_text("x")
     expect_error(capsys, [res, lab, tmp_path / "afile", "result.json"], "is a file", tmp_path / "none")
-    real = os.statvfs(str(tmp_path))
-
-    class Vfs:
-        f_flag, f_bavail, f_frsize = real.f_flag | os.ST_RDONLY, real.f_bavail, real.f_frsize
-
-    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    read_only_statvfs(monkeypatch, str(tmp_path))
     expect_error(capsys, [res, lab, tmp_path / "ro", "result.json"], "read-only file system", tmp_path / "ro")
     monkeypatch.undo()
 

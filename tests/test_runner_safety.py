@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import pytest
-from safety_helpers import one_line_error, tree
+from safety_helpers import one_line_error, read_only_statvfs, tree
 
 from mocoinfer import atomic
 from mocoinfer.backends import Backend
@@ -154,20 +154,13 @@ def test_read_only_and_full_output_folder_are_refused_before_the_load(case, tmp_
     are simulated where the policy reads them (statvfs); both are one line before the load."""
     out = tmp_path / "o"
     out.mkdir()
-    real = os.statvfs(str(tmp_path))
-
-    class Vfs:
-        f_flag = real.f_flag | os.ST_RDONLY
-        f_bavail = real.f_bavail
-        f_frsize = real.f_frsize
-
-    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    vfs = read_only_statvfs(monkeypatch, str(tmp_path))
     before = _inputs_fingerprint(case)
     argv = ["--model", case["model"], "--input", case["bins"], "--output", str(out)]
     rc, err = _cli(argv, capsys, monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "read-only file system"), err
-    Vfs.f_flag = real.f_flag & ~os.ST_RDONLY
-    Vfs.f_bavail, Vfs.f_frsize = 1, 4096  # 4 kB free; three txt results need ~39 kB
+    vfs.f_flag = vfs.writable_flag
+    vfs.f_bavail, vfs.f_frsize = 1, 4096  # 4 kB free; three txt results need ~39 kB
     rc, err = _cli(argv, capsys, monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "result folder needs about", "free"), err
     assert _inputs_fingerprint(case) == before

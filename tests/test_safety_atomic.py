@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from safety_helpers import fingerprint
+from safety_helpers import fingerprint, read_only_statvfs
 
 from mocoinfer import atomic
 from mocoinfer.errors import UserError
@@ -92,18 +92,11 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
 def test_read_only_folder_and_full_disk_are_one_line(tmp_path, monkeypatch):
     """Class: resource errors. Root ignores permission bits, so the read-only mount and the full
     disk are simulated where the policy reads them: statvfs, and the write itself."""
-    real = os.statvfs(str(tmp_path))
-
-    class Vfs:
-        f_flag = real.f_flag | os.ST_RDONLY
-        f_bavail = real.f_bavail
-        f_frsize = real.f_frsize
-
-    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    vfs = read_only_statvfs(monkeypatch, str(tmp_path))
     with pytest.raises(UserError, match="read-only file system"):
         atomic.check_writable_dir(str(tmp_path))
-    Vfs.f_flag = real.f_flag & ~os.ST_RDONLY
-    Vfs.f_bavail, Vfs.f_frsize = 10, 4096
+    vfs.f_flag = vfs.writable_flag
+    vfs.f_bavail, vfs.f_frsize = 10, 4096
     with pytest.raises(UserError, match=r"needs about 1\.0 MB .* only 0\.0 MB is free"):
         atomic.check_writable_dir(str(tmp_path), need_bytes=1_000_000)
     monkeypatch.undo()

@@ -14,10 +14,9 @@ import subprocess
 
 import pytest
 import torch
-from safety_helpers import fingerprint, one_line_error, tree
+from safety_helpers import fingerprint, one_line_error, read_only_statvfs, tree
 
 import pthtar2onnx
-from mocoinfer import atomic
 from mocoinfer import export as export_mod
 from mocoinfer.cli import run_main
 
@@ -119,12 +118,7 @@ def test_full_disk_and_read_only_folder_are_one_line(ckpt, tmp_path, capsys, mon
     code, _, err = run(["1", ckpt, "--output", out], capsys)
     assert code == 1 and one_line_error(err, out, "no space left on device"), err
     assert os.listdir(tmp_path) == []
-    real = os.statvfs(str(tmp_path))
-
-    class Vfs:
-        f_flag, f_bavail, f_frsize = real.f_flag | os.ST_RDONLY, real.f_bavail, real.f_frsize
-
-    monkeypatch.setattr(atomic.os, "statvfs", lambda p: Vfs)
+    read_only_statvfs(monkeypatch, str(tmp_path))
     code, _, err = run(["1", ckpt, "--output", out], capsys)
     assert code == 1 and one_line_error(err, str(tmp_path), "read-only file system"), err
 
