@@ -161,9 +161,11 @@ def _check_hw(backend: Backend, expect_hw: Optional[Tuple[int, int]]) -> None:
     if expect_hw is None:
         return
     w, h = expect_hw
-    shape = backend.input_shape
-    if len(shape) < 2 or (shape[-1], shape[-2]) != (w, h):
-        raise UserError(f"-input_width={w} -input_height={h} do not match {backend.describe()}")
+    # Read in the input's layout: an AIPP .om takes NHWC 224x224x3, the guide's ONNX model NCHW.
+    size = backend.image_size()
+    if size != (w, h):
+        seen = f"; its image is {size[0]}x{size[1]} ({backend.input_layout})" if size else ""
+        raise UserError(f"-input_width={w} -input_height={h} do not match {backend.describe()}{seen}")
 
 
 def _warm_up(backend: Backend, batch_size: int, warmup: int) -> None:

@@ -88,6 +88,7 @@ DYNAMIC_SEQUENCE = [
     "acl.mdl.get_input_dims", "acl.mdl.get_input_data_type", "acl.mdl.get_input_size_by_index",
     "acl.mdl.get_input_dims", "acl.mdl.get_input_data_type", "acl.mdl.get_input_size_by_index",
     "acl.mdl.get_output_dims", "acl.mdl.get_output_data_type", "acl.mdl.get_output_size_by_index",
+    "acl.mdl.get_input_format",
     "acl.mdl.create_dataset", "acl.mdl.create_dataset",
     "acl.rt.malloc", "acl.create_data_buffer", "acl.mdl.add_dataset_buffer",
     "acl.rt.malloc", "acl.create_data_buffer", "acl.mdl.add_dataset_buffer",
@@ -191,7 +192,9 @@ def test_wrong_input_size_stops_before_any_copy(acl, tmp_path, bins):
 
 
 def _failure_cases():
-    cases = [(name, 0) for name in dict.fromkeys(DYNAMIC_SEQUENCE)]
+    # get_input_format has no failure value: its "failure" (-1) is ACL_FORMAT_UNDEFINED, a format
+    # the backend takes (the layout then comes from the shape; tested below).
+    cases = [(name, 0) for name in dict.fromkeys(DYNAMIC_SEQUENCE) if name != "acl.mdl.get_input_format"]
     # Later occurrences: the device-to-host copy, and failures inside the pipeline after a good batch.
     cases += [("acl.rt.memcpy", 1), ("acl.rt.memcpy", 3), ("acl.mdl.execute", 1)]
     return cases
@@ -312,3 +315,194 @@ def test_stand_in_is_not_importable_by_the_product():
     under_tests = [f for f in loaded["files"] + loaded["path"]
                    if f and os.path.abspath(f).startswith(TESTS_DIR + os.sep)]
     assert under_tests == []
+
+
+# --------------------------------------------------------------------------- AIPP models: uint8 NHWC input
+
+# Height 4, width 6: not square, so width and height read from the wrong axes cannot pass.
+HWC = (4, 6, 3)
+ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
+
+
+def write_aipp_om(path, hwc=HWC, batch=1, dynamic=None, fmt="NHWC") -> str:
+    """An AIPP .om as atc makes it: uint8 NHWC input. `fmt` is the aclFormat get_input_format
+    reports, by name or code (None: the stand-in's default, NCHW, as a runtime echoing the atc
+    line's --input_format would)."""
+    spec = {"name": "actual_input_1", "dims": [-1 if dynamic else batch, *hwc], "dtype": 4}
+    if fmt is not None:
+        spec["format"] = ACL_FORMAT.get(fmt, fmt)
+    doc = {"inputs": [spec],
+           "outputs": [{"name": "output1", "dims": [-1 if dynamic else batch, OUT_DIM], "dtype": 0}]}
+    if dynamic:
+        doc["dynamic_batch"] = list(dynamic)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return str(path)
+
+
+def write_pixels(folder, hwc=HWC, n=N_IMAGES):
+    """`n` uint8 HWC files img1.bin ... (what imagenet_torch_preprocess.py --dtype uint8 writes)."""
+    folder.mkdir()
+    data = np.random.default_rng(7).integers(0, 256, size=(n, *hwc), dtype=np.uint8)
+    for i, x in enumerate(data):
+        x.tofile(folder / f"img{i + 1}.bin")
+    return str(folder), data
+
+
+def write_info(path, folder, n, width, height) -> str:
+    """get_info.py's bin format: `index path width height`."""
+    path.write_text("".join(f"{i} {folder}/img{i + 1}.bin {width} {height}\n" for i in range(n)))
+    return str(path)
+
+
+def guide_line(model, info, width, height):
+    """The guide's benchmark command line, in its own order."""
+    return ["-model_type=vision", f"-om_path={model}", "-device_id=0", "-batch_size=1",
+            f"-input_text_path={info}", f"-input_width={width}", f"-input_height={height}",
+            "-output_binary=False", "-useDvpp=False"]
+
+
+@pytest.mark.parametrize("shape,reported,layout,size", [
+    ((3, 224, 224), None, "NCHW", (224, 224)),
+    ((224, 224, 3), None, "NHWC", (224, 224)),
+    ((3, 4, 6), None, "NCHW", (6, 4)),
+    ((4, 6, 3), None, "NHWC", (6, 4)),
+    ((4, 6, 3), "NCHW", "NHWC", (6, 4)),  # channels last whatever the report: atc makes AIPP inputs NHWC
+    ((3, 5, 3), None, "NCHW", (3, 5)),  # 3 at both ends: the shape cannot tell, CHW
+    ((3, 5, 3), "NHWC", "NHWC", (5, 3)),  # ... and the runtime's report decides
+    ((1, 8, 8), "NCHW", "NCHW", (8, 8)),
+    ((8, 8, 1), "NHWC", "NHWC", (8, 8)),
+    ((10,), None, "NCHW", None),
+])
+def test_image_size_follows_the_input_layout(shape, reported, layout, size):
+    """Oracle: (width, height) read by hand from each shape in its layout."""
+    from mocoinfer.backends import Backend
+
+    be = Backend()
+    be.input_shape, be.input_format = shape, reported
+    assert (be.input_layout, be.image_size()) == (layout, size)
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW", "not reported"])
+def test_guides_benchmark_line_runs_on_an_aipp_om(acl, tmp_path, monkeypatch, capsys, fmt):
+    """The issue's case: the guide's line with -input_width=224 -input_height=224 on a uint8 NHWC
+    224x224x3 .om. Oracle: the stand-in's `2 * pixel + 1` on each file's first OUT_DIM pixels.
+    Whatever the runtime says of the layout (NHWC; NCHW, the atc line's --input_format; or no
+    get_input_format at all), a 224x224x3 input is read as a 224x224 image."""
+    import run_om_infer
+
+    if fmt == "not reported":
+        monkeypatch.delattr(acl.mdl, "get_input_format")
+    n = 3
+    model = write_aipp_om(tmp_path / "moco-v2-atc-bs1-aipp.om", hwc=(224, 224, 3),
+                          fmt=None if fmt == "not reported" else fmt)
+    folder, data = write_pixels(tmp_path / "prep_dataset", hwc=(224, 224, 3), n=n)
+    info = write_info(tmp_path / "dataset_prep_bin.info", folder, n, 224, 224)
+    monkeypatch.chdir(tmp_path)
+    assert run_main(run_om_infer.main, guide_line(model, info, 224, 224)) == 0, capsys.readouterr().err
+    folder_out = tmp_path / "result" / "dumpOutput_device0"
+    got = np.stack([read_result(str(folder_out / f"img{i + 1}_1.txt")) for i in range(n)])
+    np.testing.assert_array_equal(got, oracle(data))
+    assert acl.CALLS.count("acl.mdl.execute") == n + 1  # one warm-up, then one batch per image
+    assert acl.leaks() == {}
+
+
+def test_every_command_form_reads_width_and_height_of_an_nhwc_model(acl, tmp_path, monkeypatch, capsys):
+    """A 4x6x3 (HWC) input is width 6, height 4 in every form that takes them: the benchmark's
+    -input_width/-input_height, the own form's --input-width/--input-height (one device and
+    several), and ais_bench's form, which has no such flags, on the same model as it is.
+    Oracle: the stand-in's `2 * pixel + 1` per file, written out by `oracle`."""
+    import run_om_infer
+
+    folder, data = write_pixels(tmp_path / "prep")
+    expected = oracle(data)
+    monkeypatch.chdir(tmp_path)
+    fixed = write_aipp_om(tmp_path / "bs1-aipp.om")
+    dynamic = write_aipp_om(tmp_path / "dyn-aipp.om", dynamic=[1, 2, 4])
+    info = write_info(tmp_path / "prep.info", folder, N_IMAGES, 6, 4)
+
+    def run(argv):
+        assert run_main(run_om_infer.main, argv) == 0, capsys.readouterr().err
+
+    def results_in(out, suffix):
+        return np.stack([read_result(os.path.join(out, f"img{i + 1}{suffix}")) for i in range(N_IMAGES)])
+
+    run(guide_line(fixed, info, 6, 4))
+    np.testing.assert_array_equal(results_in(str(tmp_path / "result" / "dumpOutput_device0"), "_1.txt"), expected)
+    for devices in ("0", "0,1"):
+        out = str(tmp_path / f"own-{devices}")
+        run(["--model", dynamic, "--input", folder, "--output", out, "--batch-size", "2", "--outfmt", "bin",
+             "--device-id", devices, "--input-width", "6", "--input-height", "4", "--no-progress"])
+        np.testing.assert_array_equal(results_in(os.path.join(out, "dumpOutput_device0"), "_1.bin"), expected)
+    out = str(tmp_path / "ais")
+    run(["--model", dynamic, "--input", folder, "--output", out, "--output_dirname", "res", "--outfmt", "BIN",
+         "--batchsize", "2"])
+    np.testing.assert_array_equal(results_in(os.path.join(out, "res"), "_0.bin"), expected)
+    assert acl.leaks() == {}
+
+
+def test_width_and_height_read_from_the_wrong_axes_are_refused_before_any_copy(acl, tmp_path, monkeypatch,
+                                                                              capsys):
+    """-input_width=4 -input_height=6 on a 4x6x3 (HWC) input: what an NCHW reading of the shape
+    would have accepted. Oracle: the shape, width 6 and height 4, by hand."""
+    import run_om_infer
+
+    folder, _ = write_pixels(tmp_path / "prep")
+    model = write_aipp_om(tmp_path / "bs1-aipp.om")
+    info = write_info(tmp_path / "prep.info", folder, N_IMAGES, 4, 6)
+    monkeypatch.chdir(tmp_path)
+    assert run_main(run_om_infer.main, guide_line(model, info, 4, 6)) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "-input_width=4 -input_height=6 do not match" in errors[0] and "bs1-aipp.om" in errors[0]
+    assert errors[0].endswith("its image is 6x4 (NHWC)")
+    assert "acl.rt.memcpy" not in acl.CALLS and "acl.mdl.execute" not in acl.CALLS
+    assert acl.leaks() == {}
+
+
+def test_streamed_images_into_an_nhwc_model_with_width_and_height(acl, tmp_path, capsys):
+    """The own form on an image folder (decoded as the model runs) with --input-width and
+    --input-height, into a uint8 8x8x3 .om. Oracle: the uint8 .bin files preprocessing writes from
+    the same images with the same resize and crop, through the stand-in's `2 * pixel + 1`."""
+    import run_om_infer
+    from mocoinfer.demo import make_sample_images
+    from mocoinfer.preprocess import preprocess_folder
+
+    images, prep, out = str(tmp_path / "val"), str(tmp_path / "prep"), str(tmp_path / "result")
+    make_sample_images(images, 3)
+    preprocess_folder(images, prep, resize=8, crop=8, workers=1, progress=False, dtype="uint8")
+    names = sorted(n[:-4] for n in os.listdir(prep) if n.endswith(".bin"))
+    assert len(names) == 3
+    data = np.stack([np.fromfile(os.path.join(prep, n + ".bin"), np.uint8) for n in names])
+    model = write_aipp_om(tmp_path / "m8-aipp.om", hwc=(8, 8, 3), dynamic=[1, 2, 4])
+    argv = ["--model", model, "--input", images, "--output", out, "--resize", "8", "--crop", "8", "--workers", "1",
+            "--input-width", "8", "--input-height", "8", "--outfmt", "bin", "--no-progress"]
+    assert run_main(run_om_infer.main, argv) == 0, capsys.readouterr().err
+    got = np.stack([read_result(os.path.join(out, "dumpOutput_device0", f"{n}_1.bin")) for n in names])
+    np.testing.assert_array_equal(got, oracle(data))
+    assert acl.leaks() == {}
+
+
+@pytest.mark.parametrize("case", ["float NCHW", "AIPP NHWC", "format 29", "no get_input_format"])
+def test_load_logs_the_input_format_and_dims_once(acl, tmp_path, monkeypatch, capsys, case):
+    """One info line at load: the data input's name, format, dims and data type. Oracle: the
+    model files written here (dims, data type, the aclFormat code), by hand."""
+    if case == "float NCHW":
+        model = write_om(tmp_path / "m.om", batch=2)
+        want = "input 'actual_input_1' format NCHW, dims [2, 3, 4, 4], float32"
+    elif case == "AIPP NHWC":
+        model = write_aipp_om(tmp_path / "m.om", dynamic=[1, 2, 4])
+        want = "input 'actual_input_1' format NHWC, dims [-1, 4, 6, 3], uint8"
+    elif case == "format 29":  # FRACTAL_NZ, a format the backend has no name for: logged by number
+        model = write_aipp_om(tmp_path / "m.om", fmt=29)
+        want = "input 'actual_input_1' format format 29, dims [1, 4, 6, 3], uint8"
+    else:
+        monkeypatch.delattr(acl.mdl, "get_input_format")
+        model = write_aipp_om(tmp_path / "m.om")
+        want = "input 'actual_input_1' format not reported (no acl.mdl.get_input_format), dims [1, 4, 6, 3], uint8"
+    capsys.readouterr()
+    with open_backend("auto", model) as be:
+        assert be.image_size() == ((4, 4) if case == "float NCHW" else (6, 4))
+    lines = [line for line in capsys.readouterr().err.splitlines() if " format " in line]
+    assert lines == [f"{model}: {want}"]
+    assert acl.leaks() == {}

@@ -11,6 +11,8 @@ Every failing call is reported with its name and return code. Both numpy↔point
 supported: `acl.util.bytes_to_ptr` / `ptr_to_bytes` (CANN ≥ 6) and the older `numpy_to_ptr` /
 `ptr_to_numpy`, picked by `hasattr`, never by version. fp16 outputs come back as float32.
 Dynamic-batch OMs (`atc --dynamic_batch_size`) get `set_dynamic_batch_size` before each execute.
+At load, one info line gives the data input's name, format (`get_input_format`; NHWC is what an
+AIPP OM should report), dims and data type: the first thing to compare on a new CANN version.
 
 Only verified against the stand-in `acl` module under tests/, never on Ascend hardware.
 """
@@ -36,6 +38,8 @@ ACL_MEMCPY_HOST_TO_DEVICE = 1
 ACL_MEMCPY_DEVICE_TO_HOST = 2
 NPY_FLOAT32 = 11
 NPY_HALF = 23
+# aclFormat values get_input_format returns (CANN's aclFormat enum); the rest are logged by number.
+ACL_FORMATS = {-1: "UNDEFINED", 0: "NCHW", 1: "NHWC", 2: "ND", 3: "NC1HWC0"}
 DYNAMIC_BATCH_INPUT = "ascend_mbatch_shape_data"
 
 # aclDataType → numpy
@@ -186,6 +190,10 @@ class AclBackend(Backend):
                             "may be dynamic")
         self.input_shape = tuple(int(d) for d in dims[1:])
         self.input_dtype = data[0].dtype
+        fmt = self._input_format(self._data_index)
+        if fmt in ("NCHW", "NHWC"):
+            self.input_format = fmt
+        log.info(f"{self.model_path}: input {data[0].name!r} format {fmt}, dims {dims}, {self.input_dtype.name}")
         self.batch_size = int(dims[0]) if dims[0] > 0 and self._dynamic_index is None else None
         # Buffers hold the largest batch the model takes; per-sample sizes follow from it.
         self._max_batch = self.batch_size or max(self.batch_choices or [1])
@@ -196,6 +204,16 @@ class AclBackend(Backend):
             if out.size % (self._max_batch * out.dtype.itemsize):
                 raise UserError(f"{self.model_path}: {out.name} size {out.size} bytes is not a whole number "
                                 f"of {out.dtype.name} samples at batch {self._max_batch}")
+
+    def _input_format(self, i: int) -> str:
+        """Input `i`'s aclFormat by name ("NCHW", "NHWC", "ND", ...; "format 29" for one not named
+        here). Only reported and used to read the image size: a pyACL without the call, or an
+        unknown or undefined format, leaves the layout to the input's shape."""
+        get_format = getattr(self._acl.mdl, "get_input_format", None)
+        if get_format is None:
+            return "not reported (no acl.mdl.get_input_format)"
+        code = get_format(self._desc, i)
+        return ACL_FORMATS.get(code, f"format {code}")
 
     def _io_spec(self, kind: str, i: int, name: str) -> _Buffer:
         acl, desc = self._acl, self._desc

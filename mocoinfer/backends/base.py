@@ -2,8 +2,9 @@
 
 A backend class can `probe` a model file before any runtime starts and `load` it; a loaded
 backend owns one model. The runner only needs to know the per-sample input shape and
-dtype (to check input files before any batch runs), the model's batch size (fixed or free), and
-`run(batch) -> [float32 array per output]`. Each `run` appends its phase times to `timing`, split
+dtype (to check input files before any batch runs), the model's batch size (fixed or free), the
+image size its input layout implies (`image_size`, for the benchmark's -input_width and
+-input_height), and `run(batch) -> [float32 array per output]`. Each `run` appends its phase times to `timing`, split
 into host-to-device copy, compute and device-to-host copy where the runtime exposes them
 separately (pyACL, PyTorch on CUDA); a runtime that does everything in one call (ONNX Runtime,
 PyTorch on CPU) records it all as compute.
@@ -65,6 +66,9 @@ class Backend:
     batch_size: Optional[int] = None
     #: for dynamic models that only accept some batch sizes (Ascend dynamic-batch OMs); None = any
     batch_choices: Optional[Sequence[int]] = None
+    #: the input's layout as the runtime reports it ("NCHW" or "NHWC"; pyACL's get_input_format),
+    #: or None where it reports none (ONNX Runtime, PyTorch) and the shape alone tells
+    input_format: Optional[str] = None
     model_path = ""
     device = ""
 
@@ -96,6 +100,27 @@ class Backend:
     def sample_bytes(self) -> int:
         """Bytes of one sample as the model takes it: what each input file must hold."""
         return int(np.prod(self.input_shape, dtype=np.int64)) * self.input_dtype.itemsize
+
+    @property
+    def input_layout(self) -> str:
+        """"NHWC" or "NCHW", for one sample's input: "NHWC" where the runtime reports it, or where
+        the last axis holds the 3 channels and the first does not (an AIPP .om or a uint8-input ONNX
+        model takes 224x224x3; atc makes an AIPP input NHWC whatever the atc line's --input_format
+        says, so a report of NCHW does not overrule that shape); "NCHW" otherwise."""
+        shape = self.input_shape
+        if self.input_format == "NHWC" or (len(shape) >= 3 and shape[-1] == 3 and shape[-3] != 3):
+            return "NHWC"
+        return "NCHW"
+
+    def image_size(self) -> Optional[Tuple[int, int]]:
+        """The model's image `(width, height)` in its input layout: NCHW `(shape[-1], shape[-2])`,
+        NHWC `(shape[-2], shape[-3])`; None for an input of fewer axes than an image has."""
+        shape = self.input_shape
+        if self.input_layout == "NHWC" and len(shape) >= 3:
+            return int(shape[-2]), int(shape[-3])
+        if len(shape) >= 2:
+            return int(shape[-1]), int(shape[-2])
+        return None
 
     def describe(self) -> str:
         batch = self.batch_size if self.batch_size is not None else "dynamic"

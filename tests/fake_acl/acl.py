@@ -5,8 +5,9 @@ It models what the real module would do to an NPU closely enough to check a call
   the direction its `kind` says, and refuses overruns and wrong directions;
 - every handle (context, model, desc, dataset, data buffer, allocation) is tracked, so
   `leaks()` lists whatever a caller forgot to release;
-- a "model file" is JSON written by the test: inputs and outputs with dims, ACL data type and
-  optional dynamic batch sizes. Executing it computes, per sample,
+- a "model file" is JSON written by the test: inputs and outputs with dims, ACL data type,
+  optional aclFormat (`"format"`, default 0 = NCHW; 1 = NHWC for an AIPP-like input, as
+  `mdl.get_input_format` reports it) and optional dynamic batch sizes. Executing it computes, per sample,
   `output = 2 * (first D input values) + 1`, D being the output's per-sample element count,
   stored in the output's data type (fp16 rounds), so a test can compute the oracle by hand;
 - any call can be made to fail: `FAIL["acl.mdl.execute"] = 507011` makes it return that code
@@ -483,6 +484,13 @@ def _get_input_dims(desc, i):
 @_api("acl.mdl.get_output_dims", "pair", "mdl")
 def _get_output_dims(desc, i):
     return _dims(_model_of(desc).outputs[i]["dims"]), 0
+
+
+@_api("acl.mdl.get_input_format", "dtype", "mdl")
+def _get_input_format(desc, i):
+    spec = _model_of(desc).inputs[i]
+    # The extra dynamic-batch input is a plain vector: ND (2).
+    return spec.get("format", 2 if spec["name"] == DYNAMIC_INPUT else 0)
 
 
 @_api("acl.mdl.get_input_data_type", "dtype", "mdl")
