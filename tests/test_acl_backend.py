@@ -94,8 +94,8 @@ DYNAMIC_SEQUENCE = [
     "acl.rt.malloc", "acl.create_data_buffer", "acl.mdl.add_dataset_buffer",
     "acl.rt.malloc", "acl.create_data_buffer", "acl.mdl.add_dataset_buffer",
     "acl.rt.malloc_host",
-    # run
-    "acl.mdl.set_dynamic_batch_size", "acl.util.bytes_to_ptr", "acl.rt.memcpy", "acl.mdl.execute",
+    # run: the host-to-device copy reads the batch's own buffer, no bytes_to_ptr
+    "acl.mdl.set_dynamic_batch_size", "acl.rt.memcpy", "acl.mdl.execute",
     "acl.rt.memcpy", "acl.util.ptr_to_bytes",
     # teardown
     "acl.destroy_data_buffer", "acl.destroy_data_buffer", "acl.mdl.destroy_dataset",
@@ -117,7 +117,7 @@ RETURNS_CODE = {name for name in DYNAMIC_SEQUENCE if name not in {
     "acl.mdl.create_desc", "acl.mdl.get_num_inputs", "acl.mdl.get_num_outputs", "acl.mdl.get_input_name_by_index",
     "acl.mdl.get_input_data_type", "acl.mdl.get_input_size_by_index", "acl.mdl.get_output_data_type",
     "acl.mdl.get_output_size_by_index", "acl.mdl.create_dataset", "acl.create_data_buffer",
-    "acl.util.bytes_to_ptr", "acl.util.ptr_to_bytes"}}
+    "acl.util.ptr_to_bytes"}}
 
 
 def test_call_sequence_and_clean_teardown(acl, tmp_path):
@@ -154,9 +154,61 @@ def test_results_through_runner(acl, tmp_path, bins, new_api, out_dtype):
     expected = oracle(bins[1], np.float16 if out_dtype else np.float32)
     np.testing.assert_array_equal(results(str(tmp_path / "out"), "bin"), expected)
     assert {"h2d", "compute", "d2h"} <= set(s["phases"])
-    assert ("acl.util.bytes_to_ptr" in acl.CALLS) == new_api
+    # Results come back through the API this CANN has; the input goes in from the batch's own
+    # buffer (numpy_to_ptr on the old API, the array's address on the new: no bytes_to_ptr copy).
+    assert ("acl.util.ptr_to_bytes" in acl.CALLS) == new_api
     assert ("acl.util.numpy_to_ptr" in acl.CALLS) == (not new_api)
+    assert "acl.util.bytes_to_ptr" not in acl.CALLS
     assert acl.leaks() == {}
+
+
+@pytest.mark.parametrize("new_api", [True, False], ids=["bytes_to_ptr", "numpy_to_ptr"])
+@pytest.mark.parametrize("model_input", ["float32 NCHW", "uint8 NHWC"])
+def test_host_to_device_copy_reads_the_batch_arrays_own_buffer(acl, tmp_path, new_api, model_input):
+    """One copy per batch, straight from the array `run` is given, under both pointer APIs: the
+    stand-in records the host address each host-to-device memcpy read. Oracles: the array's own
+    address (`ndarray.ctypes.data`), its bytes on the stand-in device, and the stand-in's
+    `2 * x + 1` on the outputs. A copy made first (`tobytes()` for bytes_to_ptr) lives at another
+    address and fails the first assert."""
+    use_api(acl, new_api)
+    rng = np.random.default_rng(3)
+    if model_input == "float32 NCHW":
+        model = write_om(tmp_path / "m.om", batch=2)
+        batches = [rng.standard_normal((2, *SAMPLE)).astype(np.float32) for _ in range(3)]
+    else:
+        model = write_aipp_om(tmp_path / "m.om", batch=2)
+        batches = [rng.integers(0, 256, size=(2, *HWC), dtype=np.uint8) for _ in range(3)]
+    with open_backend("auto", model) as be:
+        for x in batches:
+            acl.S.h2d_sources.clear()
+            (out,) = be.run(x)
+            assert acl.S.h2d_sources == [x.ctypes.data]
+            on_device = [bytes(m) for m in acl.S.device_mem.values() if len(m) == x.nbytes]
+            assert on_device == [x.tobytes()]
+            np.testing.assert_array_equal(out, oracle(x))
+    assert "acl.util.bytes_to_ptr" not in acl.CALLS
+    assert acl.leaks() == {}
+
+
+def test_stand_in_pointer_calls_take_what_pyacl_takes(acl):
+    """bytes_to_ptr takes a `bytes` object only and points into that very object; numpy_to_ptr
+    gives an ndarray's own address. Oracles: pyACL's util/bytes_convert.cpp (PyBytes_Check, else
+    ValueError "needs an byte as argument") and numpy_convert.cpp (PyArray_Check), and ctypes
+    reading the address back. So a tobytes() copy sits at another address than its array, which
+    is what lets the host-to-device test above fail on one."""
+    import ctypes
+
+    x = np.arange(12, dtype=np.float32)
+    for not_bytes in (bytearray(x.tobytes()), memoryview(x), memoryview(x).cast("B"), x):
+        with pytest.raises(ValueError, match="needs an byte as argument"):
+            acl.util.bytes_to_ptr(not_bytes)
+    copy = x.tobytes()
+    ptr = acl.util.bytes_to_ptr(copy)
+    assert ptr != x.ctypes.data and ctypes.string_at(ptr, len(copy)) == copy
+    use_api(acl, False)
+    assert acl.util.numpy_to_ptr(x) == x.ctypes.data
+    with pytest.raises(ValueError, match="needs an ndarray as argument"):
+        acl.util.numpy_to_ptr(copy)
 
 
 def test_dynamic_batch_model(acl, tmp_path, bins):

@@ -9,10 +9,12 @@ exactly what was acquired.
 
 Every failing call is reported with its name and return code. Both numpy↔pointer APIs are
 supported: `acl.util.bytes_to_ptr` / `ptr_to_bytes` (CANN ≥ 6) and the older `numpy_to_ptr` /
-`ptr_to_numpy`, picked by `hasattr`, never by version. fp16 outputs come back as float32.
-Dynamic-batch OMs (`atc --dynamic_batch_size`) get `set_dynamic_batch_size` before each execute.
-At load, one info line gives the data input's name, format (`get_input_format`; NHWC is what an
-AIPP OM should report), dims and data type: the first thing to compare on a new CANN version.
+`ptr_to_numpy`, picked by `hasattr`, never by version; under both, the host-to-device copy reads
+the batch array's own buffer (no `tobytes()` copy in the timed phase). fp16 outputs come back as
+float32. Dynamic-batch OMs (`atc --dynamic_batch_size`) get `set_dynamic_batch_size` before each
+execute. At load, one info line gives the data input's name, format (`get_input_format`; NHWC is
+what an AIPP OM should report), dims and data type: the first thing to compare on a new CANN
+version.
 
 Only verified against the stand-in `acl` module under tests/, never on Ascend hardware.
 """
@@ -262,17 +264,19 @@ class AclBackend(Backend):
                         acl.mdl.set_dynamic_batch_size(self._model_id, self._in_dataset, self._dynamic_index, n))
         t0 = time.perf_counter()
         target = self._inputs[self._data_index]
+        # The copy reads `data`'s own buffer; `data` stays referenced here until the synchronous
+        # memcpy has returned. The old API hands out that address (numpy_to_ptr). The new API's
+        # bytes_to_ptr takes a `bytes` object only (pyACL util/bytes_convert.cpp: PyBytes_Check,
+        # then PyBytes_AsString), so giving it the array means tobytes(), a full copy of the batch
+        # inside the timed phase; numpy gives the buffer's address itself (ndarray.ctypes.data),
+        # an int in ordinary host memory, as bytes_to_ptr's pointer was.
         if self._new_api:
-            payload = data.tobytes()  # must stay alive while its pointer is in use
-            src = acl.util.bytes_to_ptr(payload)
+            src = data.ctypes.data
         else:
-            payload = data
             src = acl.util.numpy_to_ptr(data)
-        if not src:
-            raise AclError("acl.util.bytes_to_ptr returned a null pointer" if self._new_api
-                           else "acl.util.numpy_to_ptr returned a null pointer")
+            if not src:
+                raise AclError("acl.util.numpy_to_ptr returned a null pointer")
         self._check("acl.rt.memcpy", acl.rt.memcpy(target.ptr, target.size, src, count, ACL_MEMCPY_HOST_TO_DEVICE))
-        del payload
         t1 = time.perf_counter()
         self._check("acl.mdl.execute", acl.mdl.execute(self._model_id, self._in_dataset, self._out_dataset))
         t2 = time.perf_counter()

@@ -3,6 +3,13 @@
 It models what the real module would do to an NPU closely enough to check a caller:
 - device and host memory are bytearrays behind integer pointers; `memcpy` copies real bytes in
   the direction its `kind` says, and refuses overruns and wrong directions;
+- `util.bytes_to_ptr` and `util.numpy_to_ptr` behave as pyACL's (util/bytes_convert.cpp,
+  numpy_convert.cpp): the first takes a `bytes` object only (ValueError otherwise) and returns the
+  address of its own buffer, the second an ndarray's data address; neither keeps its argument
+  alive. A host-to-device `memcpy` from such an address reads this process's memory there, as the
+  runtime would, and records the address in `S.h2d_sources`, so a test can tell whether the copy
+  read the caller's array or a temporary copy of it. Handles and the stand-in's own pointers are
+  numbers from `HANDLE_BASE` up, above any user-space address, so the two never mix;
 - every handle (context, model, desc, dataset, data buffer, allocation) is tracked, so
   `leaks()` lists whatever a caller forgot to release;
 - a "model file" is JSON written by the test: inputs and outputs with dims, ACL data type,
@@ -34,6 +41,7 @@ It models what the real module would do to an NPU closely enough to check a call
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import time
@@ -43,6 +51,9 @@ import numpy as np
 
 _ACL_NP = {0: np.float32, 1: np.float16, 3: np.int32, 4: np.uint8, 9: np.int64}
 DEVICE_COUNT = 4
+# Handles and stand-in pointers start here: beyond every user-space address (x86-64 and AArch64
+# keep user space below 2**52), so a real host address is never mistaken for one.
+HANDLE_BASE = 1 << 62
 ACL_ERROR_RT_INVALID_DEVICEID = 107001
 NPY_FLOAT32 = 11
 NPY_HALF = 23
@@ -69,8 +80,8 @@ class _State:
         self.buffers = {}
         self.device_mem = {}
         self.host_mem = {}
-        self.host_views = {}  # pointers handed out by numpy_to_ptr / bytes_to_ptr
-        self.next_handle = 0x1000
+        self.h2d_sources = []  # the host address each host-to-device memcpy read
+        self.next_handle = HANDLE_BASE
         self.calls_by_name = {}
         self.devices_used = set()
 
@@ -284,13 +295,24 @@ def _region(ptr, table_names):
     raise AclCallError(f"pointer {ptr:#x} is not in {table_names}")
 
 
+def _host_source(src, count):
+    """What a host-to-device copy reads at `src`: a stand-in host buffer, or (an address from
+    bytes_to_ptr / numpy_to_ptr / ndarray.ctypes.data) this process's memory itself."""
+    S.h2d_sources.append(src)
+    if src in S.host_mem:
+        return S.host_mem[src]
+    _require(isinstance(src, int) and 0 < src < HANDLE_BASE,
+             f"host-to-device memcpy from {src!r}: neither host memory nor a host address")
+    return ctypes.string_at(src, count)
+
+
 @_api("acl.rt.memcpy", "ret", "rt")
 def _memcpy(dst, dst_size, src, count, kind):
     _need_context()
-    host = ("host_mem", "host_views")
     if kind == 1:
         _, d = _region(dst, ("device_mem",))
-        _, s = _region(src, host)
+        _require(count <= dst_size <= len(d), f"memcpy of {count} bytes into {dst_size} (buffer {len(d)})")
+        s = _host_source(src, count)
     elif kind == 2:
         _, d = _region(dst, ("host_mem",))
         _, s = _region(src, ("device_mem",))
@@ -309,10 +331,11 @@ def _numpy_to_ptr(arr):
     rule = FAIL.get("acl.util.numpy_to_ptr")
     if rule is not None:
         return 0
-    _require(isinstance(arr, np.ndarray) and arr.flags.c_contiguous, "numpy_to_ptr needs a contiguous array")
-    h = S.handle()
-    S.host_views[h] = memoryview(arr).cast("B")
-    return h
+    if not isinstance(arr, np.ndarray):
+        raise ValueError("needs an ndarray as argument")  # pyACL's PyArray_Check
+    # pyACL only warns about a non-contiguous array and memcpy then copies the wrong bytes: refused here.
+    _require(arr.flags.c_contiguous, "numpy_to_ptr needs a contiguous array")
+    return arr.ctypes.data
 
 
 def _ptr_to_numpy(ptr, shape, npy_type):
@@ -328,10 +351,10 @@ def _bytes_to_ptr(data):
     CALLS.append("acl.util.bytes_to_ptr")
     if FAIL.get("acl.util.bytes_to_ptr") is not None:
         return 0
-    _require(isinstance(data, bytes), "bytes_to_ptr takes bytes")
-    h = S.handle()
-    S.host_views[h] = data
-    return h
+    if not isinstance(data, bytes):  # pyACL's PyBytes_Check: no bytearray, memoryview or ndarray
+        raise ValueError("needs an byte as argument")
+    # PyBytes_AsString: the object's own buffer, not a copy (c_char_p points into it too).
+    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
 
 
 def _ptr_to_bytes(ptr, size):
