@@ -99,12 +99,34 @@ handle_help() {
     esac
 }
 
-# DYNAMIC_BATCH, when set, is atc's --dynamic_batch_size list: batch sizes, comma-separated.
+# DYNAMIC_BATCH, when set, is atc's --dynamic_batch_size list: batch sizes, comma-separated. atc
+# takes 2 to 100 of them (ATC docs, --dynamic_batch_size: "(1,100]" profiles), all different
+# (ATC error E10039: duplicate profiles). Checked before a step does any work, so a bad list stops
+# here rather than inside atc after step 1's export.
 check_dynamic_batch() {
-    if [ -n "$DYNAMIC_BATCH" ] && ! [[ "$DYNAMIC_BATCH" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
-        echo "$STEP_NAME: DYNAMIC_BATCH='$DYNAMIC_BATCH' is not a list of batch sizes (e.g. DYNAMIC_BATCH=1,4,8,16,32,64)" >&2
+    [ -n "$DYNAMIC_BATCH" ] || return 0
+    local rule="atc's --dynamic_batch_size takes 2 to 100 different batch sizes, comma-separated (e.g. DYNAMIC_BATCH=1,4,8,16,32,64)"
+    if ! [[ "$DYNAMIC_BATCH" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
+        echo "$STEP_NAME: DYNAMIC_BATCH='$DYNAMIC_BATCH' is not a list of batch sizes: $rule" >&2
         exit 2
     fi
+    local sizes size seen=","
+    IFS=',' read -r -a sizes <<< "$DYNAMIC_BATCH"
+    if [ "${#sizes[@]}" -lt 2 ]; then
+        echo "$STEP_NAME: DYNAMIC_BATCH='$DYNAMIC_BATCH' lists one batch size: $rule; for one fixed batch, leave DYNAMIC_BATCH empty and set BS=$DYNAMIC_BATCH" >&2
+        exit 2
+    fi
+    if [ "${#sizes[@]}" -gt 100 ]; then
+        echo "$STEP_NAME: DYNAMIC_BATCH lists ${#sizes[@]} batch sizes: $rule" >&2
+        exit 2
+    fi
+    for size in "${sizes[@]}"; do
+        if [[ "$seen" == *",$size,"* ]]; then
+            echo "$STEP_NAME: DYNAMIC_BATCH='$DYNAMIC_BATCH' lists $size more than once: $rule" >&2
+            exit 2
+        fi
+        seen+="$size,"
+    done
 }
 
 # Fail fast, and say which step failed.

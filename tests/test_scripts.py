@@ -315,6 +315,50 @@ def test_onnx2om_refuses_a_malformed_dynamic_batch(tmp_path, value):
     assert not log.exists()
 
 
+def _step_ready_for_dynamic_batch(tmp_path, step):
+    """What `step` needs before it checks DYNAMIC_BATCH, and the stand-in that records whether it
+    went further: atc for step 2, python for steps 1, 5 and 7."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model_lincls_best.pth.tar").write_bytes(b"ckpt")
+    (work / "moco-v2-dynamic.onnx").write_bytes(b"onnx")
+    if step == "2_onnx2om.sh":
+        return _recording_atc(tmp_path), {"CHIP_NAME": "310"}
+    log = tmp_path / "py.args"
+    return log, {"PYTHON": _tool(tmp_path, "fakepy", f'printf "%s\\n" "$@" >> "{log}"\n')}
+
+
+@pytest.mark.parametrize("step", ["1_pth2onnx.sh", "2_onnx2om.sh", "5_infer.sh", "7_perf.sh"])
+@pytest.mark.parametrize("value,why", [
+    ("8", "lists one batch size"),
+    ("4,4", "lists 4 more than once"),
+    ("1,4,8,16,4", "lists 4 more than once"),
+    (",".join(str(b) for b in range(1, 102)), "lists 101 batch sizes"),
+])
+def test_dynamic_batch_outside_atcs_rules_is_refused(tmp_path, step, value, why):
+    """atc's --dynamic_batch_size takes 2 to 100 different sizes (ATC docs: "(1,100]" profiles);
+    every step that reads DYNAMIC_BATCH refuses another list before doing anything. Oracle: the
+    rule, and the stand-in atc / python that were never called."""
+    log, extra = _step_ready_for_dynamic_batch(tmp_path, step)
+    proc = subprocess.run([os.path.join(ROOT, "scripts", step)], env=_env(tmp_path, DYNAMIC_BATCH=value, **extra),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{step[:-3]}: DYNAMIC_BATCH"), proc.stderr
+    assert why in lines[0] and "2 to 100 different batch sizes" in lines[0]
+    assert not log.exists()
+
+
+@pytest.mark.parametrize("value", ["1,2", ",".join(str(b) for b in range(1, 101)), "64,1,8"])
+def test_dynamic_batch_within_atcs_rules_reaches_atc(tmp_path, value):
+    """The bounds themselves (2 and 100 sizes) and an unsorted list pass, unchanged, to atc."""
+    log, extra = _step_ready_for_dynamic_batch(tmp_path, "2_onnx2om.sh")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
+                          env=_env(tmp_path, DYNAMIC_BATCH=value, **extra), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"--dynamic_batch_size={value}" in log.read_text().splitlines()
+
+
 def test_pth2onnx_exports_a_dynamic_model_when_dynamic_batch_is_set(tmp_path):
     """Oracle: the arguments step 1 hands pthtar2onnx.py, recorded by a stand-in python."""
     work = tmp_path / "work"
