@@ -11,10 +11,11 @@
 #   AIPP=1 scripts/2_onnx2om.sh             # uint8 input, normalised on the device
 #   DYNAMIC_BATCH=1,4,8,16,32,64 scripts/2_onnx2om.sh
 #
-# AIPP=1 writes $AIPP_CONFIG (python -m mocoinfer.aipp) and adds --insert_op_conf=$AIPP_CONFIG:
-# the OM ($OM_BASE, default moco-v2-atc-bs$BS-aipp) then reads uint8 RGB NHWC 224x224x3 images
-# (imagenet_torch_preprocess.py --dtype uint8). DYNAMIC_BATCH converts the dynamic ONNX model of
-# step 1 with --input_shape=actual_input_1:-1,3,224,224 and --dynamic_batch_size=$DYNAMIC_BATCH.
+# AIPP=1 writes $AIPP_CONFIG (python -m mocoinfer.aipp) and adds --insert_op_conf=$AIPP_CONFIG
+# --enable_small_channel=1: the OM ($OM_BASE, default moco-v2-atc-bs$BS-aipp) then reads uint8 RGB
+# NHWC 224x224x3 images (imagenet_torch_preprocess.py --dtype uint8). DYNAMIC_BATCH converts the
+# dynamic ONNX model of step 1 with --input_shape=actual_input_1:-1,3,224,224 and
+# --dynamic_batch_size=$DYNAMIC_BATCH (2 to 100 different sizes).
 # Settings: BS, CHIP_NAME, ATC_LOG, ONNX_MODEL, OM_BASE, AIPP, AIPP_CONFIG, DYNAMIC_BATCH,
 # CANN_SET_ENV (see scripts/env.sh).
 
@@ -41,8 +42,11 @@ check_dynamic_batch
 # model's format can only be NCHW, per the ATC AIPP docs); atc forces the input that feeds AIPP to
 # NHWC, and its element type to uint8, whatever --input_format says. So the flags below are the
 # same with and without AIPP, and the OM's input is [batch,224,224,3] uint8 with it.
-# Not confirmed here (no CANN): that static AIPP and --dynamic_batch_size combine in one OM
-# (the ATC docs rule out static AIPP only with a dynamic --input_shape on a one-input model).
+# Static AIPP with --dynamic_batch_size: the ATC docs forbid AIPP with --dynamic_dims, and static
+# AIPP with a shape range in --input_shape on a one-input model (--insert_op_conf, its
+# restrictions), not with a dynamic batch; Ascend's detect_and_classify sample converts with both
+# (samples: cplusplus/level3_application/1_cv/detect_and_classify, README: atc ...
+# --insert_op_conf=./aipp.cfg --dynamic_batch_size="1,2,4,8"). Not run here: no CANN.
 if [ -n "$DYNAMIC_BATCH" ]; then
     shape_args=(--input_shape="actual_input_1:-1,3,224,224" --dynamic_batch_size="$DYNAMIC_BATCH")
 else
@@ -52,7 +56,10 @@ fi
 aipp_args=()
 if [ "$AIPP" = "1" ]; then
     "$PYTHON" -m mocoinfer.aipp "$AIPP_CONFIG"
-    aipp_args=(--insert_op_conf="$AIPP_CONFIG")
+    # --enable_small_channel=1: the ATC docs recommend it for an input of <= 4 channels with static
+    # AIPP (faster convolutions on it; performance only, not allowed with dynamic AIPP), and
+    # ModelZoo's guides with an AIPP config pass it (e.g. SqueezeNet1_1, FaceBoxes, Pelee).
+    aipp_args=(--insert_op_conf="$AIPP_CONFIG" --enable_small_channel=1)
 elif [ "$AIPP" != "0" ]; then
     echo "$STEP_NAME: AIPP='$AIPP' must be 0 or 1" >&2
     exit 2

@@ -240,7 +240,8 @@ def parse_aipp(text):
 
 
 def test_onnx2om_with_aipp_writes_the_config_and_passes_it(tmp_path):
-    """Oracles: the guide's atc line plus --insert_op_conf; the AIPP numbers from ImageNet's mean and
+    """Oracles: the guide's atc line plus --insert_op_conf and --enable_small_channel=1 (the ATC
+    docs' advice for a <= 4-channel input with static AIPP); the AIPP numbers from ImageNet's mean and
     std by hand: min_chn = 255 * mean, var_reci_chn = 1 / (255 * std), so that
     (pixel - min_chn) * var_reci_chn == (pixel / 255 - mean) / std."""
     log = _recording_atc(tmp_path)
@@ -261,6 +262,7 @@ def test_onnx2om_with_aipp_writes_the_config_and_passes_it(tmp_path):
         "--log=error",
         "--soc_version=Ascend310P3",
         f"--insert_op_conf={config}",
+        "--enable_small_channel=1",
     ]
     assert (work / "moco-v2-atc-bs4-aipp.om").exists() and not (work / "moco-v2-atc-bs4.om").exists()
     assert (tmp_path / "aipp.seen").read_text() == config.read_text()  # written before atc ran
@@ -299,6 +301,7 @@ def test_onnx2om_dynamic_batch_arguments(tmp_path):
                             "--input_format=NCHW", "--input_shape=actual_input_1:-1,3,224,224"]
         assert "--dynamic_batch_size=1,4,8,16,32,64" in args
         assert any(a.startswith("--insert_op_conf=") for a in args) == (aipp == "1")
+        assert ("--enable_small_channel=1" in args) == (aipp == "1")
         assert (work / f"{om}.om").exists()
 
 
