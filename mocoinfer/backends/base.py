@@ -4,10 +4,10 @@ A backend class can `probe` a model file before any runtime starts and `load` it
 backend owns one model. The runner only needs to know the per-sample input shape and
 dtype (to check input files before any batch runs), the model's batch size (fixed or free), the
 image size its input layout implies (`image_size`, for the benchmark's -input_width and
--input_height), and `run(batch) -> [float32 array per output]`. Each `run` appends its phase times to `timing`, split
-into host-to-device copy, compute and device-to-host copy where the runtime exposes them
-separately (pyACL, PyTorch on CUDA); a runtime that does everything in one call (ONNX Runtime,
-PyTorch on CPU) records it all as compute.
+-input_height), and `run(batch) -> [float32 array per output]`. Each `run` appends its phase
+times to `timing`, split into host-to-device copy, compute and device-to-host copy where the
+runtime exposes them separately (pyACL, PyTorch on CUDA); a runtime that does everything in one
+call (ONNX Runtime, PyTorch on CPU) records it all as compute.
 
 Backends are context managers: `close()` runs on every exit path, errors and Ctrl-C included.
 """
