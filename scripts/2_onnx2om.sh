@@ -46,7 +46,8 @@ check_dynamic_batch
 # AIPP with a shape range in --input_shape on a one-input model (--insert_op_conf, its
 # restrictions), not with a dynamic batch; Ascend's detect_and_classify sample converts with both
 # (samples: cplusplus/level3_application/1_cv/detect_and_classify, README: atc ...
-# --insert_op_conf=./aipp.cfg --dynamic_batch_size="1,2,4,8"). Not run here: no CANN.
+# --insert_op_conf=./aipp.cfg --dynamic_batch_size="1,2,4,8"; its aipp.cfg is downloaded, so its
+# aipp_mode is not shown there). Not run here: no CANN.
 if [ -n "$DYNAMIC_BATCH" ]; then
     shape_args=(--input_shape="actual_input_1:-1,3,224,224" --dynamic_batch_size="$DYNAMIC_BATCH")
 else
