@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import numpy as np
+from common import report  # benchmarks/common.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -146,6 +147,7 @@ def bench_variants(args, work: str) -> int:
         r = f / s
         verdict = ("ok" if r >= target else "BELOW") if applies else "no target: no bfloat16 units"
         ok = ok and (r >= target or not applies)
+        report(f"{fast} / {slow}, best images/s", f"{r:.2f}x", f">= {target}x", (r >= target) if applies else None)
         print(f"{fast} {f:.2f} images/s (batch {fbs}) vs {slow} {s:.2f} (batch {sbs}): {r:.2f}x "
               f"(target >= {target}x) [{verdict}]; {f * RESNET50_GFLOP:.0f} G/s = "
               f"{f * RESNET50_GFLOP / peaks[peak_key]:.0%} of this CPU's {peak_key} matmul rate")
@@ -203,6 +205,7 @@ def main() -> int:
         (ort, ort_bs), (pt, pt_bs) = best["onnxruntime"], best["torch"]
         ratio = ort / pt
         achieved = ort * RESNET50_GFLOP
+        report("onnxruntime / torch, best images/s", f"{ratio:.2f}x", f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO)
         print(f"best: onnxruntime {ort:.2f} images/s (batch {ort_bs}), torch {pt:.2f} images/s (batch {pt_bs}); "
               f"ratio {ratio:.2f}x (target >= {TARGET_RATIO}x) [{'ok' if ratio >= TARGET_RATIO else 'BELOW'}]")
         print(f"onnxruntime: {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of this CPU's matmul rate")

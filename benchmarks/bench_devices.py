@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from common import report  # benchmarks/common.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,6 +59,7 @@ def main() -> int:
                     best[label] = max(best[label], (e2e, args.images / total))
                     shutil.rmtree(out)
             (one, one_all), (two, two_all) = best["one"], best["two"]
+            report(f"--device-id 0,1 / one process, batch {bs}", f"{two / one:.2f}x", "none", None)
             print(f"batch {bs}: one process, {usable_cpus()} threads: {one:6.1f} images/s ({one_all:5.1f} with "
                   f"start-up); --device-id 0,1: {two:6.1f} images/s ({two_all:5.1f} with start-up); ratio "
                   f"{two / one:.2f}x ({two_all / one_all:.2f}x with start-up)")

@@ -27,7 +27,7 @@ import time
 from typing import List, NamedTuple, Tuple
 
 import numpy as np
-from common import compile_package  # benchmarks/common.py, beside this script
+from common import compile_package, report  # benchmarks/common.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -106,6 +106,8 @@ def bench_txt(tmp: str, n: int, repeat: int) -> None:
     # CPU seconds move less than wall time when other jobs share the machine; their ratio is
     # what one core would give (ours can use more than one, so wall can beat it when idle).
     cpu = statistics.median(t.cpu for t in guide) / statistics.median(t.cpu for t in ours)
+    report(f"txt {n:,} files: speed-up over the guide", f"{g / o:.1f}x", "none", None)
+    report(f"txt {n:,} files: result.json as the guide's", "identical" if same else "DIFFERENT", "identical", None)
     print(f"txt {n:,} files: guide {g_text}; ours {o_text}; speed-up {g / o:.1f}x "
           f"(fastest/fastest {fastest:.1f}x, cpu/cpu {cpu:.1f}x); result.json identical: {same}", flush=True)
 
@@ -119,6 +121,7 @@ def bench_bin(tmp: str, n: int, repeat: int) -> None:
     run_command(cmd)
     ours = [run_command(cmd) for _ in range(repeat)]
     o, o_text = summary(ours)
+    report(f"bin {n:,} files: images/s", f"{n / o:,.0f}", "none", None)
     print(f"bin {n:,} files: ours {o_text} ({n / o:,.0f} images/s)", flush=True)
 
 

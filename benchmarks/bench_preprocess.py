@@ -48,7 +48,7 @@ import time
 from typing import Dict, Tuple
 
 import numpy as np
-from common import compile_package  # benchmarks/common.py, beside this script
+from common import compile_package, report  # benchmarks/common.py, beside this script
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -260,6 +260,7 @@ def main() -> int:
             disk["ours"] = folder_bytes(ours_out)
             identical = digests(ours_out) == ref_digests and len(ref_digests) == args.n
             if not identical:
+                report("outputs bit-identical to the reference", "DIFFERENT", "identical", False)
                 print(f"FAIL: outputs differ between reference and ours (run {r})")
                 return 1
             if args.uint8:
@@ -268,6 +269,7 @@ def main() -> int:
                                             args.interpolation, "--dtype", "uint8"], stderr=subprocess.DEVNULL)
                 disk["ours uint8"] = folder_bytes(u8_out)
                 if normalized_digests(u8_out) != ref_digests:
+                    report("uint8 normalised == float32 files", "DIFFERENT", "identical", False)
                     print(f"FAIL: normalised uint8 files differ from the float32 ones (run {r})")
                     return 1
             for kind, mode in zip(floors, ("default", "keep")):
@@ -281,16 +283,27 @@ def main() -> int:
         for k in kinds:
             print(f"{k:>11}: {best[k][0]:6.2f}s  {rate[k]:7.1f} images/s  (CPU {cpu[k] / args.n * 1000:5.2f} ms "
                   f"per image: user {best[k][1] / args.n * 1000:.2f}, sys {best[k][2] / args.n * 1000:.2f})")
+        report("outputs bit-identical to the reference", "identical", "identical", True)
+        speedup = rate["ours"] / rate["reference"]
+        # The speed targets are printed, not judged (the exit status never depended on them): reported.
+        report("ours / reference (ModelZoo approach)", f"{speedup:.2f}x", ">= 2.5x", None)
         print(f"outputs bit-identical to the reference: {identical} ({args.n} files)")
         print(f"ours / reference (ModelZoo approach): {rate['ours'] / rate['reference']:.2f}x  (need >= 2.5, goal 3.5)")
         for floor in floors:
+            share = rate["ours"] / rate[floor]
+            report(f"ours / {floor}", f"{share:.0%}", ">= 75%", None)
             print(f"ours / {floor + ':':12} {rate['ours'] / rate[floor]:4.0%}  (need >= 75%, goal 90%)"
                   f"; by CPU time per image: {cpu[floor] / cpu['ours']:.0%}")
         if args.uint8:
+            report("uint8 normalised == float32 files", "identical", "identical", True)
+            u8 = rate["ours uint8"] / rate["ours"]
+            report("uint8 / float32 (--dtype)", f"{u8:.2f}x", ">= 1.2x", None)
             print(f"uint8 normalised == float32 files: True ({args.n} files)")
             print(f"uint8 / float32 (same command, --dtype): {rate['ours uint8'] / rate['ours']:.2f}x  "
                   f"(target >= 1.2); by CPU time per image: {cpu['ours'] / cpu['ours uint8']:.2f}x")
             for floor in floors:
+                share = rate["ours uint8"] / rate[floor]
+                report(f"uint8 / {floor}", f"{share:.0%}", ">= 90%", None)
                 print(f"uint8 / {floor + ':':12} {rate['ours uint8'] / rate[floor]:4.0%}  (target >= 90%)"
                       f"; by CPU time per image: {cpu[floor] / cpu['ours uint8']:.0%}")
             print(f"bytes on disk: float32 {disk['ours']:,}, uint8 {disk['ours uint8']:,} "

@@ -26,6 +26,7 @@ import tempfile
 import time
 
 import numpy as np
+from common import report  # benchmarks/common.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -104,6 +105,8 @@ def bench_uint8(work: str, images: int, batch_sizes, rounds: int) -> bool:
             print(f"batch {bs:>3}, {label:<48} {best[label]:8.0f} images/s = {best[label] / base:.2f}x")
         ratio = best[cases[1][0]] / base
         ok &= ratio >= UINT8_TARGET
+        report(f"batch {bs}: uint8 files / float32 files, images/s", f"{ratio:.2f}x", f">= {UINT8_TARGET:.1f}x",
+               ratio >= UINT8_TARGET)
         print(f"batch {bs:>3}: uint8 files as they are vs float32 files: {ratio:.2f}x (target >= "
               f"{UINT8_TARGET:.1f}x) [{'ok' if ratio >= UINT8_TARGET else 'BELOW'}]")
     return ok
@@ -157,12 +160,14 @@ def main() -> int:
                 ph = s["phases"]
                 passed = rate >= TARGETS[fmt]
                 ok &= passed
+                report(f"{fmt} results, batch {bs}: e2e images/s", f"{rate:.0f}", f">= {TARGETS[fmt]:.0f}", passed)
                 print(f"{fmt} results, batch {bs:>3}: e2e {rate:8.0f} images/s = {rate / TARGETS[fmt]:.2f}x the "
                       f"{TARGETS[fmt]:.0f}/s target [{'ok' if passed else 'BELOW'}] (reader "
                       f"{ph['preprocess']['throughput_images_per_s']:.0f}/s, writer "
                       f"{ph['write']['throughput_images_per_s']:.0f}/s busy rates)")
                 shutil.rmtree(out)
         peak = rss_mb()
+        report("peak RSS", f"{peak:.0f} MB", "< 1500 MB", peak < 1500)
         print(f"peak RSS of the whole benchmark process: {peak:.0f} MB (limit 1500 MB) "
               f"[{'ok' if peak < 1500 else 'ABOVE'}]")
         return 0 if ok and peak < 1500 else 1

@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 
 from bench_preprocess import make_images  # noqa: E402
 from bench_runner import ZeroCost  # noqa: E402
+from common import report  # noqa: E402
 
 from mocoinfer.preprocess import preprocess_folder  # noqa: E402
 from mocoinfer.progress import usable_cpus  # noqa: E402
@@ -98,6 +99,7 @@ def zero_cost(val: str, work: str, workers: int, batch_size: int, repeat: int) -
         shutil.rmtree(os.path.join(work, "zc_result"))
     rate, prep_rate = max(rates), max(prep_rates)
     ok = rate >= 0.9 * prep_rate
+    report("zero-cost streaming / preprocessing, images/s", f"{rate / prep_rate:.0%}", ">= 90%", ok)
     st = s["stream"]
     print(f"zero-cost backend, {s['images']} JPEGs, {workers} workers, best of {repeat} (streaming "
           f"{' '.join(f'{r:.0f}' for r in rates)}, preprocessing {' '.join(f'{r:.0f}' for r in prep_rates)}): "
@@ -134,6 +136,11 @@ def onnxruntime(val: str, work: str, n: int, batch_size: int, workers: int, repe
         st = json.load(f)["stream"]
     ratio = t_stream / t_bin
     ok = ratio <= 1.15 and t_stream < t_prep + t_bin and same and rss["stream"] < 1024
+    report("streaming / .bin inference, wall time", f"{ratio:.2f}x", "<= 1.15x", ratio <= 1.15)
+    report("streaming / (preprocess + .bin inference)", f"{t_stream / (t_prep + t_bin):.2f}x", "< 1x",
+           t_stream < t_prep + t_bin)
+    report("streaming results as .bin inference's", "identical" if same else "DIFFERENT", "identical", same)
+    report("streaming peak RSS", f"{rss['stream']:.0f} MB", "< 1024 MB", rss["stream"] < 1024)
     print(f"onnxruntime, stand-in ResNet-50, {n} JPEGs, batch {batch_size}, {workers} decode workers "
           f"(whole commands, wall clock, fastest of {repeat}: " +
           ", ".join(f"{k} {' '.join(f'{t:.1f}' for t in v)}" for k, v in times.items()) + "):")

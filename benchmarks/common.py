@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import compileall
+import json
 import os
+from typing import Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: set by run_all.py (`make bench`): the file each `report` call appends its JSON line to.
+REPORT_ENV = "MOCOINFER_BENCH_REPORT"
 
 
 def compile_package() -> None:
@@ -14,3 +18,20 @@ def compile_package() -> None:
     compile the package from source, about 20 ms a command, measured; the guide's side is one
     script, compiled on every run either way, as our entry script is."""
     compileall.compile_dir(os.path.join(ROOT, "mocoinfer"), quiet=1)
+
+
+def report(name: str, figure, target, met: Optional[bool]) -> None:
+    """Record one judged figure for `make bench`'s closing table: what it is (`name`), the figure
+    and the target as printed (`"1.69x"`, `">= 1.3x"`), and whether it met the target: True or
+    False where the benchmark judges it (its exit status depends on it), None where it only
+    reports the figure. A benchmark calls this where it decides, beside its
+    own printed line, which stays as it was. Run alone (no REPORT_ENV) it does nothing."""
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    # bool(): a comparison of numpy figures gives numpy.bool_, which json cannot write.
+    line = json.dumps({"name": name, "figure": str(figure), "target": str(target),
+                       "met": None if met is None else bool(met)})
+    # One whole line per call, appended: a benchmark that dies later keeps what it reported.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")

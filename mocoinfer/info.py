@@ -23,7 +23,7 @@ from typing import List, NamedTuple, Tuple
 
 from . import atomic, formats
 from .errors import UserError
-from .progress import log
+from .progress import log, progress_bar
 
 JPG_EXTENSIONS = (".jpg", ".jpeg")
 SHOWN = 5  # offending files named in an error message
@@ -111,29 +111,31 @@ def bin_entries(folder: str, width: int, height: int) -> List[Tuple[str, int, in
 def jpg_entries(folder: str, progress: bool = True) -> List[Tuple[str, int, int]]:
     """(path, width, height) for every JPEG of `folder`, the size read from its header."""
     from PIL import Image
-    from tqdm import tqdm
 
     names = _names(folder, lambda n: n.lower().endswith(JPG_EXTENSIONS))
     if not names:
         raise UserError(f"{folder}: no .jpg or .jpeg files")
     entries, problems = [], []
-    for name in tqdm(names, unit="img", desc="get_info", disable=not progress or len(names) < 1000):
-        path = os.path.join(folder, name)
-        try:
-            # Only a regular file is opened, never blocking (a FIFO would hang the stage);
-            # Image.open parses the header only, the pixels are never decoded.
-            with atomic.open_regular(path) as f, Image.open(f) as img:
-                width, height = img.size
-        except Exception as exc:  # any reader error is this file's problem; all are reported
-            if os.path.isdir(path):
-                why = "is a directory"
-            elif isinstance(exc, OSError) and exc.strerror and exc.filename:
-                why = exc.strerror
+    # Below 1,000 headers the read is over before progress would be worth showing (as before).
+    with progress_bar(len(names), "get_info", progress, min_total=1000) as bar:
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                # Only a regular file is opened, never blocking (a FIFO would hang the stage);
+                # Image.open parses the header only, the pixels are never decoded.
+                with atomic.open_regular(path) as f, Image.open(f) as img:
+                    width, height = img.size
+            except Exception as exc:  # any reader error is this file's problem; all are reported
+                if os.path.isdir(path):
+                    why = "is a directory"
+                elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+                    why = exc.strerror
+                else:
+                    why = " ".join(str(exc).split()) or type(exc).__name__
+                problems.append((name, why))
             else:
-                why = " ".join(str(exc).split()) or type(exc).__name__
-            problems.append((name, why))
-            continue
-        entries.append((_path(folder, name), width, height))
+                entries.append((_path(folder, name), width, height))
+            bar.update(1)
     if problems:
         raise UserError(f"{folder}: {len(problems)} of {len(names)} images cannot be read: {_offenders(problems)}")
     return entries

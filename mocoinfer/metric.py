@@ -9,7 +9,6 @@ same pass over their own images. `format_report` and `warn_about` give the stage
 from __future__ import annotations
 
 import os
-import sys
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
@@ -39,25 +38,6 @@ __all__ = ["TIE_RULE", "TOPK", "TopkAccuracy", "compare", "evaluate", "format_re
            "label_ranks", "scan_results", "score", "topk_indices", "warn_about"]
 
 # One pass over a dir.
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def _bar(total: int, show: bool):
-    # The bar shows only on a terminal (tqdm's own rule); importing tqdm to draw nothing would
-    # cost a twentieth of a second, a fifth of a small run's start-up.
-    if not show or not sys.stderr.isatty():
-        return _NoBar()
-    return progress_bar(total, "metric", None, unit="file")
-
 
 LabelsArg = Union[str, Dict[str, int]]
 
@@ -116,7 +96,7 @@ def _run_pass(files: List[ResultFile], refs: Optional[Dict[str, ResultFile]], la
     width = None
     ref_error = ""
     out: List[ChunkScores] = []
-    with _bar(len(files), progress) as bar:
+    with progress_bar(len(files), "metric", progress, unit="file") as bar:
         for s, job, got in zip(starts, jobs, ordered_map(score_chunk, jobs, workers)):
             if width is None:
                 width = got.width

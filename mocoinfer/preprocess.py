@@ -52,7 +52,7 @@ from .prepplan import (
     prepare_output_dir,
     settings_of,
 )
-from .progress import log, usable_cpus
+from .progress import log, progress_bar, usable_cpus
 from .transforms import (
     DEFAULT_CROP,
     DEFAULT_INTERPOLATION,
@@ -272,7 +272,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
     finished = False
     try:
         if todo:
-            bar = _bar(len(todo), progress)
+            bar = progress_bar(len(todo), "preprocess", progress)
             saved = time.monotonic()
             with signals_as_interrupt(), bar:
                 for index, status, reason, record in _results(todo, transform, overwrite,
@@ -322,13 +322,6 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
                    min(workers, max(1, len(todo))),
                    f"{transform.interpolation}, resize {transform.resize}, crop {transform.crop}, {dtype}",
                    written_list)
-
-
-def _bar(total: int, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="preprocess", file=sys.stderr, disable=not progress,
-                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
 
 
 def _warn_orphans(output_dir: str, existing: dict, tasks: Sequence[Task]) -> None:
