@@ -126,7 +126,7 @@ def add_shared_args(p) -> None:
 def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
     from mocoinfer.formats import RESULT_FORMATS
     from mocoinfer.perf import figures_help
-    from mocoinfer.runner import PURE_DATA
+    from mocoinfer.pure import PURE_DATA
     from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
 
     p = argparse.ArgumentParser(
@@ -236,23 +236,32 @@ def _ais_main(argv) -> int:
     result_dir = aisbench.folders(args)
     providers = [x for x in args.providers.split(",") if x] if args.providers else None
     devices = aisbench.device_ids(args.device, args.divide_input)
+    summary_file = result_dir + "_summary.json" if result_dir else None
     common = dict(batch_size=aisbench.batch_size(args), device_id=devices,
                   backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
-                  precision=args.precision, loop=args.loop, write_perf=False,
-                  summary_doc=lambda s: aisbench.summary_doc(s, argv),
-                  summary_file=result_dir + "_summary.json" if result_dir else None)
+                  precision=args.precision, loop=args.loop, write_perf=False, summary_file=summary_file,
+                  write_summary=False)
     if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
         summary = runner.run_pure_inference(args.model, output=args.output,
                                             pure_data=aisbench.PURE_TYPES[args.pure_data_type], **common)
+        if summary_file:
+            aisbench.write_summary(summary, summary_file, argv)
         print(aisbench.summary_text(summary, args.display_all_summary))
         return 0
     if result_dir is None:
         raise UserError("--input without --output: ais_bench would not keep the results; give --output "
                         "(and --output_dirname for a fixed folder name)")
-    summary = runner.run_inference(args.model, aisbench.input_list(args.input), args.output,
-                                   outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
-                                   overwrite=args.overwrite, progress=False if args.no_progress else None,
-                                   **common)
+    try:
+        summary = runner.run_inference(args.model, aisbench.input_list(args.input), args.output,
+                                       outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
+                                       overwrite=args.overwrite, progress=False if args.no_progress else None,
+                                       **common)
+    except KeyboardInterrupt as exc:  # the partial summary, in ais_bench's file as the own form's
+        if getattr(exc, "summary", None) is not None:
+            aisbench.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]
+        raise
+    if not summary.get("nothing_to_do"):
+        aisbench.write_summary(summary, summary_file, argv)
     if summary.get("nothing_to_do"):
         print(summary_line(summary))
         return 0

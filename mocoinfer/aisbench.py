@@ -169,7 +169,7 @@ def device_ids(value: str, divide: Optional[bool]) -> List[int]:
     contiguous share of the inputs and every result goes to the one result folder, as this
     runner's `--device-id 0,1` does: ais_bench's `--divide_input` (without it, ais_bench runs
     every input on every device, which a metric over one folder cannot use)."""
-    from .devices import parse_device_ids
+    from .cli import parse_device_ids
 
     ids = parse_device_ids(value)
     if any(d > 255 for d in ids):
@@ -244,6 +244,14 @@ def summary_doc(s: dict, argv: Sequence[str]) -> dict:
     if "phases" not in s:
         return dict(s)
     return dict(_figures(s), **own)
+
+
+def write_summary(s: dict, path: str, argv: Sequence[str]) -> None:
+    """`s`, the run's one summary, as ais_bench's summary file at `path` (recorded in it)."""
+    from .atomic import write_json
+
+    s["summary_file"] = path
+    write_json(path, summary_doc(s, argv))
 
 
 def summary_text(s: dict, display_all: bool) -> str:

@@ -11,47 +11,27 @@ sees half a file. Around that, one policy for what a stage may write and delete:
   `atomic_path` repeats the special-file check just before it renames, for writers that skip it.
 - `check_writable_dir(folder, need_bytes)`: the output folder exists, is not on a read-only
   mount, is writable, and has room for the run, checked before the run starts.
-- `FolderLock(folder)`: an `fcntl` lock file per output folder; a second run into the same
-  folder stops with one line naming the run that holds it (pid and command). The lock file
-  keeps the last holder's record, so the next run knows which run left any temporaries.
 - Temporaries carry their run's id (`.<name>.tmp<pid>-<8 hex>`): a stage deletes only its own,
   and those of the previous holder of the folder's lock (a run of this tool, now gone), never a
-  user's file that merely looks like one (`remove_temporaries`, in temporaries.py).
-- A manifest per output folder (`read_manifest`, `new_manifest`, `write_manifest`): the settings
-  and source that made the folder, per output the size and SHA-256 of the source it came from,
-  and `status` complete/incomplete, so a rerun can prove each file it reuses still matches.
+  user's file that merely looks like one (`remove_temporaries`, in temporaries.py). A data
+  folder's temporaries live in its bookkeeping folder beside it, never in it (temporaries.py).
 - `open_regular(path)` opens an input only after checking it is a regular file, and never
   blocks (O_NONBLOCK): a FIFO or device among the inputs is reported by name, not read.
+- `file_digest` / `digest_bytes`: the one hasher (SHA-256) for every proof that reads bytes.
 
-How a stage adopts it (preprocess.py is the worked example):
-
-    check_writable_dir(out_dir)
-    with FolderLock(out_dir) as lock:
-        remove_temporaries(out_dir, lock.previous_run_ids())
-        manifest = read_manifest(out_dir)          # None: nothing here is proven
-        ...decide what is reused: manifest["files"][name]["source_sha256"] == file_digest(src)...
-        doc = new_manifest("tool.py", settings, source, lock.run_id)
-        write_manifest(out_dir, doc)               # status incomplete while the run is on
-        ...atomic_path(target, lock.run_id) for every output...
-        doc["status"] = COMPLETE; write_manifest(out_dir, doc)
-
-The lock and the manifest are hidden files (`.mocoinfer.lock`, `.mocoinfer-manifest.json`), so
-folder listings that skip hidden names (get_info, the result-dir reader) are unchanged.
+The lock, the manifest and the stat proofs of reuse are in `sidecar.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
-import shlex
+import shutil
 import stat
-import sys
-import time
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, Optional, Tuple
 
 from .errors import UserError
 
@@ -152,7 +132,11 @@ def check_writable_dir(folder: str, need_bytes: int = 0, what: str = "output fol
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    """A size in words that never reads 0.0: bytes, kB, MB or GB as the figure needs."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def check_output(path: str, inputs: Iterable[str] = (), what: str = "output", need_bytes: int = 0) -> None:
@@ -190,7 +174,22 @@ def atomic_path(path: str, run_id: Optional[str] = None) -> Iterator[str]:
     try:
         yield tmp
         check_target(path)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # A data folder that is a mount point of its own: its bookkeeping folder is on another
+            # file system, so the temporary is copied beside the target and renamed from there.
+            local = os.path.join(os.path.dirname(path), os.path.basename(tmp))
+            try:
+                shutil.copyfile(tmp, local)
+                os.replace(local, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(local)
+                raise
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -217,28 +216,37 @@ def write_json(path: str, obj, indent: Optional[int] = 2, run_id: Optional[str] 
 
 # Reading inputs safely.
 
+class NotRegularFile(OSError):
+    """An input that is not a regular file (`kind` says what it is, in words): never read."""
+
+    def __init__(self, kind: str, path: str) -> None:
+        super().__init__(errno.EINVAL, f"is {kind}, not a regular file", path)
+        self.kind = kind
+
+
 def open_regular(path: str):
     """Open an input for binary reading only if it is a regular file, never blocking.
 
-    Anything else (FIFO, socket, device, folder) raises `OSError(EINVAL)` whose message says what
+    Anything else (FIFO, socket, device, folder) raises `NotRegularFile` (an `OSError(EINVAL)`) whose message says what
     it is. `stat` comes first so nothing special is ever opened, and O_NONBLOCK covers the race
     where a regular file is swapped for a FIFO in between.
     """
     kind = special_kind(os.stat(path).st_mode)
     if kind is not None:
-        raise OSError(errno.EINVAL, f"is {kind}, not a regular file", path)
+        raise NotRegularFile(kind, path)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         kind = special_kind(os.fstat(fd).st_mode)
         if kind is not None:
-            raise OSError(errno.EINVAL, f"is {kind}, not a regular file", path)
+            raise NotRegularFile(kind, path)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
 
 
-def digest_bytes(data: bytes) -> str:
+def digest_bytes(data) -> str:
+    """SHA-256 hex of a bytes-like object (hashlib releases the GIL on large buffers)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -251,133 +259,3 @@ def file_digest(path: str) -> Tuple[int, str]:
             h.update(chunk)
             size += len(chunk)
     return size, h.hexdigest()
-
-
-# The folder lock.
-
-LOCK_NAME = ".mocoinfer.lock"
-
-
-def _command_line() -> str:
-    argv = list(sys.argv) or ["python"]
-    argv[0] = os.path.basename(argv[0])
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-class FolderLock:
-    """An exclusive `fcntl.flock` on `<folder>/.mocoinfer.lock` for the length of a run.
-
-    The file holds the holder's pid, run id, command and start time; it is left in place on
-    release, so the next holder can read who was there before (`previous`) and clean up that
-    run's temporaries. The kernel drops the lock when the holder dies, however it dies.
-    """
-
-    def __init__(self, folder: str, run_id: Optional[str] = None, command: Optional[str] = None):
-        self.folder = folder
-        self.path = os.path.join(folder, LOCK_NAME)
-        self.run_id = run_id or RUN_ID
-        self.command = command or _command_line()
-        self.previous: Dict[str, object] = {}
-        self._fd: Optional[int] = None
-
-    def acquire(self) -> FolderLock:
-        check_target(self.path, "lock file")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                         | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError as exc:
-            raise UserError(f"{self.path}: cannot create the lock file ({describe_os_error(exc)})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_record(fd)
-            os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise UserError(f"{self.path}: cannot lock ({describe_os_error(exc)})") from None
-            who = (f"pid {holder.get('pid', '?')}: {holder.get('command', '?')}" if holder
-                   else "another process")
-            raise UserError(f"{self.folder}: in use by another run ({who}); wait for it to finish or "
-                            "give another folder") from None
-        self.previous = _read_record(fd)
-        record = {"pid": os.getpid(), "run_id": self.run_id, "command": self.command,
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        data = (json.dumps(record) + "\n").encode("utf-8")
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data, 0)
-        except OSError as exc:
-            os.close(fd)
-            raise UserError(f"{self.path}: cannot write the lock file ({describe_os_error(exc)})") from None
-        self._fd = fd
-        return self
-
-    def previous_run_ids(self) -> List[str]:
-        """The run that held this folder last (it is gone: we hold the lock now)."""
-        run = self.previous.get("run_id")
-        return [run] if isinstance(run, str) and run != self.run_id else []
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> FolderLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _read_record(fd: int) -> Dict[str, object]:
-    try:
-        raw = os.pread(fd, 4096, 0)
-        doc = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-# The manifest.
-
-MANIFEST_NAME = ".mocoinfer-manifest.json"
-MANIFEST_FORMAT = 1
-COMPLETE, INCOMPLETE = "complete", "incomplete"
-#: names the policy keeps in an output folder; stages do not treat them as outputs or strays.
-POLICY_FILES = (LOCK_NAME, MANIFEST_NAME)
-
-
-def new_manifest(tool: str, settings: Dict[str, object], source: str, run_id: Optional[str] = None) -> dict:
-    """A manifest for a run starting now: status incomplete until the run marks it complete.
-
-    `files` maps an output's name to what proves it: at least `source` (the input's path),
-    `source_size` and `source_sha256`; a stage may add more (the output's own size, ...).
-    """
-    return {"format": MANIFEST_FORMAT, "tool": tool, "status": INCOMPLETE, "run_id": run_id or RUN_ID,
-            "command": _command_line(), "settings": settings, "source": os.path.abspath(source), "files": {}}
-
-
-def read_manifest(folder: str) -> Optional[dict]:
-    """The folder's manifest, or None when there is none or it cannot be trusted (then nothing
-    in the folder counts as proven; a warning says why)."""
-    from .progress import log
-
-    path = os.path.join(folder, MANIFEST_NAME)
-    try:
-        with open_regular(path) as f:
-            doc = json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning(f"{path}: ignoring an unreadable manifest ({exc}); nothing in the folder counts as proven")
-        return None
-    if (not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT
-            or not isinstance(doc.get("files"), dict) or not isinstance(doc.get("settings"), dict)):
-        log.warning(f"{path}: ignoring a manifest of an unknown layout; nothing in the folder counts as proven")
-        return None
-    return doc
-
-
-def write_manifest(folder: str, doc: dict, run_id: Optional[str] = None) -> None:
-    write_json(os.path.join(folder, MANIFEST_NAME), doc, indent=1, run_id=run_id or doc.get("run_id"))

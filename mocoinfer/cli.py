@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from .errors import Terminated, UserError
 from .progress import setup_logging
@@ -61,3 +61,27 @@ def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str
         print(f"{prog}: interrupted; completed outputs are kept, rerun the same command to resume",
               file=sys.stderr)
         return int(getattr(exc, "exit_code", EXIT_INTERRUPTED))
+
+
+def parse_device_ids(value: Union[int, str, Sequence[int]]) -> List[int]:
+    """Device ids from `--device-id` / `-device_id=` / `DEVICE_ID`: `0`, `"0,1,2,3"` or a list."""
+    if isinstance(value, int):
+        items: List = [value]
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    else:
+        items = list(value)
+    ids = []
+    for item in items:
+        try:
+            dev = int(item)
+        except (TypeError, ValueError):
+            raise UserError(f"--device-id {value}: {item!r} is not a device id (e.g. 0 or 0,1,2,3)") from None
+        if dev < 0:
+            raise UserError(f"--device-id {value}: device ids are >= 0")
+        ids.append(dev)
+    if not ids:
+        raise UserError("--device-id: no device id given")
+    if len(set(ids)) != len(ids):
+        raise UserError(f"--device-id {value}: a device id is listed twice")
+    return ids

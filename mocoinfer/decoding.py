@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import io
 import multiprocessing
 import os
@@ -29,17 +28,19 @@ from typing import Deque, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from . import formats
+from .atomic import NotRegularFile, open_regular, special_kind
 from .errors import UserError
-from .pipeline import _Stop
-from .prepplan import list_inputs as list_image_dir
+from .pipeline import Stopped
+from .prepplan import list_images as list_image_dir
 from .prepplan import plan_tasks
 from .preprocess import describe_failure
+from .sidecar import read_proof
 from .transforms import EvalTransform, keep_pillow_buffers, load_rgb
 
 _POLL = 0.1  # seconds between checks of the stop flag while the reader waits on the pool
 
-#: (size, SHA-256) of an image's bytes, as read by the worker that decoded them
-Digest = Tuple[int, str]
+#: the proof of an image as read by the worker that decoded it (`sidecar.read_proof`)
+Digest = dict
 
 
 @dataclass
@@ -83,14 +84,6 @@ class Candidate(NamedTuple):
     key: str
 
 
-def _special_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def list_folder(input_dir: str) -> Tuple[List[Candidate], List[Tuple[int, str, str]], List[str]]:
     """The images of a folder in the `.bin` folder's order; the entries already known to fail
     (index, path, reason); the hidden names skipped."""
@@ -112,7 +105,7 @@ def list_folder(input_dir: str) -> Tuple[List[Candidate], List[Tuple[int, str, s
         if stat.S_ISDIR(mode):
             failed.append((run_index, task.source, "is a directory, not an image"))
         elif not stat.S_ISREG(mode):
-            failed.append((run_index, task.source, f"{_special_kind(mode)}, not an image file"))
+            failed.append((run_index, task.source, f"{special_kind(mode)}, not an image file"))
         else:
             good.append(Candidate(run_index, task.source, task.target))
     for j, (name, reason) in enumerate(found.failed, len(tasks)):
@@ -121,7 +114,7 @@ def list_folder(input_dir: str) -> Tuple[List[Candidate], List[Tuple[int, str, s
 
 
 def list_info(info_path: str) -> List[Candidate]:
-    """The images of a `get_info.py jpg` info file, in its order (relative paths as `inputs.list_inputs`
+    """The images of a `get_info.py jpg` info file, in its order (relative paths as `inputs.list_bin_inputs`
     resolves them); two images with one key are refused."""
     base = os.path.dirname(os.path.abspath(info_path))
     out, owner = [], {}
@@ -138,36 +131,19 @@ def list_info(info_path: str) -> List[Candidate]:
     return out
 
 
-class _SpecialFile(OSError):
-    """An input that is not a regular file: never read, reported by its kind."""
-
-
-def _open_regular(path: str):
-    """The file opened for reading, refusing without blocking anything but a regular file (a
-    FIFO opened plainly would wait for a writer forever)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+def decode(transform: EvalTransform, path: str) -> Tuple[Optional[np.ndarray], str, Optional[dict]]:
+    """(uint8 crop, "", proof) for a good image, (None, reason, None) for a bad one: preprocessing's
+    read-then-decode (`preprocess.Worker`) and `describe_failure`, opened by `atomic.open_regular`.
+    The proof is the fstat of the file read (and the hash of the bytes decoded where the file is
+    racy), so a result's proof is of exactly what made it."""
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(path)
-        if not stat.S_ISREG(mode):
-            raise _SpecialFile(f"{_special_kind(mode)}, not an image file")
-        return os.fdopen(fd, "rb")  # O_NONBLOCK does nothing to a regular file's reads
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def decode(transform: EvalTransform, path: str) -> Tuple[Optional[np.ndarray], str, Optional[Digest]]:
-    """(uint8 crop, "", digest) for a good image, (None, reason, None) for a bad one: preprocessing's
-    read-then-decode (`preprocess.Worker`) and `describe_failure`, opened as `_open_regular` does.
-    The digest is of the bytes decoded, so a result's proof is of exactly what made it."""
-    try:
-        with _open_regular(path) as f:
+        with open_regular(path) as f:
+            st = os.fstat(f.fileno())
             raw = f.read()
-        return transform.pixels(load_rgb(io.BytesIO(raw))), "", (len(raw), hashlib.sha256(raw).hexdigest())
-    except _SpecialFile as exc:
-        return None, str(exc), None
+        proof = read_proof(st, raw, time.time_ns())
+        return transform.pixels(load_rgb(io.BytesIO(raw))), "", proof
+    except NotRegularFile as exc:
+        return None, f"{exc.kind}, not an image file", None
     except Exception as exc:  # any decoder error is this file's problem, not the run's
         return None, describe_failure(path, exc), None
 
@@ -249,7 +225,7 @@ class DecodePool:
 
     def results(self, stop: threading.Event) -> Iterator[Tuple[int, Optional[np.ndarray], str, Optional[Digest]]]:
         """(job id, crop or None, reason, digest or None) per job, in the order given; raises
-        _Stop when `stop` is set while waiting."""
+        Stopped when `stop` is set while waiting."""
         while self._pending:
             t0 = time.perf_counter()
             items = self._receive(self._pending[0][0], stop)
@@ -266,7 +242,7 @@ class DecodePool:
         conn, proc = self.conns[w], self.procs[w]
         while not conn.poll(_POLL):
             if stop.is_set():
-                raise _Stop
+                raise Stopped
             if not proc.is_alive():
                 raise UserError(f"decoding worker {proc.pid} died (exit code {proc.exitcode}); "
                                 "out of memory? try fewer --workers")

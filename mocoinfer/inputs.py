@@ -18,7 +18,7 @@ from .errors import UserError
 from .formats import natural_key, read_info, result_filename
 
 
-def list_inputs(input_path: str) -> Tuple[List[str], str]:
+def list_bin_inputs(input_path: str) -> Tuple[List[str], str]:
     """Input `.bin` paths in order, and a description of where they came from.
 
     A folder gives its `.bin` files in natural order; an info file gives its lines in order
@@ -119,5 +119,5 @@ def list_many(inputs: Sequence[str]) -> Tuple[List[str], str]:
     """Several inputs, as ais_bench's comma list: each folder, info file or .bin file in turn."""
     paths: List[str] = []
     for one in inputs:
-        paths += list_inputs(one)[0]
+        paths += list_bin_inputs(one)[0]
     return paths, f"inputs {','.join(inputs)}"

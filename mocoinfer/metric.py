@@ -13,7 +13,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from .atomic import POLICY_FILES
+from .sidecar import LEGACY_FILES
 from .errors import UserError
 from .formats import ResultFile, format_accuracy, read_labels
 from .progress import log, progress_bar
@@ -281,8 +281,8 @@ OLD_AIS_SUMMARY = "sumary.json"
 def warn_about(acc: TopkAccuracy, folder: str) -> None:
     """Warnings for what the count left out or ranked last."""
     for name in acc.skipped:
-        if name in POLICY_FILES:
-            continue  # the lock and manifest of the run that wrote the folder
+        if name in LEGACY_FILES:
+            continue  # an older version kept the lock and manifest inside the folder
         if name == OLD_AIS_SUMMARY:
             log.info(f"note: {os.path.join(folder, name)}: the summary older ais_infer versions wrote inside the "
                      "result folder, skipped")

@@ -125,7 +125,7 @@ def summary_line(s: Dict) -> str:
 
 def pure_summary_text(s: Dict) -> str:
     """ais_bench's performance summary, for the phases this runtime measured."""
-    labels = {"h2d": "H2D_latency", "compute": "NPU_compute_time" if s["backend"] == "acl" else "compute_time",
+    labels = {"h2d": "H2D_latency", "compute": s.get("compute_label", "compute_time"),
               "d2h": "D2H_latency", "run": "run_latency"}
     lines = ["[INFO] -----------------Performance Summary------------------"]
     for phase in ("h2d", "compute", "d2h", "run"):

@@ -13,12 +13,10 @@ batch buffers recycled), so memory stays flat whatever the number of images.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Sequence
 
@@ -27,6 +25,7 @@ import numpy as np
 from .backends import Backend
 from .errors import UserError
 from .formats import write_result
+from .sidecar import read_proof
 from .transforms import normalize_batch
 
 # Read-ahead by bytes rather than batches: many small batches or a couple of big ones.
@@ -37,7 +36,6 @@ WRITE_BEHIND_BATCHES = 64
 # they cost ~0.3 ms each, so one writer thread caps a run at ~1,300 files/s. Several writers
 # overlap those waits.
 WRITER_THREADS = 4
-HASH_THREADS = 4
 _POLL = 0.1  # seconds between checks of the stop flag while a thread waits on a queue
 
 
@@ -82,14 +80,14 @@ class PipelineTimes:
     ended: float = 0.0  # the wall times of several devices' runs
 
 
-class _Stop(Exception):
+class Stopped(Exception):
     """Raised inside a worker thread when the run is being abandoned."""
 
 
-def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+def put_item(q: queue.Queue, item, stop: threading.Event) -> None:
     while True:
         if stop.is_set():
-            raise _Stop
+            raise Stopped
         try:
             q.put(item, timeout=_POLL)
             return
@@ -97,10 +95,10 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
             continue
 
 
-def _get(q: queue.Queue, stop: threading.Event):
+def get_item(q: queue.Queue, stop: threading.Event):
     while True:
         if stop.is_set():
-            raise _Stop
+            raise Stopped
         try:
             return q.get(timeout=_POLL)
         except queue.Empty:
@@ -109,7 +107,7 @@ def _get(q: queue.Queue, stop: threading.Event):
 
 class StageThread(threading.Thread):
     """One thread of the pipeline (a reader or a writer). `work()` runs until it is done or the
-    run is abandoned (`_Stop`); any other error is kept in `error` and sets the shared stop flag,
+    run is abandoned (`Stopped`); any other error is kept in `error` and sets the shared stop flag,
     which the main thread turns into that error."""
 
     def __init__(self, name: str, stop: threading.Event) -> None:
@@ -123,74 +121,59 @@ class StageThread(threading.Thread):
     def run(self) -> None:
         try:
             self.work()
-        except _Stop:
+        except Stopped:
             pass
         except BaseException as exc:  # the main thread sees the stop flag and raises it
             self.error = exc
             self.stop.set()
 
 
-class _Reader(StageThread):
+class FileReader(StageThread):
     """Fills recycled batch buffers from the input files, in order, ahead of the device."""
 
     def __init__(self, paths: Sequence[str], plan: Sequence[Batch], sample_bytes: int,
                  free: queue.Queue, ready: queue.Queue, stop: threading.Event,
-                 digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
+                 proofs: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  staging: Optional[np.ndarray] = None) -> None:
         super().__init__("mocoinfer-reader", stop)
         self.paths, self.plan, self.sample_bytes = paths, plan, sample_bytes
         self.free, self.ready = free, ready
         self.staging = staging  # uint8 pixel files land here, then are normalised into the batch
-        # digests[index_of[i]] = (size, SHA-256) of input i as read: what the resume manifest records.
-        self.digests, self.index_of = digests, index_of
+        # proofs[index_of[i]] = the proof of input i as read (its fstat; its hash only if racy):
+        # what the resume manifest records, at the cost of one fstat per file.
+        self.proofs, self.index_of = proofs, index_of
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
 
     def work(self) -> None:
-        # hashlib releases the GIL on large buffers: a few threads hash a batch's samples at once.
-        pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if self.digests is not None else None
-        try:
-            sb = self.sample_bytes
-            for batch in self.plan:
-                buf = _get(self.free, self.stop)
-                t0 = time.perf_counter()
-                view = memoryview(buf if self.staging is None else self.staging).cast("B")
-                for i in range(batch.n):
-                    path = self.paths[batch.start + i]
-                    with open(path, "rb", buffering=0) as f:
-                        got = f.readinto(view[i * sb:(i + 1) * sb])
-                    if got != sb:
-                        raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
-                t1 = time.perf_counter()
-                if self.staging is not None:
-                    normalize_batch(self.staging[:batch.n], buf[:batch.n])
-                if batch.n_run > batch.n:
-                    buf[batch.n:batch.n_run] = buf[0]
-                t2 = time.perf_counter()
-                self.read_seconds.append(t1 - t0)
-                self.prep_seconds.append(t2 - t0)
-                # The hashes run while the batch is on the device; the main thread waits for them
-                # before it recycles the buffer (outside the read figures: the manifest's cost).
-                pending = self._hash(pool, batch, view, sb) if pool is not None else []
-                if self.staging is not None:
-                    # The file bytes are in the staging buffer, which the next batch refills.
-                    for f in pending:
-                        f.result()
-                    pending = []
-                _put(self.ready, (batch, buf, pending), self.stop)
-            _put(self.ready, None, self.stop)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-
-    def _hash(self, pool: ThreadPoolExecutor, batch: Batch, view: memoryview, sb: int) -> List[Future]:
-        """Start hashing each real sample of the batch; each result lands in `digests`."""
-        def one(i: int) -> None:
-            j = batch.start + i
-            digest = (sb, hashlib.sha256(view[i * sb:(i + 1) * sb]).hexdigest())
-            self.digests[self.index_of[j] if self.index_of is not None else j] = digest  # type: ignore[index]
-
-        return [pool.submit(one, i) for i in range(batch.n)]
+        sb = self.sample_bytes
+        proofs, index_of = self.proofs, self.index_of
+        for batch in self.plan:
+            buf = get_item(self.free, self.stop)
+            t0 = time.perf_counter()
+            now = time.time_ns()
+            view = memoryview(buf if self.staging is None else self.staging).cast("B")
+            for i in range(batch.n):
+                path = self.paths[batch.start + i]
+                with open(path, "rb", buffering=0) as f:
+                    st = os.fstat(f.fileno())
+                    got = f.readinto(view[i * sb:(i + 1) * sb])
+                if got != sb:
+                    raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
+                if proofs is not None:
+                    j = batch.start + i
+                    proofs[index_of[j] if index_of is not None else j] = read_proof(st, view[i * sb:(i + 1) * sb],
+                                                                                   now)
+            t1 = time.perf_counter()
+            if self.staging is not None:
+                normalize_batch(self.staging[:batch.n], buf[:batch.n])
+            if batch.n_run > batch.n:
+                buf[batch.n:batch.n_run] = buf[0]
+            t2 = time.perf_counter()
+            self.read_seconds.append(t1 - t0)
+            self.prep_seconds.append(t2 - t0)
+            put_item(self.ready, (batch, buf), self.stop)
+        put_item(self.ready, None, self.stop)
 
 
 class _Writer(StageThread):
@@ -207,7 +190,7 @@ class _Writer(StageThread):
 
     def work(self) -> None:
         while True:
-            item = _get(self.todo, self.stop)
+            item = get_item(self.todo, self.stop)
             if item is None:
                 return
             start, n, outputs = item
@@ -243,7 +226,7 @@ def batch_buffers(batch_bytes: int) -> int:
 
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
                  result_dir: str, outfmt: str, loop: int, bar, first_index: int = 1,
-                 digests: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
+                 proofs: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  on_written: Optional[Callable[[int, int, str], None]] = None,
                  on_batch: Optional[Callable[[], None]] = None, host_normalize: bool = False,
                  cancel=None, make_reader=None) -> PipelineTimes:
@@ -251,15 +234,15 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
 
     Result files are numbered from `first_index` (1: the benchmark, 0: ais_bench). With
-    `digests`, the reader stores each input's (size, SHA-256) at `digests[index_of[i]]`;
+    `proofs`, the reader stores each input's proof (`sidecar.read_proof`) at `proofs[index_of[i]]`;
     `on_written(i, k, name)` is called by a writer thread once result `name` of input i is in
     place, and `on_batch()` by this thread after each batch (the resume manifest's hooks).
 
     `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
     `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
     batches with a UserError: another device of the run has failed.
-    `make_reader` replaces the `.bin` file reader: called as `_Reader` is, it returns a thread
-    with the same attributes that puts `(Batch, buffer, [])` items on `ready`, then None
+    `make_reader` replaces the `.bin` file reader: called as `FileReader` is, it returns a thread
+    with the same attributes that puts `(Batch, buffer)` items on `ready`, then None
     (streamed images: it appends to `paths` and `plan` as it goes).
     """
     shape = (batch_size,) + tuple(be.input_shape)
@@ -280,7 +263,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     if make_reader is not None:
         reader = make_reader(paths, plan, be.sample_bytes, free, ready, stop)
     else:
-        reader = _Reader(paths, plan, file_bytes, free, ready, stop, digests, index_of, staging)
+        reader = FileReader(paths, plan, file_bytes, free, ready, stop, proofs, index_of, staging)
     writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written)
                for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
@@ -291,19 +274,17 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         w.start()
     try:
         while True:
-            item = _get(ready, stop)
+            item = get_item(ready, stop)
             if item is None:
                 break
             if cancel is not None and cancel.is_set():
                 raise UserError(f"{result_dir}: stopped, another device of this run failed")
-            batch, buf, pending = item
+            batch, buf = item
             inputs = buf[:batch.n_run]
             for _ in range(loop):
                 t0 = time.perf_counter()
                 outputs = be.run(inputs)
                 run_seconds.append(time.perf_counter() - t0)
-            for f in pending:  # the buffer is hashed before it is refilled, and before results are recorded
-                f.result()
             free.put(buf)
             for k, out in enumerate(outputs):
                 if out.shape[0] != batch.n_run:
@@ -311,19 +292,19 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
                                     f"of {batch.n_run}")
             n_outputs = len(outputs)
             # Only real images go on; the padding's results are dropped here.
-            _put(todo, (batch.start, batch.n, [o[:batch.n] for o in outputs]), stop)
+            put_item(todo, (batch.start, batch.n, [o[:batch.n] for o in outputs]), stop)
             bar.update(batch.n)
             _raise_first(writers)
             if on_batch is not None:
                 on_batch()
         for _ in writers:
-            _put(todo, None, stop)
+            put_item(todo, None, stop)
         for w in writers:
             while w.is_alive():
                 w.join(_POLL)
         _raise_first(writers)
         t_end, ended = time.perf_counter(), time.time()
-    except _Stop:
+    except Stopped:
         raise (_first_error(writers) or reader.error or UserError("inference stopped")) from None
     finally:
         stop.set()

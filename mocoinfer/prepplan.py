@@ -41,7 +41,7 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def list_inputs(input_dir: str, output_dir: Optional[str] = None) -> Inputs:
+def list_images(input_dir: str, output_dir: Optional[str] = None) -> Inputs:
     """Every entry of the input dir in natural order, sorted into inputs, failures and skips."""
     if not os.path.exists(input_dir):
         raise UserError(f"{input_dir}: input image dir not found")
@@ -200,15 +200,3 @@ def _digests(paths: List[str], workers: int) -> Dict[str, Tuple[int, str]]:
         return {}
     with ThreadPoolExecutor(max(1, min(workers, len(paths)))) as pool:
         return {path: d for path, d in pool.map(one, paths, chunksize=64) if d is not None}
-
-
-def _failed_list_is_ours(path: str, manifest: Optional[dict]) -> bool:
-    """True when `failed.txt` is absent or is the one a run of this tool wrote (same content)."""
-    try:
-        size, digest = atomic.file_digest(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    rec = (manifest or {}).get("failed_list") or {}
-    return rec.get("size") == size and rec.get("sha256") == digest

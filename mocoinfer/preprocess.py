@@ -38,15 +38,14 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import atomic, formats
+from . import atomic, formats, sidecar
 from .cli import signals_as_interrupt
 from .errors import UserError
 from .prepplan import (
     Inputs,
     Task,
-    _failed_list_is_ours,
     existing_bins,
-    list_inputs,
+    list_images,
     plan_reuse,
     plan_tasks,
     prepare_output_dir,
@@ -232,7 +231,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    found = list_inputs(input_dir, output_dir)
+    found = list_images(input_dir, output_dir)
     if found.hidden:
         log.warning(f"{input_dir}: skipped {len(found.hidden)} hidden file(s) (e.g. "
                     f"{', '.join(found.hidden[:3])}); rename them without the leading '.' to preprocess them")
@@ -242,7 +241,7 @@ def preprocess_folder(input_dir: str, output_dir: str, *, interpolation: str = D
         raise UserError(f"{input_dir}: input image dir holds nothing to preprocess")
     tasks = plan_tasks(input_dir, output_dir, found.entries)
     prepare_output_dir(input_dir, output_dir)
-    with atomic.FolderLock(output_dir) as lock:
+    with sidecar.FolderLock(output_dir) as lock:
         atomic.remove_temporaries(output_dir, lock.previous_run_ids() + [lock.run_id])
         return _run(input_dir, output_dir, found, tasks, transform, workers, overwrite, progress, lock.run_id,
                     start, dtype)
@@ -252,7 +251,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
          workers: int, overwrite: bool, progress: bool, run_id: str, start: float, dtype: str) -> Summary:
     settings = settings_of(transform, dtype)
     expected_size = formats.bin_file_size(transform.crop, transform.crop, dtype=dtype)
-    manifest = atomic.read_manifest(output_dir)
+    manifest = sidecar.read_manifest(output_dir)
     existing = existing_bins(output_dir)
     todo, reused, records = plan_reuse(tasks, manifest, settings, existing, expected_size, overwrite, output_dir,
                                        workers)
@@ -260,12 +259,12 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
     atomic.check_writable_dir(output_dir, len(todo) * expected_size, what="output dir")
 
     failed_list = os.path.join(output_dir, formats.FAILED_LIST_NAME)
-    failed_list_ours = _failed_list_is_ours(failed_list, manifest)
-    doc = atomic.new_manifest(TOOL, settings, input_dir, run_id)
+    failed_list_ours = sidecar.failed_list_is_ours(failed_list, manifest)
+    doc = sidecar.new_manifest(TOOL, settings, input_dir, run_id)
     doc["files"] = dict(records)
     if manifest and failed_list_ours and manifest.get("failed_list"):
         doc["failed_list"] = manifest["failed_list"]
-    atomic.write_manifest(output_dir, doc, run_id)  # incomplete until this run finishes
+    sidecar.write_manifest(output_dir, doc, run_id)  # incomplete until this run finishes
 
     failed: List[Tuple[int, str]] = []
     written = 0
@@ -286,7 +285,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
                         raise UserError(reason)
                     bar.update(1)
                     if time.monotonic() - saved > MANIFEST_EVERY_S:
-                        atomic.write_manifest(output_dir, doc, run_id)
+                        sidecar.write_manifest(output_dir, doc, run_id)
                         saved = time.monotonic()
         finished = True
     finally:
@@ -294,30 +293,15 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
             # Interrupted or stopped: what was written is recorded (so proven on the rerun), and
             # the folder stays marked incomplete.
             with contextlib.suppress(UserError, OSError):
-                atomic.write_manifest(output_dir, doc, run_id)
+                sidecar.write_manifest(output_dir, doc, run_id)
             atomic.remove_temporaries(output_dir, [run_id])
     failures = [(tasks[i].source, reason) for i, reason in failed]
     failures += [(os.path.join(input_dir, name), reason) for name, reason in found.failed]
     failures.sort(key=lambda f: formats.natural_key(os.path.basename(f[0])))
-    written_list = ""
-    if failed_list_ours:
-        if failures:
-            data = formats.format_failed(failures).encode("utf-8")
-            atomic.atomic_write_bytes(failed_list, data, run_id)
-            # Recorded so that a later run knows this failed.txt is its own to replace or delete.
-            doc["failed_list"] = {"size": len(data), "sha256": atomic.digest_bytes(data)}
-            written_list = failed_list
-        else:
-            # The list from an earlier run of this tool would now be wrong.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed_list)
-            doc.pop("failed_list", None)
-    elif failures:
-        log.warning(f"{failed_list}: not written: a file of that name is already there and this tool did not "
-                    "write it; the failures are listed on stderr only")
-    doc["status"] = atomic.COMPLETE
+    written_list = sidecar.replace_failed_list(failed_list, failures, failed_list_ours, doc, run_id)
+    doc["status"] = sidecar.COMPLETE
     doc["failed"] = len(failures)
-    atomic.write_manifest(output_dir, doc, run_id)
+    sidecar.write_manifest(output_dir, doc, run_id)
     return Summary(output_dir, written, len(reused), failures, time.perf_counter() - start,
                    min(workers, max(1, len(todo))),
                    f"{transform.interpolation}, resize {transform.resize}, crop {transform.crop}, {dtype}",

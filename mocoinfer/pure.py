@@ -12,31 +12,22 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .atomic import FolderLock, check_output, make_folder
+from .atomic import atomic_write_text, check_output, make_folder, write_json
+from .cli import parse_device_ids
 from .errors import UserError
 from .formats import format_pure_perf, pure_perf_filename
-from .perf import PURE_SUMMARY_NAME
-from .runner import (
-    PURE_DATA,
-    RunSettings,
-    _chosen,
-    _finish,
-    _opened,
-    _run_phases,
-    _warm_up,
-    check_batch_memory,
-    resolve_batch_size,
-)
+from .onepass import RunSettings, backend_facts, check_batch_memory, resolve_batch_size, run_phases, warm_up
+from .perf import DEFINITIONS, PURE_SUMMARY_NAME
+
+PURE_DATA = ("zeros", "random")
 
 
 def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str = "zeros", seed: int = 0,
-                       **options) -> dict:
+                       write_summary: bool = True, **options) -> dict:
     """Time `loop` batches of generated data (after `warmup` untimed ones): throughput and
     latency only, as ais_bench's pure-data mode. `options` are `RunSettings` fields (`loop`
     defaults to 10 here). Writes pure_summary.json (never a file run's summary.json) and the
     benchmark's PureInfer perf file under `output` when given."""
-    from .devices import parse_device_ids
-
     options.setdefault("loop", 10)
     device_ids = parse_device_ids(options.get("device_id", 0))
     if len(device_ids) > 1:
@@ -47,7 +38,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     if pure_data not in PURE_DATA:
         raise UserError(f"unknown --pure-data {pure_data!r} (choose from {', '.join(PURE_DATA)})")
     settings.check()
-    cls = _chosen(model, settings)
+    cls = settings.backend_class(model)
     if cls is not None:
         cls.check_precision(model, settings.precision)
     loop = settings.loop
@@ -57,7 +48,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
         summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
         _check_output_folder(output, [summary_file] + ([os.path.join(output, perf_name)] if perf_name else []),
                              [model])
-    with _opened(model, settings, cls) as be:
+    with settings.opened(model, cls) as be:
         bs = resolve_batch_size(be, settings.batch_size)
         # The generated batch, the warm-up's and the runtime's copy.
         check_batch_memory(bs, be.sample_bytes, 2)
@@ -66,26 +57,27 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
             data = np.zeros(shape, dtype=be.input_dtype)
         else:
             data = np.random.default_rng(seed).standard_normal(shape).astype(be.input_dtype)
-        _warm_up(be, bs, settings.warmup)
+        warm_up(be, bs, settings.warmup)
         run_seconds: List[float] = []
         for _ in range(loop):
             t0 = time.perf_counter()
             be.run(data)
             run_seconds.append(time.perf_counter() - t0)
-        phases = _run_phases(be, bs * loop, run_seconds)
+        phases = run_phases(be, bs * loop, run_seconds)
     compute = phases.get("compute", phases["run"])
     mean_ms = compute["latency_ms"]["mean"]
-    summary = {"model": model, "backend": be.name, "device": be.device, "device_id": settings.device_id,
-               "pure_data": pure_data, "batch_size": bs, "loop": loop, "warmup": settings.warmup,
-               "precision": getattr(be, "precision", "fp32"),
-               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0,
-               "phases": phases}
-    if output:
-        with FolderLock(output):
-            _finish(summary, be, output, perf_name, format_pure_perf(summary["throughput_images_per_s"], mean_ms),
-                    summary_file, settings.summary_doc)
-    else:
-        _finish(summary, be, None, None, "")
+    summary = {"model": model, "device_id": settings.device_id, "pure_data": pure_data, "batch_size": bs,
+               "loop": loop, "warmup": settings.warmup,
+               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases}
+    summary.update(backend_facts(be))
+    summary["definitions"] = DEFINITIONS
+    # Two files written whole by rename: no lock, and no bookkeeping left in the output folder.
+    if output and perf_name is not None:
+        summary["perf_file"] = os.path.join(output, perf_name)
+        atomic_write_text(summary["perf_file"], format_pure_perf(summary["throughput_images_per_s"], mean_ms))
+    if output and write_summary:
+        summary["summary_file"] = summary_file
+        write_json(summary_file, summary)
     return summary
 
 

@@ -1,34 +1,33 @@
 """The runner's result folder under the output policy: checks before the load, the lock, the manifest, resume.
 
-`ResultFolder` is everything `runner.run_inference` needs to write safely and to pick up where an
-interrupted run stopped:
+`ResultFolder` is everything a run needs to write safely and to pick up where an interrupted run
+stopped. The folder itself holds result files only; the lock and the manifest live beside it
+(`sidecar.py`), so the guide's scripts and ais_bench read it as they read their own.
 
 - `check_paths` (before the model loads): the output folders can be made and written, have room
   for the results, are not an input's folder, and the summary / perf file paths are neither an
   input nor a special file (`atomic.check_output`).
-- `locked()`: an `atomic.FolderLock` on the output folder (it holds the perf file and the
-  summary as well as the result folder), so a second run into it stops with one line naming the
-  first.
-- `plan`: reads the result folder's manifest (`atomic.MANIFEST_NAME`) and decides what to run.
-  An input is skipped only when the manifest proves its result: every one of its result files is
-  listed, exists at the recorded size, and was made from an input of the same size and SHA-256 as
-  the file now (hashed again here, never trusted by mtime), by the same model and settings
+- `locked()`: the result folder's `sidecar.FolderLock`, so a second run into it stops with one
+  line naming the first.
+- `plan`: reads the manifest and decides what to run. An input is skipped only when the manifest
+  proves its result: every one of its result files is listed and is still the file recorded, and
+  the input is still the file it was made from (`sidecar.still_proven`: stat data, as git, and a
+  hash only for the few files recorded while racy), by the same model and settings
   (`RESUME_KEYS`). Result files of another format, or results made with another model or
   settings, are refused unless `--overwrite`, which deletes only the files the manifest says this
   tool wrote.
 - `record` / `flush` / `finish`: the writer threads report each result file; the manifest is
   rewritten every few seconds, on every way out (errors, Ctrl-C, SIGTERM), and marked complete
-  when the run ends, so a killed run leaves a folder marked incomplete whose finished files are
+  when the run ends, so a killed run leaves a manifest marked incomplete whose finished files are
   still proven for the next run.
 
 The model is identified by its size and the SHA-256 of the whole file, not of its first and last
 MB: two exports of the same architecture have the same size and the same graph around different
-weights, and a fine-tune that froze the last layers differs only in the middle of the file. A
-full hash costs about 0.2 s for ResNet-50's 100 MB, against seconds to load the model.
+weights. A full hash costs about 0.2 s for ResNet-50's 100 MB, against seconds to load the model.
 
-Each input is hashed as the reader reads it (pipeline.py), on a few threads while the batch is on
-the device: about 1 ms per 602 KB file on a loaded 2-core VM, less with SHA extensions. It is the
-price of a proof that does not trust mtimes (issue 13).
+Each input's proof comes from the reader's own `fstat` of the file it read (`pipeline.py`,
+`decoding.py`): no input is read twice to prove it. Manifests of an older version proved inputs
+by their SHA-256; their entries are still honoured, by hashing those inputs once.
 
 The batch size is recorded but is not a resume key: each image's result is the model's output
 for that image whatever batch it ran in (padding never reaches a result file).
@@ -39,13 +38,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import atomic
+from . import atomic, sidecar
 from .errors import UserError
 from .formats import RESULT_FORMATS, is_result_name, list_results, natural_key, result_filename
-from .progress import log, usable_cpus
+from .progress import log
+from .temporaries import remove_temporaries
 
 TOOL = "run_om_infer.py"
 #: the settings a result depends on: another value for any of them means other results.
@@ -57,6 +56,9 @@ FLUSH_SECONDS = 10.0
 # A txt result of 1,000 float32 values is about 13 kB ('%.9g ' per value); bin and npy 4 kB.
 _RESULT_BYTES_ESTIMATE = {"txt": 13_000, "bin": 4_000, "npy": 4_200}
 
+#: what a reader hands the result folder per input: the proof of the file it read (`sidecar.read_proof`)
+InputProof = dict
+
 
 def model_identity(path: str) -> Dict[str, object]:
     """Path, size and SHA-256 of the model file (None for a caller's backend with no file)."""
@@ -67,21 +69,6 @@ def model_identity(path: str) -> Dict[str, object]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read the model ({atomic.describe_os_error(exc)})") from None
     return {"model": os.path.abspath(path), "model_size": size, "model_sha256": digest}
-
-
-def _hash_all(paths: Sequence[str]) -> List[Optional[Tuple[int, str]]]:
-    """(size, SHA-256) of each file, on several threads (hashlib releases the GIL); None for a
-    file that cannot be read (it is then not proven, and the run reports it when it reads it)."""
-    def one(p: str) -> Optional[Tuple[int, str]]:
-        try:
-            return atomic.file_digest(p)
-        except OSError:
-            return None
-
-    if not paths:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(8, usable_cpus()))) as pool:
-        return list(pool.map(one, paths, chunksize=64))
 
 
 def _inputs(settings: dict) -> str:
@@ -104,19 +91,39 @@ def _differences(old: dict, new: dict) -> List[str]:
     return out
 
 
+def _input_still_proven(path: str, entry: dict) -> bool:
+    """The input is still the file the result was made from: by its stat proof, or, for an
+    older version's entry, by its size and SHA-256."""
+    if "source_proof" in entry:
+        return sidecar.still_proven(path, entry["source_proof"])
+    try:
+        return atomic.file_digest(path) == (entry.get("source_size"), entry.get("source_sha256"))
+    except OSError:
+        return False
+
+
+def _result_still_proven(folder: str, name: str, entry: dict) -> bool:
+    """The result file is still the one this tool wrote: by its stat proof (an older version's
+    entry: a regular file of the recorded size)."""
+    path = os.path.join(folder, name)
+    if "proof" in entry:
+        return sidecar.still_proven(path, entry["proof"], follow=False)
+    return _result_size(folder, name) == entry.get("size")
+
+
 class ResultFolder:
-    """One run's result folder (inside the output folder) and its manifest."""
+    """One run's result folder (inside the output folder) and its manifest beside it."""
 
     def __init__(self, output: str, result_dir: str, outfmt: str, first_index: int = 1,
                  overwrite: bool = False) -> None:
         self.output, self.result_dir, self.outfmt = output, result_dir, outfmt
         self.first_index, self.overwrite = first_index, overwrite
-        self.lock: Optional[atomic.FolderLock] = None
+        self.lock: Optional[sidecar.FolderLock] = None
         self.doc: Optional[dict] = None
         #: (input index, output index k, result name) appended by the writer threads
         self.done: List[Tuple[int, int, str]] = []
-        #: (size, sha256) of each input as the reader read it, filled by the reader thread
-        self.digests: List[Optional[Tuple[int, str]]] = []
+        #: the proof of each input as its reader read it (`sidecar.read_proof`), filled by the reader
+        self.proofs: List[Optional[InputProof]] = []
         self._paths: Sequence[str] = ()
         self._names: Sequence[str] = ()
         self._recorded = 0
@@ -137,11 +144,11 @@ class ResultFolder:
         atomic.check_writable_dir(self.result_dir, need, what="result folder")
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[atomic.FolderLock]:
-        """The output folder's lock for the run; the previous holder's temporaries are removed."""
-        with atomic.FolderLock(self.output) as lock:
+    def locked(self) -> Iterator[sidecar.FolderLock]:
+        """The result folder's lock for the run; the previous holder's temporaries are removed."""
+        with sidecar.FolderLock(self.result_dir) as lock:
             self.lock = lock
-            atomic.remove_temporaries(self.result_dir, lock.previous_run_ids())
+            remove_temporaries(self.result_dir, lock.previous_run_ids())
             try:
                 yield lock
             finally:
@@ -157,10 +164,11 @@ class ResultFolder:
         input i's results (`result_filename`), `paths[i]` when not given (streamed images give
         their key: `a.b.JPEG` writes `a_1.txt`)."""
         self._paths, self._names = paths, paths if names is None else names
-        self.digests = [None] * len(paths)
-        old = atomic.read_manifest(self.result_dir)
+        self.proofs = [None] * len(paths)
+        old = sidecar.read_manifest(self.result_dir)
         if old is not None and old.get("tool") != TOOL:
             old = None
+        failed_list = old.get("failed_list") if old else None  # streaming's failed.txt, whatever else goes
         results, _ = list_results(self.result_dir)
         listed = set(old["files"]) if old else set()
         if self.overwrite:
@@ -191,9 +199,11 @@ class ResultFolder:
         if unlisted:
             log.info(f"{self.result_dir}: {len(unlisted)} result files are not listed in a manifest "
                      "(not proven): inputs that write them run again")
-        doc = atomic.new_manifest(TOOL, dict(settings), self.result_dir, self.lock.run_id if self.lock else None)
+        doc = sidecar.new_manifest(TOOL, dict(settings), self.result_dir, self.lock.run_id if self.lock else None)
         doc["files"] = files
         doc["n_outputs"] = old.get("n_outputs") if old else None
+        if failed_list:
+            doc["failed_list"] = failed_list
         self.doc = doc
         self._write()
         return todo
@@ -214,25 +224,23 @@ class ResultFolder:
         n_out = old.get("n_outputs") if old else None
         if not files or not isinstance(n_out, int) or n_out < 1:
             return list(range(len(paths)))
-        # Cheap checks first (listed, present at the recorded size), then hash only those inputs.
-        candidates = []
+        todo = []
         for i, p in enumerate(self._names):
             names = [result_filename(p, self.outfmt, self.first_index + k) for k in range(n_out)]
             entries = [files.get(n) for n in names]
-            if all(e is not None and _result_size(self.result_dir, n) == e.get("size")
-                   for n, e in zip(names, entries)):
-                candidates.append(i)
-        digests = _hash_all([paths[i] for i in candidates])
-        proven = set()
-        for i, got in zip(candidates, digests):
-            if got is None:
+            if not all(isinstance(e, dict) and _result_still_proven(self.result_dir, n, e)
+                       for n, e in zip(names, entries)):
+                todo.append(i)
                 continue
-            names = [result_filename(self._names[i], self.outfmt, self.first_index + k) for k in range(n_out)]
-            if all(files[n].get("source_size") == got[0] and files[n].get("source_sha256") == got[1]
-                   for n in names):
-                proven.add(i)
-                self.digests[i] = got
-        return [i for i in range(len(paths)) if i not in proven]
+            # Each result names the input it was made from; all of them must prove the same file.
+            first = entries[0]
+            if (not all(e.get("source_proof", e.get("source_sha256")) ==
+                        first.get("source_proof", first.get("source_sha256")) for e in entries)
+                    or not _input_still_proven(paths[i], first)):  # type: ignore[arg-type]
+                todo.append(i)
+                continue
+            self.proofs[i] = first.get("source_proof")  # type: ignore[union-attr]
+        return todo
 
     # While the run is on.
 
@@ -253,22 +261,24 @@ class ResultFolder:
         elif self.done and not self.doc.get("n_outputs"):
             self.doc["n_outputs"] = max(k for _, k, _ in self.done) - self.first_index + 1
         files = self.doc["files"]
-        new = self.done[self._recorded:]
-        self._recorded += len(new)
+        end = len(self.done)
+        new = self.done[self._recorded:end]
+        self._recorded = end
+        now = time.time_ns()
         for index, _k, name in new:
-            digest = self.digests[index]
-            size = _result_size(self.result_dir, name)
-            if digest is None or size is None:
+            source = self.proofs[index]
+            proof = sidecar.proof_of(os.path.join(self.result_dir, name), now_ns=now, follow=False)
+            if source is None or proof is None:
                 continue
-            files[name] = {"source": os.path.abspath(self._paths[index]), "source_size": digest[0],
-                           "source_sha256": digest[1], "size": size}
+            files[name] = {"source": os.path.abspath(self._paths[index]), "source_proof": source,
+                           "proof": proof, "size": proof["stat"][0]}
         self._write()
 
     def finish(self, n_outputs: Optional[int] = None) -> None:
         """Record the last results and mark the folder complete."""
         self.flush(n_outputs)
         if self.doc is not None:
-            self.doc["status"] = atomic.COMPLETE
+            self.doc["status"] = sidecar.COMPLETE
             self._write()
 
     def done_inputs(self) -> int:
@@ -277,7 +287,7 @@ class ResultFolder:
 
     def _write(self) -> None:
         self._last_flush = time.monotonic()
-        atomic.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
+        sidecar.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
 
 
 def _result_size(folder: str, name: str) -> Optional[int]:
@@ -293,13 +303,14 @@ def _result_size(folder: str, name: str) -> Optional[int]:
 def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional[str]:
     """Refuse (or, with `allow_incomplete`, warn about) a result folder whose manifest says the
     run that wrote it did not finish, or which holds result files the manifest does not list or
-    whose size changed (a mixed folder). Returns a note for a folder with no manifest (results of
-    ais_bench, the benchmark, or an older version: nothing to prove them), else None."""
-    doc = atomic.read_manifest(folder)
+    that are no longer the files it wrote (a mixed or edited folder: a result replaced, edited,
+    or made a symlink). Returns None (a folder with no manifest, written by ais_bench, the
+    benchmark or another tool, is read as it is)."""
+    doc = sidecar.read_manifest(folder)
     if doc is None or doc.get("tool") != TOOL:
         return None
     problems = []
-    if doc.get("status") != atomic.COMPLETE:
+    if doc.get("status") != sidecar.COMPLETE:
         problems.append("the run that wrote it did not finish (manifest status incomplete)")
     files = doc.get("files", {})
     foreign, changed = [], []
@@ -309,7 +320,7 @@ def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional
         listed = files.get(entry.name)
         if listed is None:
             foreign.append(entry.name)
-        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size != listed.get("size"):
+        elif not _result_still_proven(folder, entry.name, listed):  # edited, replaced, or now a symlink
             changed.append(entry.name)
     if foreign:
         problems.append(f"{len(foreign)} result files not written by its run (mixed; e.g. "

@@ -35,12 +35,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats
+from . import formats, sidecar
 from .backends import Backend
 from .cli import signals_as_interrupt
 from .decoding import DecodePool, DecodeStats, Digest, is_image_input, list_folder, list_info
 from .errors import UserError
-from .pipeline import StageThread, _get, _put, plan_batches
+from .pipeline import StageThread, get_item, plan_batches, put_item
 from .progress import log, usable_cpus
 from .transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, EvalTransform
 
@@ -127,10 +127,10 @@ class ImageFeed:
         self.finished = False
         self.select(range(len(self.candidates)), [None] * len(self.candidates))
 
-    def select(self, todo: Sequence[int], digests: List[Optional[Digest]]) -> None:
-        """Decode only the candidates at positions `todo`; the reader stores each one's digest in
-        `digests[position]` (the result folder's list, which the manifest records from)."""
-        self.todo, self.digests = list(todo), digests
+    def select(self, todo: Sequence[int], proofs: List[Optional[Digest]]) -> None:
+        """Decode only the candidates at positions `todo`; the reader stores each one's proof in
+        `proofs[position]` (the result folder's list, which the manifest records from)."""
+        self.todo, self.proofs = list(todo), proofs
         self.workers = max(1, min(self.max_workers, len(self.todo)))
         self.chunk = max(1, min(MAX_CHUNK, len(self.todo) // (self.workers * 8)))
         self.window = self.workers * CHUNKS_PER_WORKER
@@ -175,19 +175,18 @@ class ImageFeed:
             return StreamReader(self, batch_size, be, free, ready, stop)
         return make
 
-    def report(self, summary: Dict, output: str) -> None:
+    def report(self, summary: Dict, output: str, doc: Optional[dict]) -> None:
         """Add the "stream" section to `summary`; write `failed.txt` in `output`, or remove the
-        one an earlier run left when nothing failed now."""
+        one an earlier run of this tool left when nothing failed now (`sidecar.replace_failed_list`,
+        recorded in the result folder's manifest `doc`)."""
         self.failed.sort()
         st = self.stats
         rate = st.decoded * self.workers / st.seconds if st.seconds > 0 else 0.0
         model_rate = summary.get("phases", {}).get("run", {}).get("throughput_images_per_s", 0.0)
         failed_list = os.path.join(output, formats.FAILED_LIST_NAME)
-        if self.failed:
-            formats.write_failed(failed_list, [(p, r) for _, p, r in self.failed])
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed_list)
+        doc = {} if doc is None else doc
+        sidecar.replace_failed_list(failed_list, [(p, r) for _, p, r in self.failed],
+                                    sidecar.failed_list_is_ours(failed_list, doc), doc)
         summary["stream"] = {
             "source": self.source, "workers": self.workers, **self.options.settings(),
             "model_input": "uint8 pixels" if self.uint8 else "float32, normalised by the reader",
@@ -216,7 +215,7 @@ class StreamReader(StageThread):
 
     def _take_buffer(self):
         t0 = time.perf_counter()
-        buf = _get(self.free, self.stop)
+        buf = get_item(self.free, self.stop)
         self.feed.model_wait += time.perf_counter() - t0
         return buf
 
@@ -232,7 +231,7 @@ class StreamReader(StageThread):
         self.read_seconds.append(read)
         self.prep_seconds.append(prep)
         t1 = time.perf_counter()
-        _put(self.ready, (batch, buf, []), self.stop)  # the digests came from the workers: nothing to wait for
+        put_item(self.ready, (batch, buf), self.stop)
         feed.model_wait += time.perf_counter() - t1
 
     def work(self) -> None:
@@ -256,7 +255,7 @@ class StreamReader(StageThread):
             else:
                 feed.transform.to_normalized(pixels, out=buf[n])
             # Set before the batch is handed on, so before any writer records its result.
-            feed.digests[pos] = digest
+            feed.proofs[pos] = digest
             feed.positions.append(pos)
             feed.names.append(candidate.key)
             n += 1
@@ -267,7 +266,7 @@ class StreamReader(StageThread):
         if n:
             self._hand_on(buf, n, read, prep)
         feed.finished = True
-        _put(self.ready, None, self.stop)
+        put_item(self.ready, None, self.stop)
 
 
 def open_feed(input_path: str, options: Optional[StreamOptions]) -> Optional[ImageFeed]:
@@ -311,89 +310,3 @@ def report(summary: Dict, skip_bad: bool = False) -> int:
     if summary["images"] == 0 and not summary.get("skipped"):
         raise UserError(f"{summary['input']}: no image could be decoded")
     return 0
-
-
-def run_streamed(model: str, input_path: str, output: str, settings, cls, feed: ImageFeed) -> Dict:
-    """`runner.run_inference` for a folder (or jpg info file) of images: the same result files,
-    perf file and summary as the `.bin` path, decoded as they run, and resumed as it resumes:
-    images whose results the result folder's manifest proves are neither decoded nor run."""
-    from .perf import SUMMARY_NAME
-    from .resume import ResultFolder, model_identity
-    from .runner import RESULT_SUBDIR, _record_partial
-
-    if cls is not None:
-        cls.check_precision(model, settings.precision)
-    if settings.result_dir is not None or settings.summary_doc is not None:
-        raise UserError(f"{input_path}: images are streamed with this runner's own form only (the benchmark's "
-                        "layout); preprocess them for ais_bench's flags")
-    result_dir = os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
-    summary_file = os.path.join(output, SUMMARY_NAME)
-    folder = ResultFolder(output, result_dir, settings.outfmt, 1, settings.overwrite)
-    paths = [c.path for c in feed.candidates]
-    folder.check_paths(paths, [model, input_path], [summary_file])
-    backend = cls.name if cls is not None else settings.backend.name
-    with folder.locked():
-        recorded = dict(model_identity(model), backend=backend, outfmt=settings.outfmt, first_index=1,
-                        input=os.path.abspath(input_path), batch_size=settings.batch_size,
-                        **feed.options.settings())
-        todo = folder.plan(paths, recorded, names=[c.key for c in feed.candidates])
-        feed.select(todo, folder.digests)
-        skipped = len(paths) - len(todo)
-        base = {"model": model, "backend": backend, "device_id": settings.device_id, "input": input_path,
-                "outfmt": settings.outfmt, "inputs": feed.total, "skipped": skipped, "result_dir": result_dir}
-        if skipped:
-            log.info(f"note: skipping {skipped} of {feed.total} images whose results in {result_dir} are proven "
-                     "by its manifest (--overwrite redoes them)")
-        if not todo:
-            folder.finish()
-            summary = dict(base, images=0, nothing_to_do=True)
-            feed.report(summary, output)
-            return summary
-        try:
-            return _run_images(model, settings, cls, feed, folder, base, summary_file)
-        except KeyboardInterrupt as exc:
-            _record_partial(folder, base, summary_file, exc)
-            raise
-        except BaseException:
-            with contextlib.suppress(UserError, OSError):
-                folder.flush()
-            raise
-
-
-def _run_images(model: str, settings, cls, feed: ImageFeed, folder, base: Dict, summary_file: str) -> Dict:
-    """Load, warm up, run the pipeline on the selected images, verify, write the summary files."""
-    from .formats import perf_filename
-    from .perf import perf_text
-    from .pipeline import run_pipeline
-    from .progress import progress_bar
-    from .runner import _check_hw, _finish, _opened, _run_phases, _verify_results, _warm_up, resolve_batch_size
-    from .stats import phase, rate
-
-    output, outfmt = folder.output, settings.outfmt
-    with feed, _opened(model, settings, cls) as be:
-        feed.check_model(be)
-        _check_hw(be, settings.expect_hw)
-        bs = resolve_batch_size(be, settings.batch_size)
-        _warm_up(be, bs, settings.warmup)
-        bar = progress_bar(len(feed.todo), "infer", settings.progress)
-        times = run_pipeline(be, feed.names, feed.plan, bs, folder.result_dir, outfmt, settings.loop, bar,
-                             make_reader=feed.reader(bs, be), on_batch=folder.maybe_flush,
-                             on_written=lambda i, k, name: folder.record(feed.positions[i], k, name))
-        n = len(feed.names)
-        phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
-        phases.update(_run_phases(be, n * settings.loop, times.run))
-        phases["write"] = phase(n, times.write)
-        summary = dict(base, images=n, batch_size=bs, batches=times.batches, padded_images=times.padded_images,
-                       result_files=times.result_files, wall_seconds=times.wall,
-                       e2e={"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
-                       phases=phases)
-        _verify_results(folder.result_dir, feed.names, outfmt, times.n_outputs, summary, 1,
-                        [c.key for c in feed.candidates])
-        folder.finish(times.n_outputs)
-        summary.update({"device": be.device, "warmup": settings.warmup, "loop": settings.loop,
-                        "model_batch_size": be.batch_size, "precision": getattr(be, "precision", "fp32"),
-                        "n_outputs": times.n_outputs,
-                        "input_files": "images, decoded and cropped by worker processes as the model runs"})
-        feed.report(summary, output)
-        _finish(summary, be, output, perf_filename(bs, settings.device_id), perf_text(summary), summary_file)
-    return summary

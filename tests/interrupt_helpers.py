@@ -15,7 +15,7 @@ import subprocess
 import textwrap
 import time
 
-from mocoinfer import atomic
+from mocoinfer import sidecar
 
 SLOW_RUNNER = textwrap.dedent('''
     """run_om_infer.py with a slow stand-in backend: each image takes SLOW_DELAY seconds."""
@@ -51,7 +51,7 @@ SLOW_RUNNER = textwrap.dedent('''
             return [{output}]
 
     import mocoinfer.runner
-    mocoinfer.runner.choose_backend = lambda model, name="auto": Slow
+    mocoinfer.onepass.choose_backend = lambda model, name="auto": Slow
     import run_om_infer
     from mocoinfer.cli import run_main
     sys.exit(run_main(run_om_infer.main, sys.argv[1:]))
@@ -94,8 +94,8 @@ def stop_and_rerun(tmp_path, argv, sig, rc: int, n: int, delay: float):
     assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
     kept = sorted(p for p in os.listdir(res) if p.endswith("_1.txt"))
     assert 5 <= len(kept) < n
-    doc = atomic.read_manifest(str(res))
-    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
+    doc = sidecar.read_manifest(str(res))
+    assert doc["status"] == sidecar.INCOMPLETE and sorted(doc["files"]) == kept
     with open(tmp_path / "out" / "summary.json") as f:
         partial = json.load(f)
     assert partial["partial"] is True and partial["images"] == len(kept)
@@ -106,5 +106,5 @@ def stop_and_rerun(tmp_path, argv, sig, rc: int, n: int, delay: float):
     assert rerun.returncode == 0, rerun.stderr
     assert count_runs(tmp_path / "count2") == n - len(kept)
     assert f"skipped {len(kept)} of {n} inputs" in rerun.stdout
-    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
+    assert sidecar.read_manifest(str(res))["status"] == sidecar.COMPLETE
     return kept, partial, rerun

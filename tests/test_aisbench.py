@@ -75,7 +75,7 @@ def test_issue_file_run_line_writes_what_ais_bench_writes(work, models, capsys):
     got = np.stack([read_result(str(res / f"img{i}_0.txt")) for i in range(N)])
     np.testing.assert_allclose(got, models["ref"], atol=ATOL, rtol=RTOL)
     # ais_bench writes the summary beside the folder, no benchmark perf file, no summary.json.
-    assert sorted(os.listdir(work / "result")) == [".mocoinfer.lock", "dumpOutput_device0",
+    assert sorted(os.listdir(work / "result")) == [".dumpOutput_device0.mocoinfer", "dumpOutput_device0",
                                                    "dumpOutput_device0_summary.json"]
     with open(work / "result" / "dumpOutput_device0_summary.json") as f:
         doc = json.load(f)
@@ -148,7 +148,7 @@ def test_unsupported_ais_bench_flags_name_the_flag(work, capsys, monkeypatch, fl
     def never(*a, **k):
         raise AssertionError("the model must not be loaded")
 
-    monkeypatch.setattr("mocoinfer.runner.open_backend", never)
+    monkeypatch.setattr("mocoinfer.onepass.open_backend", never)
     rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", flag, "1"], capsys)
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 1 and flag in lines[0] and "use ais_bench itself" in lines[0], err

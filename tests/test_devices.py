@@ -17,8 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from mocoinfer.cli import run_main
-from mocoinfer.devices import cpu_shares, parse_device_ids, shards
+from mocoinfer.cli import parse_device_ids, run_main
+from mocoinfer.devices import cpu_shares, shards
 from mocoinfer.errors import UserError
 from mocoinfer.formats import read_result
 from mocoinfer.runner import run_inference
@@ -189,7 +189,7 @@ def test_acl_stopped_run_on_four_devices_keeps_its_results_and_resumes(acl, tmp_
     import subprocess
     import time
 
-    from mocoinfer import atomic
+    from mocoinfer import sidecar
 
     n = 40
     folder = tmp_path / "u8"
@@ -219,8 +219,8 @@ def test_acl_stopped_run_on_four_devices_keeps_its_results_and_resumes(acl, tmp_
     assert len(loads) <= 4 and len(lines) == 1 and "interrupted" in lines[0], err
     kept = sorted(p.name for p in res.glob("*_1.bin"))
     assert 6 <= len(kept) < n
-    doc = atomic.read_manifest(str(res))
-    assert doc["status"] == atomic.INCOMPLETE and sorted(doc["files"]) == kept
+    doc = sidecar.read_manifest(str(res))
+    assert doc["status"] == sidecar.INCOMPLETE and sorted(doc["files"]) == kept
     with open(out / "summary.json") as f:
         partial = json.load(f)
     assert partial["partial"] is True and partial["images"] == len(kept)
@@ -235,7 +235,7 @@ def test_acl_stopped_run_on_four_devices_keeps_its_results_and_resumes(acl, tmp_
     assert summary["skipped"] == len(kept) and summary["images"] == n - len(kept)
     for i in range(n):
         np.testing.assert_array_equal(read_result(str(res / f"img{i + 1}_1.bin")), expected[i])
-    assert atomic.read_manifest(str(res))["status"] == atomic.COMPLETE
+    assert sidecar.read_manifest(str(res))["status"] == sidecar.COMPLETE
 
 
 # --------------------------------------------------------------------------- ONNX Runtime on the CPU

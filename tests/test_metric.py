@@ -418,17 +418,17 @@ def test_incomplete_or_mixed_folder_is_refused_unless_allowed(tmp_path, capsys):
     """Class: no lock / mixed folders. A manifest marked incomplete, a result file no manifest
     lists (another run's), a result rewritten since: each refused in one line naming the folder,
     nothing written; --allow-incomplete scores it with a warning."""
-    from mocoinfer import atomic
+    from mocoinfer import sidecar
 
     res, lab, _ = _runner_folder(tmp_path)
-    doc = atomic.read_manifest(str(res))
-    doc["status"] = atomic.INCOMPLETE
-    atomic.write_manifest(str(res), doc)
+    doc = sidecar.read_manifest(str(res))
+    doc["status"] = sidecar.INCOMPLETE
+    sidecar.write_manifest(str(res), doc)
     expect_error(capsys, [res, lab, tmp_path / "o", "result.json"], "did not finish", tmp_path / "o")
     assert run([res, lab, tmp_path / "o", "result.json", "--allow-incomplete"]) == 0
     assert "did not finish" in capsys.readouterr().err
-    doc["status"] = atomic.COMPLETE
-    atomic.write_manifest(str(res), doc)
+    doc["status"] = sidecar.COMPLETE
+    sidecar.write_manifest(str(res), doc)
     write_set(res, [np.eye(10)[3]], "txt", 1, ["stranger"])
     expect_error(capsys, [res, lab, tmp_path / "o2", "result.json"], "not written by its run", tmp_path / "o2")
     os.unlink(res / "stranger_1.txt")

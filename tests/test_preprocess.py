@@ -20,8 +20,8 @@ from PIL import Image
 
 import imagenet_torch_preprocess as stage
 from mocoinfer import formats
-from mocoinfer.atomic import POLICY_FILES, read_manifest
 from mocoinfer.cli import run_main
+from mocoinfer.sidecar import read_manifest
 from mocoinfer.transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, normalize_table, resized_size
 
 torch = pytest.importorskip("torch")
@@ -362,7 +362,7 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_keeps_lookalike_tempo
     code, stdout, _ = run_stage([str(folder), str(out)], capsys)
     assert code == 0 and "2 written, 2 already up to date, 0 failed" in stdout
     assert os.stat(out / "val_01.bin").st_mtime_ns == before
-    assert sorted(n for n in os.listdir(out) if n not in POLICY_FILES) == sorted(
+    assert sorted(os.listdir(out)) == sorted(
         [formats.bin_name(n) for n in names] + [f".val_04.bin.tmp{dead.pid}"])
     assert all(bins_of(str(out))[formats.bin_name(n)] == oracle[(n, "bilinear")] for n in names)
     code, stdout, _ = run_stage([str(folder), str(out), "--overwrite"], capsys)
@@ -419,7 +419,7 @@ def test_interrupted_run_finishes_when_rerun(tmp_path, workers, sig):
     expected = reference(src)
     final = bins_of(str(out))
     assert len(final) == n and all(data == expected for data in final.values())
-    assert not [name for name in os.listdir(out) if name.startswith(".") and name not in POLICY_FILES]
+    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no lock, manifest or temporary
 
 
 def test_transform_module_does_not_import_torch():

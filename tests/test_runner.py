@@ -159,7 +159,7 @@ def test_wrong_size_input_is_refused_before_the_model_is_opened(work, tmp_path, 
     def never(*a, **k):
         raise AssertionError("the backend must not be opened")
 
-    monkeypatch.setattr("mocoinfer.runner.open_backend", never)
+    monkeypatch.setattr("mocoinfer.onepass.open_backend", never)
     rc, err = _cli(["--model", work["fixed"], "--input", str(bins), "--output", str(tmp_path / "o")], capsys)
     assert rc == 1 and err.count("\n") == 0
     assert "a1.bin" in err and "786432 bytes" in err and "602112 bytes" in err and "tiny-bs4.onnx" in err

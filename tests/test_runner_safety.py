@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safety_helpers import one_line_error, read_only_statvfs, tree
 
-from mocoinfer import atomic
+from mocoinfer import atomic, sidecar
 from mocoinfer.backends import Backend
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
@@ -72,7 +72,7 @@ def _cli(argv, capsys, monkeypatch=None, never_open=False):
         def never(*a, **k):
             raise AssertionError("the model must not be loaded for this error")
 
-        monkeypatch.setattr("mocoinfer.runner.open_backend", never)
+        monkeypatch.setattr("mocoinfer.onepass.open_backend", never)
     rc = run_main(run_om_infer.main, argv)
     return rc, capsys.readouterr().err
 
@@ -128,7 +128,7 @@ def test_free_batch_is_capped_to_the_inputs_and_warms_up_at_that_batch(case, tmp
 def test_batch_memory_is_checked_before_allocating(case, tmp_path, monkeypatch):
     """A batch whose input buffers alone exceed the available memory is refused before anything
     is allocated (MemAvailable simulated at 1 MiB; 100,000 x 16 bytes x buffers is more)."""
-    monkeypatch.setattr("mocoinfer.runner._available_memory", lambda: 1 << 20)
+    monkeypatch.setattr("mocoinfer.onepass._available_memory", lambda: 1 << 20)
     be = Recorder()
     with pytest.raises(UserError, match="--batch-size 100000 needs about .* only 0.0 GiB is available"):
         run_pure_inference("recorder", backend=be, batch_size=100000, loop=1)
@@ -177,14 +177,14 @@ def test_disk_full_while_writing_results_is_one_line(case, tmp_path, capsys, mon
         return real_replace(src, dst, *a, **k)
 
     monkeypatch.setattr(atomic.os, "replace", replace)
-    monkeypatch.setattr("mocoinfer.runner.choose_backend", lambda m, n="auto": Recorder)
+    monkeypatch.setattr("mocoinfer.onepass.choose_backend", lambda m, n="auto": Recorder)
     monkeypatch.setattr(Recorder, "load", classmethod(lambda cls, path, **k: cls(model_path=path)), raising=False)
     before = _inputs_fingerprint(case)
     rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(tmp_path / "o"),
                     "--no-progress"], capsys)
     assert rc == 1 and one_line_error(err, "no space left on device", "_1.txt"), err
-    doc = atomic.read_manifest(str(tmp_path / "o" / "dumpOutput_device0"))
-    assert doc["status"] == atomic.INCOMPLETE and doc["files"] == {}
+    doc = sidecar.read_manifest(str(tmp_path / "o" / "dumpOutput_device0"))
+    assert doc["status"] == sidecar.INCOMPLETE and doc["files"] == {}
     assert _inputs_fingerprint(case) == before
 
 
@@ -229,7 +229,7 @@ def test_a_second_run_into_a_locked_folder_stops_naming_the_first(case, tmp_path
     """Class: no lock. The lock is held here on another descriptor, as a concurrent run would."""
     out = tmp_path / "o"
     out.mkdir()
-    with atomic.FolderLock(str(out), run_id="1-deadbeef", command="run_om_infer.py --model other.om"):
+    with sidecar.FolderLock(str(out), run_id="1-deadbeef", command="run_om_infer.py --model other.om"):
         rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(out)], capsys,
                        monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "in use by another run", "other.om"), err
@@ -241,11 +241,11 @@ def test_manifest_records_model_settings_and_each_source(case, tmp_path):
     out = str(tmp_path / "o")
     run_inference(case["model"], case["bins"], out, backend=Recorder(), outfmt="bin", batch_size=2,
                   progress=False)
-    doc = atomic.read_manifest(os.path.join(out, "dumpOutput_device0"))
+    doc = sidecar.read_manifest(os.path.join(out, "dumpOutput_device0"))
     with open(case["model"], "rb") as f:
         model_bytes = f.read()
     st = doc["settings"]
-    assert doc["status"] == atomic.COMPLETE and doc["tool"] == "run_om_infer.py" and doc["n_outputs"] == 1
+    assert doc["status"] == sidecar.COMPLETE and doc["tool"] == "run_om_infer.py" and doc["n_outputs"] == 1
     assert (st["model_size"], st["model_sha256"]) == (len(model_bytes), hashlib.sha256(model_bytes).hexdigest())
     assert (st["backend"], st["outfmt"], st["batch_size"], st["input"]) == ("recorder", "bin", 2,
                                                                            os.path.abspath(case["bins"]))

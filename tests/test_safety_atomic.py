@@ -17,7 +17,7 @@ import time
 import pytest
 from safety_helpers import fingerprint, read_only_statvfs
 
-from mocoinfer import atomic
+from mocoinfer import atomic, sidecar
 from mocoinfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +123,7 @@ def test_open_regular_never_blocks_on_a_fifo(tmp_path):
 
 HOLDER = """
 import sys, time
-from mocoinfer.atomic import FolderLock
+from mocoinfer.sidecar import FolderLock
 with FolderLock(sys.argv[1], command="imagenet_torch_preprocess.py in out-A"):
     print("locked", flush=True)
     time.sleep(60)
@@ -137,14 +137,14 @@ def test_second_run_into_a_locked_folder_names_the_first(tmp_path):
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(UserError) as info:
-            atomic.FolderLock(str(tmp_path)).acquire()
+            sidecar.FolderLock(str(tmp_path)).acquire()
         msg = str(info.value)
         assert f"pid {proc.pid}" in msg and "imagenet_torch_preprocess.py in out-A" in msg and "\n" not in msg
     finally:
         proc.kill()
         proc.wait()
     # The kernel released it with the process: the next run gets it and learns who was there.
-    with atomic.FolderLock(str(tmp_path)) as lock:
+    with sidecar.FolderLock(str(tmp_path)) as lock:
         assert lock.previous["pid"] == proc.pid and lock.previous_run_ids() == [lock.previous["run_id"]]
 
 
@@ -162,10 +162,11 @@ def test_only_own_and_previous_runs_temporaries_are_deleted(tmp_path):
 
 def test_manifest_round_trip_and_untrusted_manifests(tmp_path, capsys):
     """A manifest reads back as written; a corrupt one is ignored with a warning (nothing proven)."""
-    doc = atomic.new_manifest("tool.py", {"crop": 224}, str(tmp_path), "1-00000000")
+    doc = sidecar.new_manifest("tool.py", {"crop": 224}, str(tmp_path), "1-00000000")
     doc["files"]["a.bin"] = {"source": "a.JPEG", "source_size": 3, "source_sha256": atomic.digest_bytes(b"abc")}
-    atomic.write_manifest(str(tmp_path), doc)
-    assert atomic.read_manifest(str(tmp_path)) == doc and doc["status"] == atomic.INCOMPLETE
-    (tmp_path / atomic.MANIFEST_NAME).write_text("{not json")
-    assert atomic.read_manifest(str(tmp_path)) is None
+    sidecar.write_manifest(str(tmp_path), doc)
+    assert sidecar.read_manifest(str(tmp_path)) == doc and doc["status"] == sidecar.INCOMPLETE
+    with open(sidecar.manifest_path(str(tmp_path)), "w") as f:
+        f.write("{not json")
+    assert sidecar.read_manifest(str(tmp_path)) is None
     assert "ignoring an unreadable manifest" in capsys.readouterr().err

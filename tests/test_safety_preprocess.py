@@ -20,11 +20,11 @@ from PIL import Image
 from safety_helpers import one_line_error, tree
 
 import imagenet_torch_preprocess as stage
-from mocoinfer import atomic, preprocess
+from mocoinfer import atomic, preprocess, sidecar
 from mocoinfer.cli import run_main
 from mocoinfer.transforms import EvalTransform
 
-LOCK = [atomic.LOCK_NAME]
+LOCK = [sidecar.LEGACY_LOCK_NAME]  # an older version kept its lock in the folder; ours lives beside it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -70,13 +70,13 @@ def test_interrupted_overwrite_with_other_settings_is_never_reported_as_up_to_da
     monkeypatch.setattr(preprocess.Worker, "__call__", stop_after_one)
     assert run([src, out, "--workers", "1", "--overwrite", "--interpolation", "bicubic"], capsys)[0] == 130
     monkeypatch.undo()
-    manifest = atomic.read_manifest(out)
+    manifest = sidecar.read_manifest(out)
     assert manifest["status"] == "incomplete" and list(manifest["files"]) == ["img_0.bin"]
     # The same settings without --overwrite: one proven, three redone.
     code, stdout, _ = run([src, out, "--workers", "1", "--interpolation", "bicubic"], capsys)
     assert code == 0 and "3 written, 1 already up to date" in stdout
     assert bins(out) == {f"img_{i}.bin": expected(os.path.join(src, f"img_{i}.JPEG"), "bicubic") for i in range(4)}
-    assert atomic.read_manifest(out)["status"] == "complete"
+    assert sidecar.read_manifest(out)["status"] == "complete"
     # Other settings again: refused, nothing touched.
     before = tree(out, LOCK)
     code, _, err = run([src, out], capsys)
@@ -111,7 +111,7 @@ def test_existing_bins_without_a_manifest_are_not_trusted(tmp_path, capsys):
 
 LOCK_HOLDER = """
 import sys, time
-from mocoinfer.atomic import FolderLock
+from mocoinfer.sidecar import FolderLock
 with FolderLock(sys.argv[1], command="imagenet_torch_preprocess.py val prep --interpolation bicubic"):
     print("locked", flush=True)
     time.sleep(60)
@@ -162,7 +162,7 @@ def test_a_dead_runs_recorded_temporaries_are_cleaned(tmp_path, capsys):
     out = tmp_path / "prep"
     out.mkdir()
     dead = atomic.new_run_id()
-    (out / atomic.LOCK_NAME).write_text(f'{{"pid": 1, "run_id": "{dead}", "command": "x"}}\n')
+    (out / sidecar.LEGACY_LOCK_NAME).write_text(f'{{"pid": 1, "run_id": "{dead}", "command": "x"}}\n')
     leftover = os.path.basename(atomic.temp_name(str(out / "img_0.bin"), dead))
     (out / leftover).write_bytes(b"\0" * 10)
     assert run([src, str(out)], capsys)[0] == 0

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from test_preprocess import picture
 
-from mocoinfer import atomic, formats
+from mocoinfer import formats, sidecar
 from mocoinfer.backends import Backend
 from mocoinfer.errors import UserError
 from mocoinfer.runner import run_inference
@@ -80,8 +80,8 @@ def test_rerun_decodes_and_runs_only_the_unproven_images(case, capsys):
     s, ran = _run(case)
     assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (N, 0, N)
     _check_results(case)
-    doc = atomic.read_manifest(case["res"])
-    assert doc["status"] == atomic.COMPLETE and doc["settings"]["interpolation"] == "bilinear"
+    doc = sidecar.read_manifest(case["res"])
+    assert doc["status"] == sidecar.COMPLETE and doc["settings"]["interpolation"] == "bilinear"
     image = os.path.join(case["val"], "im4.JPEG")
     with open(image, "rb") as f:
         raw = f.read()

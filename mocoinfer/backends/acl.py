@@ -86,6 +86,8 @@ class _Buffer:
 
 class AclBackend(Backend):
     name = "acl"
+    compute_label = "NPU_compute_time"
+    extensions = (".om",)
 
     # No probe: only pyACL on the device can read an .om's input description (checked right
     # after the load, before any copy or execute).

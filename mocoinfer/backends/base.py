@@ -71,6 +71,10 @@ class Backend:
     input_format: Optional[str] = None
     model_path = ""
     device = ""
+    #: what this runtime calls its compute phase in ais_bench's summary
+    compute_label = "compute_time"
+    #: model file names this runtime loads, by their ending (what `--backend auto` goes by)
+    extensions: Tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.timing = Timing()
@@ -82,6 +86,16 @@ class Backend:
         if precision != "fp32":
             raise UserError(f"{model_path}: --precision applies to torch and onnxruntime; an .om's precision is "
                             "fixed when atc converts it")
+
+    @classmethod
+    def computes_on_host(cls, providers: Optional[Sequence[str]] = None) -> bool:
+        """Whether this runtime computes on the host's CPU cores here (so a device worker of a
+        several-device run takes a share of them); an accelerator's runtime does not."""
+        return False
+
+    def summary_extras(self) -> dict:
+        """What this runtime adds to a run's summary (ONNX Runtime: the providers it used)."""
+        return {}
 
     @classmethod
     def probe(cls, model_path: str) -> Optional[Probe]:

@@ -47,6 +47,16 @@ def ort_session(onnx_path: str, providers: Optional[Sequence[str]] = None, threa
 
 class OrtBackend(Backend):
     name = "onnxruntime"
+    extensions = (".onnx",)
+
+    @classmethod
+    def computes_on_host(cls, providers: Optional[Sequence[str]] = None) -> bool:
+        import onnxruntime as ort
+
+        return choose_providers(providers, ort.get_available_providers()) == ["CPUExecutionProvider"]
+
+    def summary_extras(self) -> dict:
+        return {"providers": list(self.providers)}
 
     @classmethod
     def check_precision(cls, model_path: str, precision: str) -> None:

@@ -71,6 +71,13 @@ def check_precision(precision: str, cuda: bool, model_path: str) -> None:
 
 class TorchBackend(Backend):
     name = "torch"
+    extensions = (".pth.tar", ".pth", ".pt", ".tar")
+
+    @classmethod
+    def computes_on_host(cls, providers: Optional[Sequence[str]] = None) -> bool:
+        import torch
+
+        return not torch.cuda.is_available()
 
     @classmethod
     def check_precision(cls, model_path: str, precision: str) -> None:
