@@ -18,10 +18,13 @@ fi
 detect_chip_name() {
     # The Name of the first device in `npu-smi info`, read as mocoinfer/envcheck.py reads it: in
     # the table under "| NPU  Name |", a block's first row is "| <card id>  <Name> | <Health> ...";
-    # the process table ("| NPU  Chip |") is not searched. A hung driver gets 15 s, then nothing.
+    # the process table ("| NPU  Chip |") is not searched. A hung driver gets NPU_SMI_TIMEOUT
+    # seconds, then nothing: timeout sends TERM to npu-smi's whole process group, and KILL 2 s
+    # later (-k), because a wedged npu-smi (or one that ignores TERM) would otherwise hang every
+    # step that sources this file.
     if command -v npu-smi > /dev/null 2>&1; then
         local smi=(npu-smi info)
-        if command -v timeout > /dev/null 2>&1; then smi=(timeout 15 npu-smi info); fi
+        if command -v timeout > /dev/null 2>&1; then smi=(timeout -k 2 "$NPU_SMI_TIMEOUT" npu-smi info); fi
         "${smi[@]}" 2> /dev/null | awk -F'|' '
             { split($2, f, " ") }
             f[1] == "NPU" && f[2] == "Name" { table = 1; next }
@@ -30,6 +33,8 @@ detect_chip_name() {
     fi
 }
 
+# Seconds `npu-smi info` may take (here, and in step 0's check) before it is stopped.
+NPU_SMI_TIMEOUT="${NPU_SMI_TIMEOUT:-15}"
 BS="${BS:-1}"
 # DEVICE_ID=0,1,2,3: step 5 runs one worker process per device; every result goes to
 # dumpOutput_device$FIRST_DEVICE, the folder step 6 reads. Steps 0 and 7 use the first device.
@@ -121,7 +126,7 @@ begin_step() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
              PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE STREAM WORKERS PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
-             PERF_DIR CANN_SET_ENV; do
+             PERF_DIR CANN_SET_ENV NPU_SMI_TIMEOUT; do
         printf '%s=%s\n' "$v" "${!v}"
     done
 fi
