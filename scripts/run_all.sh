@@ -73,7 +73,8 @@ if [ "$REFERENCE" = 1 ]; then
     echo "== step 5 (REFERENCE=1): the checkpoint on PyTorch"
     MODEL="$CKPT" BACKEND=torch RESULT_DIR="$torch_dir" "$S/5_infer.sh"
     result_dirs+=(--result-dir "$torch_dir" --compare)
-    eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$DEVICE_ID")
+    # A several-device run writes every result to the first device's folder (as step 6 reads it).
+    eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$FIRST_DEVICE")
 fi
 echo "== step 6: accuracy"
 # Exit 3 is the comparison's verdict (top-1 drop above TOLERANCE): print the tables, then report it.
