@@ -9,6 +9,8 @@ as `errors.Terminated`, with 143).
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import signal
 import sys
 from typing import Callable, Iterator, List, Optional
@@ -45,6 +47,48 @@ def signals_as_interrupt() -> Iterator[None]:
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell tool whose reader went away exits with
+
+
+class StdoutClosed(Exception):
+    """Standard output's reader went away (`| head`): not an error worth a message."""
+
+
+def _detach_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's own flush at exit (which
+    would retry the data a full disk or a closed pipe refused) prints no traceback."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _refused(exc: OSError) -> Exception:
+    """What a write to standard output that failed with `exc` becomes (after detaching it)."""
+    _detach_stdout()
+    if exc.errno == errno.EPIPE:
+        return StdoutClosed()
+    from .atomic import describe_os_error
+
+    return UserError(f"standard output: cannot write ({describe_os_error(exc)}); redirect it to a file "
+                     "with room")
+
+
+def flush_stdout() -> None:
+    """Flush standard output; a write it refuses (`> /dev/full`, a full disk) is one UserError."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        raise _refused(exc) from None
+
+
+def write_stdout(text: str) -> None:
+    """Print `text` (a report, JSON) to standard output and flush it, under `flush_stdout`'s rule."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise _refused(exc) from None
 
 
 def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
@@ -52,7 +96,11 @@ def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str
     prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "mocoinfer"
     setup_logging()
     try:
-        return int(main(argv) or 0)
+        code = int(main(argv) or 0)
+        flush_stdout()  # what is still buffered fails here, as one line, not at interpreter exit
+        return code
+    except StdoutClosed:
+        return EXIT_PIPE_CLOSED
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -311,10 +311,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                      npu_smi_timeout=args.npu_smi_timeout, acl_timeout=args.acl_timeout)
     code = exit_code(report, args.npu)
     report["exit_code"] = code
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
+    from .cli import write_stdout
+
+    # Written and flushed here, so `> /dev/full` is one line naming standard output, not a traceback.
+    write_stdout((json.dumps(report, indent=2) if args.json else format_report(report)) + "\n")
     return code
 
 
