@@ -84,6 +84,50 @@ INFO_FILE="${INFO_FILE:-$WORK_DIR/dataset_prep_bin.info}"
 RESULT_DIR="${RESULT_DIR:-$WORK_DIR/result}"
 PERF_DIR="${PERF_DIR:-$WORK_DIR/perf}"
 
+# The output policy of the Python stages (mocoinfer/atomic.py: check_output), for the files a shell
+# step writes itself and for every setting that names an output. `check_outputs NAME...` refuses,
+# in one line and before any work, an output setting (ONNX_MODEL, OM, AIPP_CONFIG, INFO_FILE,
+# RESULT_JSON, COMPARE_JSON, TABLES) that is a symlink, special file or folder, or that names the
+# same file as an input (CKPT, LABELS, VAL_DIR, CANN_SET_ENV) or as another output: AIPP_CONFIG set
+# to the ONNX model's path would otherwise replace the model with the config text.
+# Every name of OUTPUT_SETTINGS is a file the pipeline writes; the steps name theirs.
+OUTPUT_SETTINGS=(ONNX_MODEL OM AIPP_CONFIG INFO_FILE RESULT_JSON COMPARE_JSON TABLES)
+output_path() {
+    case "$1" in
+        OM) printf '%s\n' "$OM_BASE.om" ;;
+        RESULT_JSON) printf '%s\n' "$WORK_DIR/result.json" ;;
+        COMPARE_JSON) printf '%s\n' "$WORK_DIR/result_compare.json" ;;
+        TABLES) printf '%s\n' "$WORK_DIR/tables.md" ;;
+        *) printf '%s\n' "${!1}" ;;
+    esac
+}
+check_outputs() {
+    # The pipeline's files, each as --output (this step writes it) or --input (some step reads it).
+    local name writes=" $* " args=()
+    for name in CKPT LABELS VAL_DIR CANN_SET_ENV; do args+=(--input "$name=${!name}"); done
+    for name in "${OUTPUT_SETTINGS[@]}"; do
+        if [[ "$writes" == *" $name "* ]]; then args+=(--output "$name=$(output_path "$name")")
+        else args+=(--input "$name=$(output_path "$name")"); fi
+    done
+    MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output "${args[@]}"
+}
+# A hidden temporary beside $1, named as mocoinfer/temporaries.py names them
+# (.<name>.tmp<pid>-<8 hex>), so nothing that reads the folder takes it for an output.
+temp_path() {
+    printf '%s/.%s.tmp%s-%04x%04x\n' "$(dirname "$1")" "$(basename "$1")" "$$" "$RANDOM" "$RANDOM"
+}
+# install_output NAME=PATH TMP [NAME=INPUT...]: the policy once more (the path may have become a
+# symlink meanwhile), then TMP is renamed onto PATH, so no reader sees half a file; TMP is deleted
+# when refused.
+install_output() {
+    local out="$1" tmp="$2" args=()
+    shift 2
+    local extra
+    for extra in "$@"; do args+=(--input "$extra"); done
+    MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output --output "$out" --install "$tmp" \
+        ${args[@]+"${args[@]}"}
+}
+
 have_cann() {
     command -v atc > /dev/null 2>&1 && "$PYTHON" -c "import acl" > /dev/null 2>&1
 }

@@ -33,6 +33,11 @@ torch_dir="$WORK_DIR/result_torch"
 [ -d "$VAL_DIR" ] || { echo "$STEP_NAME: image folder $VAL_DIR not found (set VAL_DIR=...)" >&2; exit 1; }
 [ -f "$LABELS" ] || { echo "$STEP_NAME: label file $LABELS not found (set LABELS=...)" >&2; exit 1; }
 if have_cann; then model_kind=om; else model_kind=onnx; fi
+# Every file setting this run writes, before anything (OVERWRITE included) touches the folder.
+written=(ONNX_MODEL INFO_FILE RESULT_JSON COMPARE_JSON TABLES)
+if [ "$model_kind" = om ]; then written+=(OM); fi
+if [ "$AIPP" = 1 ]; then written+=(AIPP_CONFIG); fi
+check_outputs "${written[@]}"
 
 overwrite=()
 if [ "$OVERWRITE" = 1 ]; then overwrite=(--overwrite); fi
