@@ -102,7 +102,10 @@ def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str
     except StdoutClosed:
         return EXIT_PIPE_CLOSED
     except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from .imagetree import shown
+
+        # A path whose name is not valid UTF-8 is shown with its bytes escaped, never a second error.
+        print(f"{prog}: error: {shown(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as exc:
         # Terminated (SIGTERM) carries its own code, 143; Ctrl-C is 130.
