@@ -124,34 +124,22 @@ def _setting(text: str):
     return name, path
 
 
-def check_shell_outputs(outputs, inputs, install: Optional[str] = None) -> None:
+def check_shell_outputs(outputs, inputs) -> None:
     """Each output (NAME, PATH) under `atomic.check_output`, against every input and every other
     output: not a symlink, special file or folder, not the same file (inode, or the same real
-    path even before it exists) as another setting's, in a writable folder. With `install`, the
-    one output is then replaced by that temporary (renamed), which is deleted when refused."""
+    path even before it exists) as another setting's, in a writable folder."""
     from . import atomic
 
     others = list(inputs) + list(outputs)
-    try:
-        for name, path in outputs:
-            if not path:
-                raise UserError(f"{name} is empty: give it a file path")
-            against = [(n, p) for n, p in others if n != name and p]
-            atomic.check_output(path, [p for _, p in against], what=name)
-            for other, p in against:
-                if os.path.realpath(p) == os.path.realpath(path):
-                    raise UserError(f"{path}: {name} names the same file as {other}; writing it would destroy "
-                                    f"that file: give {name} another path")
-        if install is not None:
-            try:
-                os.replace(install, outputs[0][1])
-            except OSError as exc:
-                raise UserError(f"{outputs[0][1]}: cannot write {outputs[0][0]} "
-                                f"({atomic.describe_os_error(exc)})") from None
-    finally:
-        if install is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(install)  # still there only when refused
+    for name, path in outputs:
+        if not path:
+            raise UserError(f"{name} is empty: give it a file path")
+        against = [(n, p) for n, p in others if n != name and p]
+        atomic.check_output(path, [p for _, p in against], what=name)
+        for other, p in against:
+            if os.path.realpath(p) == os.path.realpath(path):
+                raise UserError(f"{path}: {name} names the same file as {other}; writing it would destroy "
+                                f"that file: give {name} another path")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -165,11 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="a file this step writes; repeatable")
     c.add_argument("--input", action="append", default=[], type=_setting, metavar="NAME=PATH",
                    help="a file or folder the pipeline reads (or another step writes); repeatable")
-    c.add_argument("--install", metavar="TMP", help="then rename TMP onto the one --output")
     args = p.parse_args(argv)
-    if args.install is not None and len(args.output) != 1:
-        p.error("--install needs exactly one --output")
-    check_shell_outputs(args.output, args.input, args.install)
+    check_shell_outputs(args.output, args.input)
     return 0
 
 

@@ -117,15 +117,18 @@ temp_path() {
     printf '%s/.%s.tmp%s-%04x%04x\n' "$(dirname "$1")" "$(basename "$1")" "$$" "$RANDOM" "$RANDOM"
 }
 # install_output NAME=PATH TMP [NAME=INPUT...]: the policy once more (the path may have become a
-# symlink meanwhile), then TMP is renamed onto PATH, so no reader sees half a file; TMP is deleted
-# when refused.
+# symlink or a folder meanwhile), then TMP is renamed onto PATH (mv -T: never into a folder), so no
+# reader sees half a file; TMP is deleted when refused.
 install_output() {
-    local out="$1" tmp="$2" args=()
+    local out="$1" tmp="$2" args=() extra
     shift 2
-    local extra
     for extra in "$@"; do args+=(--input "$extra"); done
-    MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output --output "$out" --install "$tmp" \
-        ${args[@]+"${args[@]}"}
+    if ! MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output --output "$out" \
+            ${args[@]+"${args[@]}"}; then
+        rm -f -- "$tmp"
+        return 1
+    fi
+    mv -f -T -- "$tmp" "${out#*=}"
 }
 
 have_cann() {
