@@ -16,6 +16,7 @@ import os
 import sys
 
 from mocoinfer.cli import either_form, run_main
+from mocoinfer.errors import UserError
 from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
 
 
@@ -77,10 +78,15 @@ def main(argv=None) -> int:
     from mocoinfer.export import export_checkpoint
 
     args = parse_args(argv)
+    if args.quantize and args.uint8_input:
+        raise UserError(f"{args.checkpoint}: --quantize int8 starts from the float model, and --uint8-input "
+                        "exports another one; run the two separately (nothing was written)")
     if args.quantize:
-        from mocoinfer.quantize import calibration_files
+        from mocoinfer.quantize import load_calibration
 
-        calibration_files(args.calibration, args.calibration_count)  # fail before the export, not after
+        # Every calibration file read and checked now: a bad one stops the run before the export,
+        # not after the float model was written.
+        load_calibration(args.calibration, args.calibration_count)
     result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
                                dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify,
                                uint8_input=args.uint8_input)

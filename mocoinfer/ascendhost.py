@@ -13,12 +13,45 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
 NPU_SMI_TIMEOUT = 15.0
 ACL_TIMEOUT = 60.0
+# After the time limit a child gets SIGTERM, then SIGKILL this much later (as `timeout -k` in
+# scripts/env.sh): a driver tool that ignores TERM must not hang the check.
+KILL_GRACE = 2.0
+
+
+def run_bounded(cmd: Sequence[str], timeout: float, grace: float = KILL_GRACE, **kwargs):
+    """subprocess.run(cmd, capture_output=True, text=True) that cannot outlive `timeout` by more
+    than `grace`: the child runs in its own process group (session), which gets SIGTERM at the
+    limit and SIGKILL `grace` seconds later, so neither the child nor anything it started (a
+    wrapper script's `sleep`) is left behind. Raises subprocess.TimeoutExpired after the kill."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                          start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:  # the whole group is gone already
+                    break
+                try:
+                    proc.wait(timeout=wait)
+                    if sig == signal.SIGTERM:
+                        # The leader obeyed; anything it left in its group is stopped too.
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+                except ProcessLookupError:
+                    break
+            raise
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 # npu-smi
@@ -99,7 +132,7 @@ def run_npu_smi(timeout: float = NPU_SMI_TIMEOUT):
     if not exe:
         return None, "npu-smi not on PATH (no Ascend driver here, or its bin folder is not on PATH)"
     try:
-        proc = subprocess.run([exe, "info"], capture_output=True, text=True, timeout=timeout, errors="replace")
+        proc = run_bounded([exe, "info"], timeout)
     except subprocess.TimeoutExpired:
         return None, f"{exe} info did not answer within {timeout:g} s (driver busy or wedged)"
     except OSError as exc:
@@ -165,7 +198,7 @@ def run_acl_probe(device_ids: Sequence[int], python: str = sys.executable, timeo
     cmd = [python, "-c", "from mocoinfer.ascendhost import _acl_child_main; _acl_child_main()",
            *[str(d) for d in device_ids]]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, errors="replace")
+        proc = run_bounded(cmd, timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"import acl / set_device did not finish within {timeout:g} s"}
     except OSError as exc:

@@ -27,7 +27,7 @@ from typing import Deque, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats
+from . import formats, imagetree
 from .atomic import NotRegularFile, open_regular, special_kind
 from .errors import UserError
 from .pipeline import Stopped
@@ -64,6 +64,10 @@ def is_image_input(input_path: str) -> bool:
                 visible = [e.name for e in it if not e.name.startswith(".")]
         except OSError:
             return False  # the .bin path reports it
+        # A stray .bin among the images must not turn the folder into a .bin folder that ignores
+        # every image (nor a stray image the other way): a mix is refused, naming one of each.
+        # Class folders (every entry a folder) are images; their files are checked when listed.
+        imagetree.check_one_kind(input_path, visible)
         # An empty folder stays on the .bin path, whose error names what it expected.
         return bool(visible) and not any(n.endswith(formats.BIN_SUFFIX) for n in visible)
     if not os.path.isfile(input_path) or input_path.endswith(formats.BIN_SUFFIX):

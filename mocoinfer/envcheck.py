@@ -35,6 +35,7 @@ from .ascendhost import (  # noqa: F401 (tests and callers reach them through th
     run_acl_probe,
     run_npu_smi,
 )
+from .sizes import human_size
 
 OK, WARNING, MISSING = "ok", "warning", "missing"
 
@@ -114,9 +115,9 @@ def check_disk(work_dir: str, image_dtype: str = "float32") -> Row:
         free = shutil.disk_usage(probe).free
     except OSError as exc:
         return Row("disk", WARNING, f"{work_dir}: cannot read free space ({exc})", affects, "info")
-    gb = 1e9
-    detail = (f"{free / gb:.1f} GB free at {probe}; {DATASET_IMAGES:,} images need {need32 / gb:.1f} GB as "
-              f"float32 ({FLOAT32_IMAGE_BYTES:,} B each) or {need8 / gb:.1f} GB as uint8 "
+    # human_size: a nearly full disk reads "412.0 kB free", never "0.0 GB free".
+    detail = (f"{human_size(free)} free at {probe}; {DATASET_IMAGES:,} images need {human_size(need32)} as "
+              f"float32 ({FLOAT32_IMAGE_BYTES:,} B each) or {human_size(need8)} as uint8 "
               f"({UINT8_IMAGE_BYTES:,} B each), results and models included")
     need = need8 if image_dtype == "uint8" else need32
     return Row("disk", OK if free >= need else WARNING, detail, affects, "info")
@@ -311,10 +312,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                      npu_smi_timeout=args.npu_smi_timeout, acl_timeout=args.acl_timeout)
     code = exit_code(report, args.npu)
     report["exit_code"] = code
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
+    from .cli import write_stdout
+
+    # Written and flushed here, so `> /dev/full` is one line naming standard output, not a traceback.
+    write_stdout((json.dumps(report, indent=2) if args.json else format_report(report)) + "\n")
     return code
 
 

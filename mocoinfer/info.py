@@ -21,7 +21,7 @@ import os
 import time
 from typing import List, NamedTuple, Tuple
 
-from . import atomic, formats
+from . import atomic, formats, imagetree
 from .errors import UserError
 from .progress import log, progress_bar
 
@@ -39,21 +39,26 @@ class InfoSummary(NamedTuple):
 
 
 def _names(folder: str, keep) -> List[str]:
+    """The names to list, relative to `folder`: flat, or `class/file` for class folders (the
+    layout rule of `imagetree`, the one preprocessing follows), in natural order; a folder that
+    mixes images and .bin files is refused, and a name that is not valid UTF-8 (the info file
+    is UTF-8 text) is an error naming it."""
     if not os.path.exists(folder):
         raise UserError(f"{folder}: folder not found")
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: not a directory")
-    try:
-        names = [n for n in os.listdir(folder) if keep(n)]
-    except OSError as exc:
-        raise UserError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
-    hidden = sorted(n for n in names if n.startswith("."))
+    tree = imagetree.tree_names(folder)
+    imagetree.check_one_kind(folder, tree.names)
+    hidden = [n for n in tree.hidden if keep(n)]
     if hidden:
         # A hidden name is no input: the preprocessing stage never writes one, and listing it
         # would feed the benchmark a file nobody sees.
         log.warning(f"{folder}: skipped {len(hidden)} hidden file(s) (e.g. {', '.join(hidden[:3])})")
-    names = [n for n in names if not n.startswith(".")]
-    names.sort(key=formats.natural_key)
+    names = [n for n in tree.names if keep(n)]
+    for name in names:
+        why = imagetree.bad_name(name)
+        if why:
+            raise UserError(f"{imagetree.shown(os.path.join(folder, name))}: {why}")
     return names
 
 

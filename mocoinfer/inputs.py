@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import UserError
 from .formats import natural_key, read_info, result_filename
+from .imagetree import check_one_kind
 
 
 def list_bin_inputs(input_path: str) -> Tuple[List[str], str]:
@@ -26,8 +27,10 @@ def list_bin_inputs(input_path: str) -> Tuple[List[str], str]:
     info file's folder); a single `.bin` file gives itself.
     """
     if os.path.isdir(input_path):
-        names = [e.name for e in os.scandir(input_path)
-                 if e.name.endswith(".bin") and not e.name.startswith(".") and e.is_file()]
+        visible = [e for e in os.scandir(input_path) if not e.name.startswith(".")]
+        # A folder of .bin files with images in it is a mix, refused as every stage refuses it.
+        check_one_kind(input_path, (e.name for e in visible))
+        names = [e.name for e in visible if e.name.endswith(".bin") and e.is_file()]
         if not names:
             raise UserError(f"{input_path}: no .bin files in this folder")
         names.sort(key=natural_key)

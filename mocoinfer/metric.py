@@ -13,7 +13,6 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from .sidecar import LEGACY_FILES
 from .errors import UserError
 from .formats import ResultFile, format_accuracy, read_labels
 from .progress import log, progress_bar
@@ -32,6 +31,7 @@ from .scoring import (
     score_chunk,
     topk_indices,
 )
+from .sidecar import LEGACY_FILES
 
 # The ranking rule and the reader are part of what the metric offers (tests, notebooks).
 __all__ = ["TIE_RULE", "TOPK", "TopkAccuracy", "compare", "evaluate", "format_report", "iter_matrices",

@@ -15,7 +15,7 @@ import errno
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import atomic, formats
+from . import atomic, formats, imagetree
 from .errors import UserError
 from .transforms import EvalTransform
 
@@ -42,47 +42,70 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def list_images(input_dir: str, output_dir: Optional[str] = None) -> Inputs:
-    """Every entry of the input dir in natural order, sorted into inputs, failures and skips."""
+    """Every input of the image dir in natural order, sorted into inputs, failures and skips.
+
+    Flat, or class folders one level deep (`class/file`, natural order of class then file) when
+    every visible entry is a folder: the layout rule of `imagetree`. A dir holding both images
+    and `.bin` files is refused (`imagetree.check_one_kind`)."""
     if not os.path.exists(input_dir):
         raise UserError(f"{input_dir}: input image dir not found")
     if not os.path.isdir(input_dir):
         raise UserError(f"{input_dir}: not a directory (give the folder that holds the images)")
-    try:
-        with os.scandir(input_dir) as it:
-            names = [e.name for e in it]
-    except OSError as exc:
-        raise UserError(f"{input_dir}: cannot list input dir ({exc.strerror or exc})") from None
-    names.sort(key=formats.natural_key)
-    found = Inputs([], [], [], [])
-    for name in names:
-        if name.startswith("."):
-            found.hidden.append(name)
-            continue
-        path = os.path.join(input_dir, name)
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                reason = "symbolic link loop"
-            elif exc.errno == errno.ENOENT:
-                reason = f"broken symbolic link (to {os.readlink(path)})" if os.path.islink(path) else "vanished"
-            else:
-                reason = f"cannot read ({atomic.describe_os_error(exc)})"
-            found.failed.append((name, reason))
-            continue
-        kind = atomic.special_kind(st.st_mode)
-        if kind == "a folder":
-            if output_dir is not None and _inside(output_dir, path):
-                found.skipped_dirs.append(name)
-            else:
-                found.entries.append((name, True))  # its worker reports it as a bad input
-        elif kind is not None:
-            found.failed.append((name, f"is {kind}, not an image (not opened)"))
-        else:
-            found.entries.append((name, False))
+    names = imagetree.scan(input_dir, "input dir")
     if not names:
         raise UserError(f"{input_dir}: input image dir is empty")
+    found = Inputs([], [], [], [])
+    # The output dir inside the image dir is no class folder (nor an input).
+    outputs = [n for n in names if output_dir is not None and _inside(output_dir, os.path.join(input_dir, n))]
+    classes = imagetree.class_folders(input_dir, names, skip=outputs)
+    if classes is None:
+        for name in names:
+            _classify(input_dir, name, output_dir, found)
+    else:
+        found.skipped_dirs.extend(outputs)
+        found.hidden.extend(n for n in names if n.startswith("."))
+        for cls in classes:
+            why = imagetree.bad_name(cls)
+            if why:
+                found.failed.append((cls, f"class folder: {why}"))
+                continue
+            for name in imagetree.scan(os.path.join(input_dir, cls), "class folder"):
+                _classify(input_dir, f"{cls}/{name}", output_dir, found)
+    imagetree.check_one_kind(input_dir, (name for name, is_dir in found.entries if not is_dir))
     return found
+
+
+def _classify(input_dir: str, name: str, output_dir: Optional[str], found: Inputs) -> None:
+    """Sort one entry (`name` relative to the input dir) into `found`."""
+    if os.path.basename(name).startswith("."):
+        found.hidden.append(name)
+        return
+    why = imagetree.bad_name(name)
+    if why:
+        found.failed.append((name, why))
+        return
+    path = os.path.join(input_dir, name)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            reason = "symbolic link loop"
+        elif exc.errno == errno.ENOENT:
+            reason = f"broken symbolic link (to {os.readlink(path)})" if os.path.islink(path) else "vanished"
+        else:
+            reason = f"cannot read ({atomic.describe_os_error(exc)})"
+        found.failed.append((name, reason))
+        return
+    kind = atomic.special_kind(st.st_mode)
+    if kind == "a folder":
+        if output_dir is not None and _inside(output_dir, path):
+            found.skipped_dirs.append(name)
+        else:
+            found.entries.append((name, True))  # its worker reports it as a bad input
+    elif kind is not None:
+        found.failed.append((name, f"is {kind}, not an image (not opened)"))
+    else:
+        found.entries.append((name, False))
 
 
 def plan_tasks(input_dir: str, output_dir: str, entries: Sequence[Tuple[str, bool]]) -> List[Task]:

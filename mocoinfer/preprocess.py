@@ -38,7 +38,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import atomic, formats, sidecar
+from . import atomic, formats, imagetree, sidecar
 from .cli import signals_as_interrupt
 from .errors import UserError
 from .prepplan import (
@@ -297,7 +297,8 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
             atomic.remove_temporaries(output_dir, [run_id])
     failures = [(tasks[i].source, reason) for i, reason in failed]
     failures += [(os.path.join(input_dir, name), reason) for name, reason in found.failed]
-    failures.sort(key=lambda f: formats.natural_key(os.path.basename(f[0])))
+    # Natural order of the name inside the input dir: the file's (flat), or class/file.
+    failures.sort(key=lambda f: formats.natural_key(os.path.relpath(f[0], input_dir)))
     written_list = sidecar.replace_failed_list(failed_list, failures, failed_list_ours, doc, run_id)
     doc["status"] = sidecar.COMPLETE
     doc["failed"] = len(failures)
@@ -325,7 +326,8 @@ def report(summary: Summary, skip_bad: bool = False) -> int:
         word = "warning" if skip_bad else "error"
         print(f"{word}: {len(failures)} file(s) could not be preprocessed{listed}:", file=sys.stderr)
         for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
+            # A name that is not valid UTF-8 is shown with its bytes escaped, whatever stderr's encoding.
+            print(f"  {imagetree.shown(path)}: {imagetree.shown(reason)}", file=sys.stderr)
     print(summary.line())
     if failures and not skip_bad:
         where = f"listed above and in {summary.failed_list}" if summary.failed_list else "listed above"

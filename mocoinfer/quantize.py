@@ -76,13 +76,21 @@ def calibration_files(folder: str, count: int) -> List[str]:
         raise UserError(f"{folder}: --calibration-count must be >= 1, got {count}")
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: calibration folder not found (expected preprocessed .bin files)")
-    names = sorted((e.name for e in os.scandir(folder)
-                    if e.name.endswith(".bin") and not e.name.startswith(".") and e.is_file()), key=natural_key)
+    try:
+        with os.scandir(folder) as it:
+            names = sorted((e.name for e in it
+                            if e.name.endswith(".bin") and not e.name.startswith(".") and e.is_file()),
+                           key=natural_key)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot list the calibration folder ({atomic.describe_os_error(exc)})") from None
     if not names:
         raise UserError(f"{folder}: no .bin files to calibrate on (run imagenet_torch_preprocess.py first)")
     paths = [os.path.join(folder, n) for n in names[:count]]
     for p in paths:
-        size = os.path.getsize(p)
+        try:
+            size = os.path.getsize(p)
+        except OSError as exc:
+            raise UserError(f"{p}: cannot read this calibration file ({atomic.describe_os_error(exc)})") from None
         if size not in (FLOAT_SAMPLE_BYTES, UINT8_SAMPLE_BYTES):
             raise UserError(f"{p}: {size} bytes, expected {FLOAT_SAMPLE_BYTES} (float32 3x224x224) or "
                             f"{UINT8_SAMPLE_BYTES} (uint8 224x224x3)")
@@ -90,8 +98,22 @@ def calibration_files(folder: str, count: int) -> List[str]:
 
 
 def load_sample(path: str) -> np.ndarray:
-    """One preprocessed file as the model's float32 CHW input."""
-    data = np.fromfile(path, dtype=np.uint8)
+    """One preprocessed file as the model's float32 CHW input; a file that cannot be read, or
+    whose float32 values are not all finite (NaN or infinity: no preprocessed image holds one,
+    and a calibrator fed one computes NaN ranges), is one UserError naming it."""
+    try:
+        with atomic.open_regular(path) as f:
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read this calibration file ({atomic.describe_os_error(exc)})") from None
+    if data.size not in (FLOAT_SAMPLE_BYTES, UINT8_SAMPLE_BYTES):  # changed since it was listed
+        raise UserError(f"{path}: {data.size} bytes, expected {FLOAT_SAMPLE_BYTES} (float32 3x224x224) or "
+                        f"{UINT8_SAMPLE_BYTES} (uint8 224x224x3)")
+    if data.size == FLOAT_SAMPLE_BYTES:
+        bad = int(np.count_nonzero(~np.isfinite(data.view(np.float32))))
+        if bad:
+            raise UserError(f"{path}: {bad:,} of {data.size // 4:,} values are NaN or infinite; not a preprocessed "
+                            "image: preprocess it again (imagenet_torch_preprocess.py) or remove it")
     if data.size == FLOAT_SAMPLE_BYTES:
         return data.view(np.float32).reshape(INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)
     hwc = data.reshape(INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS).astype(np.float32)
@@ -99,6 +121,12 @@ def load_sample(path: str) -> np.ndarray:
     std = np.asarray(IMAGENET_STD, dtype=np.float32)
     # Same operations in the same order as ToTensor then Normalize, so the bits match torchvision's.
     return np.ascontiguousarray(((hwc / np.float32(255.0) - mean) / std).transpose(2, 0, 1))
+
+
+def load_calibration(folder: str, count: int) -> np.ndarray:
+    """The calibration samples, [n, 3, 224, 224] float32, every file read and checked: what
+    pthtar2onnx.py calls before it exports, so a bad file stops the run before any model is written."""
+    return np.stack([load_sample(p) for p in calibration_files(folder, count)])
 
 
 def _batches(samples: np.ndarray, batch_size: Optional[int]) -> Iterator[np.ndarray]:
@@ -119,6 +147,10 @@ def _model_input(onnx_path: str):
     inputs = [i for i in graph.input if i.name not in weights]
     if len(inputs) != 1:
         raise UserError(f"{onnx_path}: expected one model input, found {len(inputs)}")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        # The calibration files become float32 CHW samples: only the float model takes them.
+        raise UserError(f"{onnx_path}: its input {inputs[0].name!r} is not float32 (a --uint8-input model?); "
+                        "int8 quantization starts from the float model (pthtar2onnx.py without --uint8-input)")
     dim = inputs[0].type.tensor_type.shape.dim[0]
     return inputs[0].name, (dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None)
 
@@ -163,8 +195,8 @@ def quantize_int8(float_onnx: str, calibration_dir: str, output: Optional[str] =
     paths = calibration_files(calibration_dir, count)
     # The int8 file may not replace the float model, a calibration file, or a special file.
     atomic.check_output(output, [float_onnx, *paths], what="int8 output")
-    samples = np.stack([load_sample(p) for p in paths])
     name, batch_size = _model_input(float_onnx)
+    samples = np.stack([load_sample(p) for p in paths])
     batches = list(_batches(samples, batch_size))
 
     class _Reader(CalibrationDataReader):

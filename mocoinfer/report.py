@@ -83,30 +83,68 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def existing_outputs(work_dir: str, outputs: Sequence[str]) -> List[str]:
-    """The run's outputs (paths or glob patterns) that exist inside `work_dir`; nothing outside it
-    counts, or is ever deleted, whatever the settings say."""
-    found = []
-    for pattern in outputs:
-        for path in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
-            if os.path.lexists(path) and _inside(path, work_dir):
-                found.append(path)
+    """The run's outputs that exist inside `work_dir`, each once. Every output is an exact path
+    (never a pattern: `moco-v2-bs*.onnx` would also name a user's `moco-v2-bs1-finetuned.onnx`),
+    and two settings naming one file give it once (deleting it twice would crash half-way);
+    nothing outside `work_dir` counts, or is ever deleted, whatever the settings say."""
+    found, seen = [], set()
+    for path in outputs:
+        real = os.path.realpath(path) if not os.path.islink(path) else os.path.abspath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        if not os.path.lexists(path):
+            continue
+        if os.path.islink(path):  # a symlink is where it lies, not where it points
+            parent = os.path.dirname(os.path.abspath(path))
+            inside = _holds(work_dir, parent)
+        else:
+            inside = _inside(path, work_dir)
+        if inside:
+            found.append(path)
     return found
 
 
 def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
+    """Delete one output: a symlink itself (never what it points to), a folder's tree, a file.
+    One that vanished meanwhile is already what we want."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise UserError(f"{path}: cannot delete this earlier output ({exc.strerror or exc}); nothing after it "
+                        "was deleted: fix that and rerun with OVERWRITE=1") from None
 
 
-def check_settings(work_dir: str, new: Dict[str, str], outputs: Sequence[str], overwrite: bool = False) -> str:
+def _holds(folder: str, path: str) -> bool:
+    """`path` is `folder` itself or lies inside it (real paths)."""
+    folder, path = os.path.realpath(folder), os.path.realpath(path)
+    return path == folder or os.path.commonpath([path, folder]) == folder
+
+
+def check_deletable(present: Sequence[str], inputs: Sequence[str]) -> None:
+    """Refuse, before anything is deleted, an output that is or holds one of the run's inputs
+    (RESULT_DIR set to the folder that holds the checkpoint, ONNX_MODEL set to the checkpoint)."""
+    for out in present:
+        for source in inputs:
+            if source and os.path.lexists(source) and _holds(out, source):
+                raise UserError(f"{out}: OVERWRITE=1 would delete this output, but it is or holds the input "
+                                f"{source}; nothing was deleted: point that setting elsewhere")
+
+
+def check_settings(work_dir: str, new: Dict[str, str], outputs: Sequence[str], overwrite: bool = False,
+                   inputs: Sequence[str] = ()) -> str:
     """Compare `new` with `<work_dir>/run_settings.json` and record it; return what was done.
 
     Refused (UserError, one line naming the first differing setting, both values and the fixes)
     when the recorded settings differ, or none are recorded, while any of `outputs` exists.
-    With `overwrite` those outputs are deleted first. Differences with no output left are
-    simply re-recorded (a run that failed before writing anything)."""
+    With `overwrite` those outputs (exact paths) are deleted first, after checking that none of
+    them is or holds one of `inputs`. Differences with no output left are simply re-recorded (a
+    run that failed before writing anything)."""
     path = os.path.join(work_dir, RUN_SETTINGS_NAME)
     old = read_run_settings(path) if os.path.exists(path) else None
     present = existing_outputs(work_dir, outputs)
@@ -124,6 +162,7 @@ def check_settings(work_dir: str, new: Dict[str, str], outputs: Sequence[str], o
         raise UserError(f"{path}: {first} was {old[first]} for the outputs in {work_dir}, now {new[first]}{more}; "
                         f"{fix}")
     else:
+        check_deletable(present, inputs)
         for p in present:
             _remove(p)
         action = (f"deleted {len(present)} earlier output(s) (OVERWRITE=1); " if present else "") + \
@@ -247,7 +286,7 @@ def main(argv: Optional[list] = None) -> int:
     for name in ("bs", "interpolation", "ckpt", "val_dir", "labels", "model_kind"):
         s.add_argument(f"--{name.replace('_', '-')}", required=True)
     s.add_argument("--output", action="append", default=[],
-                   help="an output of the run (path or glob) inside WORK_DIR; repeatable")
+                   help="an output of the run inside WORK_DIR, its exact path (never a pattern); repeatable")
     s.add_argument("--overwrite", action="store_true", help="delete those outputs when the settings differ")
     t = sub.add_parser("tables", help="print the accuracy and throughput tables and write them to --markdown")
     t.add_argument("work_dir")
@@ -259,9 +298,10 @@ def main(argv: Optional[list] = None) -> int:
     args = p.parse_args(argv)
     if args.command == "settings":
         new = current_settings(args.bs, args.interpolation, args.ckpt, args.val_dir, args.labels, args.model_kind)
+        action = check_settings(args.work_dir, new, args.output, args.overwrite, [args.ckpt, args.val_dir, args.labels])
         print(f"run settings ({os.path.join(args.work_dir, RUN_SETTINGS_NAME)}): "
               + ", ".join(f"{k}={new[k]}" for k in RUN_SETTING_KEYS if k not in ("CKPT_SIZE", "CKPT_SHA256"))
-              + f"; {check_settings(args.work_dir, new, args.output, args.overwrite)}")
+              + f"; {action}")
         return 0
     text = tables(args.work_dir, [d for d in args.result_dir if os.path.isdir(d)], args.perf_dir, args.compare)
     if args.markdown:

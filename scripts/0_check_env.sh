@@ -10,7 +10,8 @@
 # and whether acl.rt.set_device opens each, CHIP_NAME against the chips found, free disk in
 # WORK_DIR for 50,000 preprocessed images, and the usable CPU cores. Exit 0 when the CPU path
 # (ONNX Runtime / PyTorch) or the NPU path can run. Writes nothing.
-# Settings: CHIP_NAME, DEVICE_ID (the first of a list is checked), WORK_DIR, CANN_SET_ENV, PYTHON (see scripts/env.sh).
+# Settings: CHIP_NAME, DEVICE_ID (the first of a list is checked), WORK_DIR, CANN_SET_ENV, PYTHON,
+# NPU_SMI_TIMEOUT (seconds npu-smi may take, default 15; see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -28,4 +29,4 @@ done
 
 # No begin_step: a check must not create WORK_DIR.
 "$PYTHON" -m mocoinfer.envcheck --chip-name "$CHIP_NAME" --work-dir "$WORK_DIR" --device-id "$FIRST_DEVICE" \
-    --cann-set-env "$CANN_SET_ENV" ${args[@]+"${args[@]}"}
+    --cann-set-env "$CANN_SET_ENV" --npu-smi-timeout "$NPU_SMI_TIMEOUT" ${args[@]+"${args[@]}"}

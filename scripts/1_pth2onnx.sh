@@ -16,6 +16,7 @@ begin_step "1_pth2onnx"
 
 [ -f "$CKPT" ] || { echo "$STEP_NAME: checkpoint $CKPT not found (set CKPT=...)" >&2; exit 1; }
 check_dynamic_batch
+check_outputs ONNX_MODEL
 # Expanded as ${a[@]+...}: an empty array is an unset variable to bash < 4.4 under set -u.
 extra=()
 if [ -n "$DYNAMIC_BATCH" ]; then extra+=(--dynamic); fi

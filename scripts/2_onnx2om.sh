@@ -37,6 +37,9 @@ fi
 [ -f "$ONNX_MODEL" ] || { echo "$STEP_NAME: $ONNX_MODEL not found: run scripts/1_pth2onnx.sh first" >&2; exit 1; }
 
 check_dynamic_batch
+outputs=(OM)
+if [ "$AIPP" = "1" ]; then outputs+=(AIPP_CONFIG); fi
+check_outputs "${outputs[@]}"
 
 # With AIPP, --input_format and --input_shape still describe the ONNX model's own input (an ONNX
 # model's format can only be NCHW, per the ATC AIPP docs); atc forces the input that feeds AIPP to
@@ -66,9 +69,15 @@ elif [ "$AIPP" != "0" ]; then
     exit 2
 fi
 
-atc --model="$ONNX_MODEL" --framework=5 --output="$OM_BASE" --input_format=NCHW \
+# atc writes the OM under a hidden temporary name (it appends .om), renamed into place once it
+# succeeded: a failed or interrupted atc never leaves a half-written $OM_BASE.om, and the rename
+# goes through the output policy again.
+tmp_base="$(temp_path "$OM_BASE")"
+trap 'rm -f -- "$tmp_base.om"' EXIT
+atc --model="$ONNX_MODEL" --framework=5 --output="$tmp_base" --input_format=NCHW \
     "${shape_args[@]}" --log="$ATC_LOG" --soc_version="Ascend$CHIP_NAME" ${aipp_args[@]+"${aipp_args[@]}"}
-[ -f "$OM_BASE.om" ] || { echo "$STEP_NAME: atc reported success but $OM_BASE.om is missing" >&2; exit 1; }
+[ -f "$tmp_base.om" ] || { echo "$STEP_NAME: atc reported success but wrote no $tmp_base.om" >&2; exit 1; }
+install_output OM="$OM_BASE.om" "$tmp_base.om" ONNX_MODEL="$ONNX_MODEL" AIPP_CONFIG="$AIPP_CONFIG" CKPT="$CKPT"
 if [ "$AIPP" = "1" ]; then
     echo "$STEP_NAME: wrote $OM_BASE.om (AIPP: feed it uint8 files from imagenet_torch_preprocess.py --dtype uint8)"
 else

@@ -11,5 +11,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 handle_help "$0" "$@"
 begin_step "4_get_info"
+check_outputs INFO_FILE
 
 "$PYTHON" "$ROOT/get_info.py" bin "$PREP_DIR" "$INFO_FILE" 224 224

@@ -8,8 +8,8 @@
 #   DEVICE_ID=0,1,2,3 scripts/5_infer.sh    # one worker process per device, contiguous shares of the inputs
 #   DYNAMIC_BATCH=1,4,8,16,32,64 BS=16 scripts/5_infer.sh   # the one dynamic-batch model, at batch BS
 #
-# Writes $RESULT_DIR/dumpOutput_device$DEVICE_ID/<image>_1.$OUTFMT (with several devices, all in
-# dumpOutput_device<first id>), a perf file per device and summary.json. With DYNAMIC_BATCH set,
+# Writes $RESULT_DIR/dumpOutput_device$FIRST_DEVICE/<image>_1.$OUTFMT (the first id of DEVICE_ID: with
+# several devices, every result goes there), a perf file per device and summary.json. With DYNAMIC_BATCH set,
 # the model is the dynamic-batch one of steps 1-2: the .onnx runs at any BS, the .om at a listed one.
 # The info file may list float32 or uint8 files (imagenet_torch_preprocess.py --dtype uint8): a
 # float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.

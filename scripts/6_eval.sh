@@ -14,6 +14,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 handle_help "$0" "$@"
 begin_step "6_eval"
+check_outputs RESULT_JSON COMPARE_JSON
 
 args=("$RESULT_DIR/dumpOutput_device$FIRST_DEVICE/" "$LABELS" "$WORK_DIR" result.json)
 if [ -n "${REFERENCE_DIR:-}" ]; then

@@ -111,8 +111,12 @@ if [ "${#bins[@]}" -gt 0 ]; then
     onnx_for "$bs"
     info="$PERF_DIR/accuracy_inputs.info"
     mkdir -p "$PERF_DIR"
-    for i in "${!bins[@]}"; do printf '%d %s 224 224\n' "$i" "${bins[$i]}"; done > "$info.tmp$$"
-    mv "$info.tmp$$" "$info"
+    # Written as every output is (scripts/env.sh: install_output): a temporary, then the policy
+    # (not a symlink, special file or folder, not one of the files it lists), then the rename.
+    tmp="$(temp_path "$info")"
+    for i in "${!bins[@]}"; do printf '%d %s 224 224\n' "$i" "${bins[$i]}"; done > "$tmp"
+    install_output "PERF_DIR/accuracy_inputs.info=$info" "$tmp" "ACCURACY_INPUT=$ACCURACY_INPUT" "CKPT=$CKPT" \
+        "LABELS=$LABELS"
     for variant in "${variants[@]}"; do
         prepare_variant "$variant" "$bs"
         echo "$STEP_NAME: $variant, accuracy on ${#bins[@]} images from $ACCURACY_INPUT"

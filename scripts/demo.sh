@@ -18,6 +18,9 @@ export WORK_DIR="${WORK_DIR:-$ROOT/work/demo}"
 export VAL_DIR="$WORK_DIR/val" LABELS="$WORK_DIR/val_label.txt" CKPT="$WORK_DIR/model_lincls_best.pth.tar"
 export BS="${BS:-4}" BATCH_SIZES="${BATCH_SIZES:-1 4 8}" PERF_BACKENDS="${PERF_BACKENDS:-onnxruntime torch}"
 DEMO_IMAGES="${DEMO_IMAGES:-16}"
+# The demo deletes and rewrites its outputs on every run: they all live in its WORK_DIR, at
+# env.sh's default names, whatever the environment says (PREP_DIR=/data/... must not be cleared).
+unset PREP_DIR INFO_FILE RESULT_DIR PERF_DIR ONNX_MODEL OM_BASE AIPP_CONFIG
 export PERF_LOOP="${PERF_LOOP:-5}" PERF_WARMUP="${PERF_WARMUP:-1}"
 # shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
@@ -57,8 +60,12 @@ echo "== the uint8 path: the same images as uint8 pixels (--dtype uint8), throug
 "$PYTHON" "$ROOT/run_om_infer.py" --model "$ONNX_MODEL" --input "$PREP_U8" --output "$RESULT_U8" \
     --batch-size "$BS" --device-id "$FIRST_DEVICE" --outfmt "$OUTFMT" --no-progress
 # Fails the demo unless every result file is the same, byte for byte.
+uint8_check="$WORK_DIR/uint8_check.txt"
+tmp="$(temp_path "$uint8_check")"
 "$PYTHON" -m mocoinfer.demo --compare-uint8 "$PREP_DIR" "$PREP_U8" "$RESULT_DIR/dumpOutput_device$FIRST_DEVICE" \
-    "$RESULT_U8/dumpOutput_device$FIRST_DEVICE" | tee "$WORK_DIR/uint8_check.txt"
+    "$RESULT_U8/dumpOutput_device$FIRST_DEVICE" > "$tmp" || { status=$?; rm -f -- "$tmp"; exit "$status"; }
+install_output "uint8_check.txt=$uint8_check" "$tmp"
+cat "$uint8_check"
 echo "== step 5 streamed (STREAM=1): the images straight into the model, no .bin files"
 STREAM=1 RESULT_DIR="$WORK_DIR/result_stream" "$S/5_infer.sh"
 dump="dumpOutput_device$FIRST_DEVICE"

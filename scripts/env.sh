@@ -18,10 +18,13 @@ fi
 detect_chip_name() {
     # The Name of the first device in `npu-smi info`, read as mocoinfer/envcheck.py reads it: in
     # the table under "| NPU  Name |", a block's first row is "| <card id>  <Name> | <Health> ...";
-    # the process table ("| NPU  Chip |") is not searched. A hung driver gets 15 s, then nothing.
+    # the process table ("| NPU  Chip |") is not searched. A hung driver gets NPU_SMI_TIMEOUT
+    # seconds, then nothing: timeout sends TERM to npu-smi's whole process group, and KILL 2 s
+    # later (-k), because a wedged npu-smi (or one that ignores TERM) would otherwise hang every
+    # step that sources this file.
     if command -v npu-smi > /dev/null 2>&1; then
         local smi=(npu-smi info)
-        if command -v timeout > /dev/null 2>&1; then smi=(timeout 15 npu-smi info); fi
+        if command -v timeout > /dev/null 2>&1; then smi=(timeout -k 2 "$NPU_SMI_TIMEOUT" npu-smi info); fi
         "${smi[@]}" 2> /dev/null | awk -F'|' '
             { split($2, f, " ") }
             f[1] == "NPU" && f[2] == "Name" { table = 1; next }
@@ -30,6 +33,8 @@ detect_chip_name() {
     fi
 }
 
+# Seconds `npu-smi info` may take (here, and in step 0's check) before it is stopped.
+NPU_SMI_TIMEOUT="${NPU_SMI_TIMEOUT:-15}"
 BS="${BS:-1}"
 # DEVICE_ID=0,1,2,3: step 5 runs one worker process per device; every result goes to
 # dumpOutput_device$FIRST_DEVICE, the folder step 6 reads. Steps 0 and 7 use the first device.
@@ -78,6 +83,53 @@ PREP_DIR="${PREP_DIR:-$WORK_DIR/prep_dataset}"
 INFO_FILE="${INFO_FILE:-$WORK_DIR/dataset_prep_bin.info}"
 RESULT_DIR="${RESULT_DIR:-$WORK_DIR/result}"
 PERF_DIR="${PERF_DIR:-$WORK_DIR/perf}"
+
+# The output policy of the Python stages (mocoinfer/atomic.py: check_output), for the files a shell
+# step writes itself and for every setting that names an output. `check_outputs NAME...` refuses,
+# in one line and before any work, an output setting (ONNX_MODEL, OM, AIPP_CONFIG, INFO_FILE,
+# RESULT_JSON, COMPARE_JSON, TABLES) that is a symlink, special file or folder, or that names the
+# same file as an input (CKPT, LABELS, VAL_DIR, CANN_SET_ENV) or as another output: AIPP_CONFIG set
+# to the ONNX model's path would otherwise replace the model with the config text.
+# Every name of OUTPUT_SETTINGS is a file the pipeline writes; the steps name theirs.
+OUTPUT_SETTINGS=(ONNX_MODEL OM AIPP_CONFIG INFO_FILE RESULT_JSON COMPARE_JSON TABLES)
+output_path() {
+    case "$1" in
+        OM) printf '%s\n' "$OM_BASE.om" ;;
+        RESULT_JSON) printf '%s\n' "$WORK_DIR/result.json" ;;
+        COMPARE_JSON) printf '%s\n' "$WORK_DIR/result_compare.json" ;;
+        TABLES) printf '%s\n' "$WORK_DIR/tables.md" ;;
+        *) printf '%s\n' "${!1}" ;;
+    esac
+}
+check_outputs() {
+    # The pipeline's files, each as --output (this step writes it) or --input (some step reads it).
+    local name writes=" $* " args=()
+    for name in CKPT LABELS VAL_DIR CANN_SET_ENV; do args+=(--input "$name=${!name}"); done
+    for name in "${OUTPUT_SETTINGS[@]}"; do
+        if [[ "$writes" == *" $name "* ]]; then args+=(--output "$name=$(output_path "$name")")
+        else args+=(--input "$name=$(output_path "$name")"); fi
+    done
+    MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output "${args[@]}"
+}
+# A hidden temporary beside $1, named as mocoinfer/temporaries.py names them
+# (.<name>.tmp<pid>-<8 hex>), so nothing that reads the folder takes it for an output.
+temp_path() {
+    printf '%s/.%s.tmp%s-%04x%04x\n' "$(dirname "$1")" "$(basename "$1")" "$$" "$RANDOM" "$RANDOM"
+}
+# install_output NAME=PATH TMP [NAME=INPUT...]: the policy once more (the path may have become a
+# symlink or a folder meanwhile), then TMP is renamed onto PATH (mv -T: never into a folder), so no
+# reader sees half a file; TMP is deleted when refused.
+install_output() {
+    local out="$1" tmp="$2" args=() extra
+    shift 2
+    for extra in "$@"; do args+=(--input "$extra"); done
+    if ! MOCOINFER_STEP="${STEP_NAME:-env.sh}" "$PYTHON" -m mocoinfer.cli check-output --output "$out" \
+            ${args[@]+"${args[@]}"}; then
+        rm -f -- "$tmp"
+        return 1
+    fi
+    mv -f -T -- "$tmp" "${out#*=}"
+}
 
 have_cann() {
     command -v atc > /dev/null 2>&1 && "$PYTHON" -c "import acl" > /dev/null 2>&1
@@ -143,7 +195,7 @@ begin_step() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
              PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE STREAM WORKERS PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
-             PERF_DIR CANN_SET_ENV; do
+             PERF_DIR CANN_SET_ENV NPU_SMI_TIMEOUT; do
         printf '%s=%s\n' "$v" "${!v}"
     done
 fi

@@ -33,15 +33,31 @@ torch_dir="$WORK_DIR/result_torch"
 [ -d "$VAL_DIR" ] || { echo "$STEP_NAME: image folder $VAL_DIR not found (set VAL_DIR=...)" >&2; exit 1; }
 [ -f "$LABELS" ] || { echo "$STEP_NAME: label file $LABELS not found (set LABELS=...)" >&2; exit 1; }
 if have_cann; then model_kind=om; else model_kind=onnx; fi
+# Every file setting this run writes, before anything (OVERWRITE included) touches the folder.
+written=(ONNX_MODEL INFO_FILE RESULT_JSON COMPARE_JSON TABLES)
+if [ "$model_kind" = om ]; then written+=(OM); fi
+if [ "$AIPP" = 1 ]; then written+=(AIPP_CONFIG); fi
+check_outputs "${written[@]}"
 
 overwrite=()
 if [ "$OVERWRITE" = 1 ]; then overwrite=(--overwrite); fi
+# What this run's steps write, each by its exact name from the settings, never by pattern:
+# OVERWRITE=1 deletes these (those inside WORK_DIR) and nothing else, so a user's own
+# moco-v2-bs1-finetuned.onnx beside them stays.
+outputs=("$ONNX_MODEL" "$OM_BASE.om" "$PREP_DIR" "$INFO_FILE" "$RESULT_DIR" "$torch_dir" "$WORK_DIR/result.json"
+         "$WORK_DIR/result_compare.json" "$PERF_DIR" "$WORK_DIR/tables.md")
+if [ "$AIPP" = 1 ]; then outputs+=("$AIPP_CONFIG"); fi
+# Step 7's models, one per batch size of BATCH_SIZES (the dynamic model is ONNX_MODEL / OM_BASE).
+read -r -a perf_sizes <<< "$BATCH_SIZES"
+outputs+=("${ONNX_MODEL%.onnx}-int8.onnx")
+for b in "${perf_sizes[@]}"; do
+    outputs+=("$WORK_DIR/moco-v2-bs$b.onnx" "$WORK_DIR/moco-v2-bs$b-int8.onnx" "$WORK_DIR/moco-v2-atc-bs$b.om")
+done
+output_args=()
+for o in "${outputs[@]}"; do output_args+=(--output "$o"); done
 "$PYTHON" -m mocoinfer.report settings "$WORK_DIR" --bs "$BS" --interpolation "$INTERPOLATION" --ckpt "$CKPT" \
-    --val-dir "$VAL_DIR" --labels "$LABELS" --model-kind "$model_kind" "${overwrite[@]}" \
-    --output "$ONNX_MODEL" --output "$OM_BASE.om" --output "$WORK_DIR/moco-v2-bs*.onnx" \
-    --output "$WORK_DIR/moco-v2-atc-bs*.om" --output "$PREP_DIR" --output "$INFO_FILE" --output "$RESULT_DIR" \
-    --output "$torch_dir" --output "$WORK_DIR/result.json" --output "$WORK_DIR/result_compare.json" \
-    --output "$PERF_DIR" --output "$WORK_DIR/tables.md" || exit 1   # its one line says why
+    --val-dir "$VAL_DIR" --labels "$LABELS" --model-kind "$model_kind" ${overwrite[@]+"${overwrite[@]}"} \
+    "${output_args[@]}" || exit 1   # its one line says why
 
 echo "== step 1: checkpoint → ONNX"
 # run_settings.json holds the checkpoint's sha256, so a newer .onnx was made from this checkpoint.
@@ -73,7 +89,8 @@ if [ "$REFERENCE" = 1 ]; then
     echo "== step 5 (REFERENCE=1): the checkpoint on PyTorch"
     MODEL="$CKPT" BACKEND=torch RESULT_DIR="$torch_dir" "$S/5_infer.sh"
     result_dirs+=(--result-dir "$torch_dir" --compare)
-    eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$DEVICE_ID")
+    # A several-device run writes every result to the first device's folder (as step 6 reads it).
+    eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$FIRST_DEVICE")
 fi
 echo "== step 6: accuracy"
 # Exit 3 is the comparison's verdict (top-1 drop above TOLERANCE): print the tables, then report it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -32,6 +33,19 @@ def _env(tmp_path, **extra):
     env["WORK_DIR"] = str(tmp_path / "work")
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def _atc_args(log):
+    """The arguments a stand-in atc recorded, with its --output read back as the OM it becomes:
+    atc writes under a hidden temporary beside the OM (`.<base>.tmp<pid>-<8 hex>`, the output
+    policy's name), which the step renames into place once atc succeeded."""
+    args = log.read_text().splitlines()
+    for i, a in enumerate(args):
+        m = re.fullmatch(r"--output=(.*)/\.([^/]+)\.tmp\d+-[0-9a-f]{8}", a)
+        if a.startswith("--output="):
+            assert m, f"atc's --output is not a temporary beside the OM: {a}"
+            args[i] = f"--output={m.group(1)}/{m.group(2)}"
+    return args
 
 
 def _tool(tmp_path, name, body):
@@ -89,7 +103,7 @@ def test_onnx2om_runs_the_guides_atc_command(tmp_path):
     proc = subprocess.run([os.path.join(ROOT, "scripts", "2_onnx2om.sh")],
                           env=_env(tmp_path, CHIP_NAME="310P3", BS=8), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert log.read_text().splitlines() == [
+    assert _atc_args(log) == [
         f"--model={work}/moco-v2-bs8.onnx",
         "--framework=5",
         f"--output={work}/moco-v2-atc-bs8",
@@ -253,7 +267,7 @@ def test_onnx2om_with_aipp_writes_the_config_and_passes_it(tmp_path):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     config = work / "aipp_moco.config"
-    assert log.read_text().splitlines() == [
+    assert _atc_args(log) == [
         f"--model={work}/moco-v2-bs4.onnx",
         "--framework=5",
         f"--output={work}/moco-v2-atc-bs4-aipp",
@@ -296,7 +310,7 @@ def test_onnx2om_dynamic_batch_arguments(tmp_path):
                               env=_env(tmp_path, CHIP_NAME="310", DYNAMIC_BATCH="1,4,8,16,32,64", AIPP=aipp),
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
-        args = log.read_text().splitlines()
+        args = _atc_args(log)
         assert args[:5] == [f"--model={work}/moco-v2-dynamic.onnx", "--framework=5", f"--output={work}/{om}",
                             "--input_format=NCHW", "--input_shape=actual_input_1:-1,3,224,224"]
         assert "--dynamic_batch_size=1,4,8,16,32,64" in args

@@ -36,8 +36,13 @@ def bin_name(image_file: str) -> str:
 
 
 def format_failed(entries: Iterable[Tuple[str, str]]) -> str:
-    """`failed.txt` beside the .bin files: one `path<TAB>reason` line per input that failed."""
-    return "".join(f"{path}\t{' '.join(reason.split())}\n" for path, reason in entries)
+    """`failed.txt` beside the .bin files: one `path<TAB>reason` line per input that failed.
+
+    The file is UTF-8 text: a path whose name is not valid UTF-8 (undecodable bytes from the file
+    system) is written with those bytes as `\\xff` escapes, instead of failing the whole write."""
+    from ..imagetree import shown
+
+    return "".join(f"{shown(path)}\t{shown(' '.join(reason.split()))}\n" for path, reason in entries)
 
 
 def write_failed(path: str, entries: Iterable[Tuple[str, str]]) -> int:

@@ -38,10 +38,13 @@ def write_result_json(path: str, n_images: int, n_classes: int, topk_fractions: 
 
 
 def read_result_json(path: str) -> Dict[str, str]:
-    """{key: value} of a result.json, e.g. out['Top1 accuracy'] == '67.31%'."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    return {item["key"]: item["value"] for item in doc["value"]}
+    """{key: value} of a result.json, e.g. out['Top1 accuracy'] == '67.31%'; a missing or
+    malformed one is a one-line error naming it."""
+    doc = read_json(path, "result file (step 6 writes it)")
+    try:
+        return {str(item["key"]): str(item["value"]) for item in doc["value"]}
+    except (KeyError, TypeError):
+        raise UserError(f"{path}: not a result.json (expected its 'value' list of key/value pairs)") from None
 
 
 # JSON side files.
