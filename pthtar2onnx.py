@@ -75,7 +75,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from mocoinfer.export import export_checkpoint
+    from mocoinfer.pth2onnx import export_checkpoint
 
     args = parse_args(argv)
     if args.quantize and args.uint8_input:

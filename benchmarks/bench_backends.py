@@ -105,7 +105,7 @@ def bench_variants(args, work: str) -> int:
     """int8 ORT vs float32 ORT and bf16 torch vs float32 torch, interleaved at each batch size."""
     from mocoinfer.backends.torch import cpu_bf16_units
     from mocoinfer.demo import make_standin_checkpoint
-    from mocoinfer.export import export_checkpoint
+    from mocoinfer.pth2onnx import export_checkpoint
     from mocoinfer.quantize import quantize_int8
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -179,8 +179,8 @@ def main() -> int:
     args.loop = args.loop or 4
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     from mocoinfer.demo import make_standin_checkpoint
-    from mocoinfer.export import export_checkpoint
     from mocoinfer.progress import log
+    from mocoinfer.pth2onnx import export_checkpoint
 
     work = tempfile.mkdtemp(prefix="bench_backends_")
     try:

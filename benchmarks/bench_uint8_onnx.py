@@ -48,8 +48,8 @@ def main() -> int:
     args = p.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     from mocoinfer.demo import make_standin_checkpoint
-    from mocoinfer.export import export_checkpoint
     from mocoinfer.progress import log
+    from mocoinfer.pth2onnx import export_checkpoint
     from mocoinfer.uint8_model import sample_batches
 
     work = tempfile.mkdtemp(prefix="bench_uint8_onnx_")

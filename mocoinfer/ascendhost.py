@@ -246,7 +246,7 @@ def cann_version(roots: Sequence[str]):
     return None, None
 
 
-def _cann_roots(set_env: str, atc: Optional[str]) -> List[str]:
+def cann_roots(set_env: str, atc: Optional[str]) -> List[str]:
     roots = [os.environ.get(v, "") for v in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME")]
     if set_env:
         roots.append(os.path.dirname(set_env))

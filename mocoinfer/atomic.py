@@ -127,16 +127,11 @@ def check_writable_dir(folder: str, need_bytes: int = 0, what: str = "output fol
         raise UserError(f"{folder}: {what} is not writable (permission denied)")
     free = vfs.f_bavail * vfs.f_frsize
     if need_bytes > free:
-        raise UserError(f"{folder}: {what} needs about {_mb(need_bytes)} for this run but only "
-                        f"{_mb(free)} is free")
+        from .sizes import two_sizes
 
-
-def _mb(n: int) -> str:
-    """A size in words that never reads 0.0: bytes, kB, MB or GB as the figure needs."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+        # Units that show the figures (12 bytes, 40.0 kB), exact bytes when both would read alike.
+        need_words, free_words = two_sizes(need_bytes, free)
+        raise UserError(f"{folder}: {what} needs about {need_words} for this run but only {free_words} is free")
 
 
 def check_output(path: str, inputs: Iterable[str] = (), what: str = "output", need_bytes: int = 0) -> None:

@@ -102,7 +102,7 @@ def run_main(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str
     except StdoutClosed:
         return EXIT_PIPE_CLOSED
     except UserError as exc:
-        from .imagetree import shown
+        from .formats import shown
 
         # A path whose name is not valid UTF-8 is shown with its bytes escaped, never a second error.
         print(f"{prog}: error: {shown(str(exc))}", file=sys.stderr)

@@ -27,8 +27,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 from .ascendhost import (  # noqa: F401 (tests and callers reach them through this module too)
     ACL_TIMEOUT,
     NPU_SMI_TIMEOUT,
-    _cann_roots,
     acl_probe,
+    cann_roots,
     cann_version,
     npu_smi_version,
     parse_npu_smi,
@@ -197,7 +197,7 @@ def collect(chip_name: str = "", work_dir: str = "work", set_env: str = "", devi
                         "or set CANN_SET_ENV to its set_env.sh", "steps 2 and 5 on the NPU", "npu"))
 
     atc = shutil.which("atc")
-    version, version_file = cann_version(_cann_roots(set_env, atc))
+    version, version_file = cann_version(cann_roots(set_env, atc))
     if version:
         rows.append(Row("CANN version", OK, f"{version} ({version_file})", "steps 2 and 5 on the NPU", "info"))
     else:

@@ -25,7 +25,6 @@ from . import atomic
 from .backends.onnxruntime import ort_session
 from .errors import UserError
 from .formats import INPUT_CHANNELS, INPUT_SIZE
-from .progress import log
 
 INPUT_NAME = "actual_input_1"
 OUTPUT_NAME = "output1"
@@ -100,7 +99,7 @@ def check_export_memory(checkpoint: str, batch_size: int, dynamic: bool = False)
                         "is available: use a smaller batch (the guide exports batch 1); nothing was written")
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException) -> bool:
     """torch reports a failed allocation as a RuntimeError, ONNX Runtime as its own error type."""
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or any(s in text for s in ("can't allocate memory", "not enough memory",
@@ -111,7 +110,7 @@ def default_output_name(batch_size: int, dynamic: bool = False) -> str:
     return "moco-v2-dynamic.onnx" if dynamic else f"moco-v2-bs{batch_size}.onnx"
 
 
-def _torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool, dummy=None) -> None:
+def torch_export(model, path: str, batch_size: int, opset: int, dynamic: bool, dummy=None) -> None:
     import torch
 
     if dummy is None:  # the guide's float32 NCHW input; the uint8-input model passes its own
@@ -211,7 +210,7 @@ def export_model(model, output: str, batch_size: int = 1, opset: int = DEFAULT_O
     model = model.eval()
     try:
         with atomic.atomic_path(output) as tmp:
-            _torch_export(model, tmp, batch_size, opset, dynamic)
+            torch_export(model, tmp, batch_size, opset, dynamic)
             report = None
             if verify:
                 # A dynamic graph must also be proven at a batch size other than the traced one.
@@ -220,51 +219,3 @@ def export_model(model, output: str, batch_size: int = 1, opset: int = DEFAULT_O
     except OSError as exc:  # a full disk or a folder gone read-only while exporting
         raise UserError(f"{output}: cannot write ({atomic.describe_os_error(exc)}); nothing was written") from None
     return report
-
-
-def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size: int = 1,
-                      opset: int = DEFAULT_OPSET, dynamic: bool = False, arch: Optional[str] = None,
-                      verify: bool = True, uint8_input: bool = False) -> dict:
-    """Checkpoint → verified ONNX file; the Python entry point behind pthtar2onnx.py.
-
-    `uint8_input`: the model takes uint8 NHWC pixels and normalises them in the graph
-    (`mocoinfer.uint8_model`).
-    """
-    from .checkpoint import build_model
-
-    if uint8_input:
-        from . import uint8_model
-
-        output = output or uint8_model.default_output_name(batch_size, dynamic)
-    output = output or default_output_name(batch_size, dynamic)
-    # Every argument and the output path before the (slow) load.
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
-    check_opset(opset)
-    atomic.check_output(output, [checkpoint], what="output")
-    if dynamic:
-        log.warning("--dynamic exports a dynamic batch axis; the guide found fixed-batch models "
-                    "more accurate and faster on Ascend (atc needs --dynamic_batch_size for it)")
-    check_export_memory(checkpoint, batch_size, dynamic)
-    t0 = time.perf_counter()
-    try:
-        model = build_model(checkpoint, arch)
-        t1 = time.perf_counter()
-        if uint8_input:
-            report = uint8_model.export_uint8_model(model, output, batch_size=batch_size, opset=opset,
-                                                    dynamic=dynamic, verify=verify)
-        else:
-            report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic,
-                                  verify=verify, inputs=[checkpoint])
-    except Exception as exc:  # the estimate above is an estimate: a failed allocation is still one line
-        if not _out_of_memory(exc):
-            raise
-        from .sizes import available_memory, human_size
-
-        free = available_memory()
-        raise UserError(f"{checkpoint}: ran out of memory exporting batch size {batch_size} ("
-                        f"{human_size(free) if free is not None else 'unknown'} available now): use a smaller "
-                        "batch; nothing was written") from None
-    t2 = time.perf_counter()
-    return {"output": output, "batch_size": batch_size, "dynamic": dynamic, "opset": opset,
-            "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report, "uint8_input": uint8_input}

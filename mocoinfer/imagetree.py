@@ -21,6 +21,7 @@ import os
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import UserError
+from .formats import natural_key, shown  # noqa: F401 (shown: the stages report names through it)
 
 #: torchvision's IMG_EXTENSIONS (datasets/folder.py), the files ImageFolder takes as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -60,18 +61,8 @@ def bad_name(name: str) -> Optional[str]:
     return None
 
 
-def shown(text: str) -> str:
-    """`text` as valid UTF-8 for a report: undecodable file-name bytes written as `\\xff`."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def scan(folder: str, what: str = "folder") -> List[str]:
     """Every name in `folder`, in natural order; a folder that cannot be listed is one UserError."""
-    from .formats import natural_key
-
     try:
         with os.scandir(folder) as it:
             names = [e.name for e in it]

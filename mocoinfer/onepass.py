@@ -26,6 +26,7 @@ from .errors import UserError
 from .formats import is_result_name, natural_key, result_filename
 from .pipeline import batch_buffers, run_pipeline
 from .progress import log
+from .sizes import available_memory, two_sizes
 from .stats import phase, rate
 
 RESULT_SUBDIR = "dumpOutput_device{device_id}"
@@ -114,27 +115,16 @@ def resolve_batch_size(backend: Backend, requested: Optional[int], n_inputs: Opt
     return requested or 1
 
 
-def _available_memory() -> Optional[int]:
-    """MemAvailable from /proc/meminfo in bytes, or None where the OS does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_batch_memory(batch_size: int, sample_bytes: int, buffers: int) -> None:
     """Refuse a batch whose host buffers alone (`buffers` batches, plus the runtime's own copy of
     the input) would not fit in the memory available now, before anything is allocated."""
     need = (buffers + 1) * batch_size * sample_bytes
-    free = _available_memory()
+    free = available_memory()
     if free is not None and need > free:
-        raise UserError(f"--batch-size {batch_size} needs about {need / 2**30:.1f} GiB of host memory for its input "
+        need_words, free_words = two_sizes(need, free)
+        raise UserError(f"--batch-size {batch_size} needs about {need_words} of host memory for its input "
                         f"buffers alone ({batch_size} x {sample_bytes} bytes x {buffers + 1}), but only "
-                        f"{free / 2**30:.1f} GiB is available: use a smaller batch")
+                        f"{free_words} is available: use a smaller batch")
 
 
 def check_hw(backend: Backend, expect_hw: Optional[Tuple[int, int]]) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import atomic
 from .atomic import atomic_path
+from .backends.onnxruntime import PRECISION_KEY
 from .errors import UserError
 from .formats import INPUT_CHANNELS, INPUT_SIZE, natural_key
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -33,7 +34,6 @@ DEFAULT_CALIBRATION_COUNT = 100
 FLOAT_SAMPLE_BYTES = INPUT_CHANNELS * INPUT_SIZE * INPUT_SIZE * 4  # 602,112
 UINT8_SAMPLE_BYTES = INPUT_CHANNELS * INPUT_SIZE * INPUT_SIZE  # 150,528
 # Read by the runner (session metadata) so a run's summary can name the precision it measured.
-PRECISION_KEY = "mocoinfer.precision"
 
 # The floor an int8 model must reach on its calibration images against the float model. Per-channel
 # int8 ResNet-50 typically keeps logit cosine above 0.99 and changes the top-1 of well under 5% of
@@ -255,12 +255,3 @@ def _tag_precision(path: str, precision: str) -> None:
     entry = model.metadata_props.add()
     entry.key, entry.value = PRECISION_KEY, precision
     onnx.save(model, path)
-
-
-def model_precision(session) -> str:
-    """The precision an ONNX Runtime session's model was tagged with by this module, else fp32."""
-    try:
-        return session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, "fp32")
-    except Exception:  # metadata is informative only; never fail a run on it
-        return "fp32"
-

@@ -109,7 +109,8 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
                 feed.report(summary, output, folder.doc)
             return summary
         if skipped:
-            log.info(f"note: skipping {skipped} of {len(paths)} inputs whose results in {result_dir} are proven "
+            what = "images" if feed is not None else "inputs"
+            log.info(f"note: skipping {skipped} of {base['inputs']} {what} whose results in {result_dir} are proven "
                      "by its manifest (--overwrite redoes them)")
         try:
             if len(device_ids) > 1:

@@ -200,6 +200,8 @@ def read_manifest(folder: str) -> Optional[dict]:
 
 def write_manifest(folder: str, doc: dict, run_id: Optional[str] = None) -> None:
     """Write the manifest beside `folder`; an older version's copy inside the folder goes."""
+    make_folder(bookkeeping_dir(folder), what="bookkeeping folder",
+                if_file="is a file where this tool keeps the folder's lock and manifest; move it away")
     write_json(manifest_path(folder), doc, indent=None, run_id=run_id or doc.get("run_id"))
     legacy = os.path.join(folder, LEGACY_MANIFEST_NAME)
     if os.path.isfile(legacy) and not os.path.islink(legacy):

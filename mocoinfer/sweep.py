@@ -25,12 +25,12 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 from .atomic import atomic_path, atomic_write_text
+from .backends import BACKENDS, REFERENCE_BACKENDS
 from .errors import UserError
 from .formats import iter_results
 from .perf import PURE_SUMMARY_NAME, SUMMARY_NAME
 
 ACCURACY_SUBDIR = "accuracy"
-REFERENCES = ("onnxruntime", "torch")  # float32 variants, in order of preference as the reference
 
 
 def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], dict]]:
@@ -59,8 +59,9 @@ def collect(perf_dir: str) -> Tuple[List[str], List[int], Dict[Tuple[str, int], 
 
 
 def _variant_order(variant: str):
-    order = {"acl": 0, "onnxruntime": 1, "torch": 2}
-    return (order.get(variant.split("-")[0], 9), variant)
+    """Variants (`<backend>[-<precision>]`) in the order of `backends.BACKENDS`, unknown ones last."""
+    name = variant.split("-")[0]
+    return (BACKENDS.index(name) if name in BACKENDS else len(BACKENDS), variant)
 
 
 def _accuracy_outputs(perf_dir: str, variant: str) -> Optional[Dict[str, object]]:
@@ -79,7 +80,7 @@ def accuracy(perf_dir: str) -> Tuple[Optional[str], Dict[str, dict]]:
 
     variants = sorted((os.path.basename(os.path.dirname(d)) for d in
                        glob.glob(os.path.join(perf_dir, "*", ACCURACY_SUBDIR))), key=_variant_order)
-    ref_name = next((r for r in REFERENCES if r in variants), None)
+    ref_name = next((r for r in REFERENCE_BACKENDS if r in variants), None)
     if ref_name is None:
         return None, {}
     ref = _accuracy_outputs(perf_dir, ref_name) or {}

@@ -141,7 +141,7 @@ def export_uint8_model(model, output: str, batch_size: int = 1, opset: int = 11,
                        verify: bool = True, interpolation: str = DEFAULT_INTERPOLATION) -> Optional[VerifyReport]:
     """Export `Uint8Input(model)` to `output`, verify it against `model`, and only then move it into place."""
     from .atomic import atomic_path
-    from .export import _torch_export
+    from .export import torch_export
 
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
@@ -152,7 +152,7 @@ def export_uint8_model(model, output: str, batch_size: int = 1, opset: int = 11,
     wrapped = Uint8Input(model).eval()
     dummy = torch.zeros(batch_size, INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS, dtype=torch.uint8)
     with atomic_path(output) as tmp:
-        _torch_export(wrapped, tmp, batch_size, opset, dynamic, dummy=dummy)
+        torch_export(wrapped, tmp, batch_size, opset, dynamic, dummy=dummy)
         report = None
         if verify:
             sizes = [batch_size, batch_size + 1 if batch_size > 1 else 2] if dynamic else [batch_size]

@@ -94,6 +94,8 @@ def stop_and_rerun(tmp_path, argv, sig, rc: int, n: int, delay: float):
     assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
     kept = sorted(p for p in os.listdir(res) if p.endswith("_1.txt"))
     assert 5 <= len(kept) < n
+    # A result folder holds results only, even after a stop: no temporary, lock or manifest (issue 18).
+    assert sorted(os.listdir(res)) == kept
     doc = sidecar.read_manifest(str(res))
     assert doc["status"] == sidecar.INCOMPLETE and sorted(doc["files"]) == kept
     with open(tmp_path / "out" / "summary.json") as f:
@@ -107,4 +109,5 @@ def stop_and_rerun(tmp_path, argv, sig, rc: int, n: int, delay: float):
     assert count_runs(tmp_path / "count2") == n - len(kept)
     assert f"skipped {len(kept)} of {n} inputs" in rerun.stdout
     assert sidecar.read_manifest(str(res))["status"] == sidecar.COMPLETE
+    assert all(p.endswith("_1.txt") for p in os.listdir(res)) and len(os.listdir(res)) == n
     return kept, partial, rerun

@@ -225,7 +225,7 @@ def test_device_list_divides_the_inputs_into_one_folder(work, models, capsys):
     got = np.stack([read_result(str(res / f"img{i}_0.bin")) for i in range(N)])
     np.testing.assert_allclose(got, models["ref"], atol=ATOL, rtol=RTOL)
     # No perf file, no summary.json: ais_bench's layout.
-    assert sorted(os.listdir(work / "result")) == [".mocoinfer.lock", "two", "two_summary.json"]
+    assert sorted(os.listdir(work / "result")) == [".two.mocoinfer", "two", "two_summary.json"]
     with open(work / "result" / "two_summary.json") as f:
         doc = json.load(f)
     assert sorted(doc["devices"]) == ["0", "1"]

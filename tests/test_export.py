@@ -276,7 +276,7 @@ def test_missing_arguments_give_usage(capsys):
 
 def test_verification_catches_a_corrupted_export(r18_model, tmp_path, monkeypatch):
     """A graph whose classifier weights were altered after export must fail, and leave no file."""
-    real_export = export_mod._torch_export
+    real_export = export_mod.torch_export
 
     def corrupting_export(model, path, *args):
         real_export(model, path, *args)
@@ -291,7 +291,7 @@ def test_verification_catches_a_corrupted_export(r18_model, tmp_path, monkeypatc
             raise AssertionError("fc.weight not found among the initializers")
         onnx.save(graph, path)
 
-    monkeypatch.setattr(export_mod, "_torch_export", corrupting_export)
+    monkeypatch.setattr(export_mod, "torch_export", corrupting_export)
     out = tmp_path / "m.onnx"
     with pytest.raises(Exception, match="differs from PyTorch"):
         export_mod.export_model(r18_model, str(out), batch_size=2)

@@ -50,7 +50,7 @@ def demo(tmp_path_factory, images):
     from PIL import Image
 
     from mocoinfer.demo import fit_classifier, make_standin_checkpoint, standin_model
-    from mocoinfer.export import export_checkpoint
+    from mocoinfer.pth2onnx import export_checkpoint
 
     work = tmp_path_factory.mktemp("int8")
     paths = images

@@ -126,7 +126,7 @@ def test_other_model_or_format_is_refused_with_the_fix(case):
     os.unlink(os.path.join(case["res"], "mine_1.txt"))
     s, ran = _run(case, outfmt="bin", overwrite=True)
     assert ran == N and sorted(os.listdir(case["res"])) == sorted(
-        [".mocoinfer-manifest.json"] + [f"x{i}_1.bin" for i in range(N)])
+        [f"x{i}_1.bin" for i in range(N)])
     _check_all_results(case, "bin")
     s, ran = _run(case, model=other, outfmt="bin", overwrite=True)
     assert ran == N

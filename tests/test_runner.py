@@ -70,17 +70,17 @@ def test_fixed_batch_pads_last_batch_and_writes_one_file_per_image(work, tmp_pat
     s = run_inference(work["fixed"], work["bins"], out, progress=False)
     assert (s["batch_size"], s["batches"], s["padded_images"], s["result_files"]) == (4, 2, 1, N_IMAGES)
     names = sorted(os.listdir(os.path.join(out, "dumpOutput_device0")))
-    # Besides the results, only the hidden manifest that proves them (issue 13).
-    assert names == sorted([".mocoinfer-manifest.json"] + [f"img{i + 1}_1.txt" for i in range(N_IMAGES)])
+    # The results and nothing else: the manifest that proves them lives beside the folder (issue 18).
+    assert names == sorted(f"img{i + 1}_1.txt" for i in range(N_IMAGES))
     np.testing.assert_allclose(_results(out, "txt"), work["ref"], atol=ATOL, rtol=RTOL)
     # The txt layout the guide's metric splits on: one line, each value followed by one space.
     with open(os.path.join(out, "dumpOutput_device0", "img1_1.txt")) as f:
         text = f.read()
     assert text.endswith(" \n") and text.count("\n") == 1 and "  " not in text
     # summary.json sits beside the result folder, never inside it (it broke the guide's metric).
-    # The hidden lock file is the output policy's (one run per output folder).
-    assert sorted(os.listdir(out)) == [".mocoinfer.lock", "dumpOutput_device0", "perf_vision_batchsize_4_device_0.txt",
-                                       "summary.json"]
+    # The result folder's lock and manifest live beside it, in .dumpOutput_device0.mocoinfer/.
+    assert sorted(os.listdir(out)) == [".dumpOutput_device0.mocoinfer", "dumpOutput_device0",
+                                       "perf_vision_batchsize_4_device_0.txt", "summary.json"]
     with open(os.path.join(out, "perf_vision_batchsize_4_device_0.txt")) as f:
         perf = parse_perf(f.read())
     assert list(perf) == ["e2e", "data read", "preprocess", "infer", "post"]
@@ -266,7 +266,7 @@ def test_failure_mid_run_stops_threads(small_bins, tmp_path, exc, rc):
     assert threading.active_count() == before
     # Results written before the failure are whole files; nothing half-written is left.
     res = os.path.join(str(tmp_path / "o"), "dumpOutput_device0")
-    assert not [n for n in os.listdir(res) if n.startswith(".") and n != ".mocoinfer-manifest.json"]
+    assert not [n for n in os.listdir(res) if n.startswith(".")]  # no temporary, no bookkeeping
 
 
 def test_stale_results_are_reported(small_bins, tmp_path, capsys):

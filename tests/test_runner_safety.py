@@ -89,7 +89,7 @@ def test_dotted_input_names_round_trip(tmp_path):
     assert s["result_files"] == 3 and s["stale_result_files"] == 0
     results, others = list_results(os.path.join(str(tmp_path / "out"), "dumpOutput_device0"))
     assert sorted(r.key for r in results) == ["a_b", "img", "plain"]
-    assert others == [".mocoinfer-manifest.json"]
+    assert others == []  # the manifest lives beside the folder
     for name, x in data.items():
         r = result_filename(name, "txt")
         assert result_key(r) == name.split(".", 1)[0]
@@ -128,9 +128,10 @@ def test_free_batch_is_capped_to_the_inputs_and_warms_up_at_that_batch(case, tmp
 def test_batch_memory_is_checked_before_allocating(case, tmp_path, monkeypatch):
     """A batch whose input buffers alone exceed the available memory is refused before anything
     is allocated (MemAvailable simulated at 1 MiB; 100,000 x 16 bytes x buffers is more)."""
-    monkeypatch.setattr("mocoinfer.onepass._available_memory", lambda: 1 << 20)
+    monkeypatch.setattr("mocoinfer.onepass.available_memory", lambda: 1 << 20)
     be = Recorder()
-    with pytest.raises(UserError, match="--batch-size 100000 needs about .* only 0.0 GiB is available"):
+    with pytest.raises(UserError, match=r"--batch-size 100000 needs about [0-9.]+ [kMG]?B of host memory "
+                                        r".* only 1\.0 MB is available"):
         run_pure_inference("recorder", backend=be, batch_size=100000, loop=1)
     assert be.batches == []
 
@@ -229,7 +230,9 @@ def test_a_second_run_into_a_locked_folder_stops_naming_the_first(case, tmp_path
     """Class: no lock. The lock is held here on another descriptor, as a concurrent run would."""
     out = tmp_path / "o"
     out.mkdir()
-    with sidecar.FolderLock(str(out), run_id="1-deadbeef", command="run_om_infer.py --model other.om"):
+    held = sidecar.FolderLock(str(out / "dumpOutput_device0"), run_id="1-deadbeef",
+                              command="run_om_infer.py --model other.om")
+    with held:
         rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(out)], capsys,
                        monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "in use by another run", "other.om"), err
@@ -237,7 +240,8 @@ def test_a_second_run_into_a_locked_folder_stops_naming_the_first(case, tmp_path
 
 
 def test_manifest_records_model_settings_and_each_source(case, tmp_path):
-    """Oracle: hashlib over the model file and over each input; status complete at the end."""
+    """Oracle: hashlib over the model file, `os.stat` of each input and result (and hashlib over
+    each input, racy here since the test just wrote it); status complete at the end."""
     out = str(tmp_path / "o")
     run_inference(case["model"], case["bins"], out, backend=Recorder(), outfmt="bin", batch_size=2,
                   progress=False)
@@ -252,7 +256,11 @@ def test_manifest_records_model_settings_and_each_source(case, tmp_path):
     assert sorted(doc["files"]) == ["a_1.bin", "b_1.bin", "c_1.bin"]
     for name, x in case["data"].items():
         entry = doc["files"][result_filename(name, "bin")]
-        assert entry["source_sha256"] == hashlib.sha256(x.tobytes()).hexdigest()
-        assert (entry["source_size"], entry["size"]) == (16, 16)
+        src = os.stat(os.path.join(case["bins"], name))
+        res = os.stat(os.path.join(out, "dumpOutput_device0", result_filename(name, "bin")))
+        assert entry["source_proof"]["stat"] == [16, src.st_mtime_ns, src.st_ctime_ns, src.st_ino, src.st_dev]
+        assert entry["source_proof"]["sha256"] == hashlib.sha256(x.tobytes()).hexdigest()  # written just now: racy
+        assert entry["proof"]["stat"] == [16, res.st_mtime_ns, res.st_ctime_ns, res.st_ino, res.st_dev]
+        assert entry["size"] == 16
     with open(os.path.join(out, "summary.json")) as f:
         assert json.load(f).get("partial") is None

@@ -113,7 +113,7 @@ def test_full_disk_and_read_only_folder_are_one_line(ckpt, tmp_path, capsys, mon
             f.write(b"partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    monkeypatch.setattr(export_mod, "_torch_export", full)
+    monkeypatch.setattr(export_mod, "torch_export", full)
     out = str(tmp_path / "m.onnx")
     code, _, err = run(["1", ckpt, "--output", out], capsys)
     assert code == 1 and one_line_error(err, out, "no space left on device"), err

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper
 from safety_helpers import one_line_error, read_only_statvfs, tree
 
 import pthtar2onnx
-from mocoinfer import atomic, envcheck, export, quantize, sizes
+from mocoinfer import atomic, envcheck, pth2onnx, quantize, sizes
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
 
@@ -132,7 +132,7 @@ def test_a_batch_too_big_for_memory_is_refused_before_loading(ckpt, tmp_path, ca
     assert code == 1 and one_line_error(err, ckpt, "batch size 64", "2.0 GB is available", "2.1 GB"), err
     assert loaded == [] and tree(str(tmp_path)) == before
     with pytest.raises(ZeroDivisionError):  # batch 1 passes the check and reaches the (stand-in) load
-        export.export_checkpoint(ckpt, str(tmp_path / "m.onnx"), batch_size=1)
+        pth2onnx.export_checkpoint(ckpt, str(tmp_path / "m.onnx"), batch_size=1)
 
 
 def test_running_out_of_memory_while_exporting_is_one_line(ckpt, tmp_path, capsys, monkeypatch):
@@ -202,8 +202,6 @@ def test_the_disk_row_of_a_nearly_full_disk_has_figures(tmp_path, monkeypatch):
     assert row.detail.startswith("412.0 kB free") and "31.2 GB as float32" in row.detail
 
 
-@pytest.mark.xfail(reason="atomic.py's _mb builds this message; the change it needs (sizes.two_sizes) is "
-                          "described in issue 20's closing note for the branch that owns atomic.py", strict=False)
 def test_the_disk_full_refusal_has_figures(tmp_path, monkeypatch):
     """Class: "needs about 0.0 MB for this run but only 0.0 MB is free". 12 bytes free against a
     run of 40,000 bytes must say so in figures that differ."""

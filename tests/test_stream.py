@@ -261,7 +261,8 @@ def test_a_fifo_in_an_info_file_is_failed_without_blocking(tmp_path, capsys):
     worker.join(60)
     assert not worker.is_alive(), "the run blocked on the FIFO"
     s = result["s"]
-    assert s["images"] == 1 and s["stream"]["failed"] == [{"path": fifo, "reason": "a FIFO, not an image file"}]
+    assert s["images"] == 1
+    assert s["stream"]["failed"] == [{"path": fifo, "reason": "a FIFO (named pipe), not an image file"}]
 
 
 def test_all_images_bad_is_an_error_even_with_skip_bad(models, tmp_path, capsys):

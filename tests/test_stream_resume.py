@@ -85,9 +85,11 @@ def test_rerun_decodes_and_runs_only_the_unproven_images(case, capsys):
     image = os.path.join(case["val"], "im4.JPEG")
     with open(image, "rb") as f:
         raw = f.read()
-    # The digest the worker sent back is of the image's bytes (oracle: hashlib over the file).
-    assert doc["files"]["im4_1.txt"]["source_sha256"] == hashlib.sha256(raw).hexdigest()
-    assert doc["files"]["im4_1.txt"]["source_size"] == len(raw)
+    # The proof the worker sent back is the image's stat, and, the file being racy (written by the
+    # test just now), the hash of its bytes (oracles: os.stat and hashlib over the file).
+    proof, st = doc["files"]["im4_1.txt"]["source_proof"], os.stat(image)
+    assert proof["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert proof["stat"] == [len(raw), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
     s, ran = _run(case)
     assert ran == 0 and s["nothing_to_do"] and s["skipped"] == N and s["stream"]["images_decoded"] == 0
@@ -166,7 +168,7 @@ def test_cli_rerun_with_nothing_to_decode_still_reports_bad_entries(case, monkey
     that is not an image (a folder, failed at listing) is still listed and fails the stage
     without --skip-bad (oracle: preprocessing's exit policy)."""
     import run_om_infer
-    from mocoinfer import runner
+    from mocoinfer import onepass
     from mocoinfer.cli import run_main
 
     class Loaded(Means):
@@ -174,7 +176,7 @@ def test_cli_rerun_with_nothing_to_decode_still_reports_bad_entries(case, monkey
         def load(cls, path, **kw):
             return cls()
 
-    monkeypatch.setattr(runner, "choose_backend", lambda model, name="auto": Loaded)
+    monkeypatch.setattr(onepass, "choose_backend", lambda model, name="auto": Loaded)
     os.mkdir(os.path.join(case["val"], "sub.JPEG"))
     model = os.path.join(os.path.dirname(case["val"]), "m.onnx")
     with open(model, "wb") as f:

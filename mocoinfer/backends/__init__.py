@@ -17,11 +17,13 @@ from .base import Backend, Probe, Timing
 
 BACKENDS = ("acl", "onnxruntime", "torch")
 CHOICES = ("auto",) + BACKENDS
+#: the float32 runtimes that run on any host, in order of preference as an accuracy reference
+REFERENCE_BACKENDS = ("onnxruntime", "torch")
 
 _CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend"}
 _CHECKPOINT_EXTENSIONS = (".pth.tar", ".pth", ".pt", ".tar")
 
-__all__ = ["BACKENDS", "CHOICES", "Backend", "Probe", "Timing", "choose_backend", "open_backend"]
+__all__ = ["BACKENDS", "CHOICES", "REFERENCE_BACKENDS", "Backend", "Probe", "Timing", "choose_backend", "open_backend"]
 
 
 def _backend_name(model_path: str, name: str) -> str:

@@ -45,6 +45,18 @@ def ort_session(onnx_path: str, providers: Optional[Sequence[str]] = None, threa
                                 providers=list(providers or ["CPUExecutionProvider"]))
 
 
+#: the metadata key `quantize.py` tags a model's precision with (read back by the backend)
+PRECISION_KEY = "mocoinfer.precision"
+
+
+def model_precision(session) -> str:
+    """The precision an ONNX Runtime session's model was tagged with by this module, else fp32."""
+    try:
+        return session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, "fp32")
+    except Exception:  # metadata is informative only; never fail a run on it
+        return "fp32"
+
+
 class OrtBackend(Backend):
     name = "onnxruntime"
     extensions = (".onnx",)
@@ -98,8 +110,6 @@ class OrtBackend(Backend):
                  threads: int = 0, precision: str = "fp32") -> None:
         super().__init__()
         import onnxruntime as ort
-
-        from ..quantize import model_precision
 
         self.model_path = model_path
         self.providers = choose_providers(providers, ort.get_available_providers())

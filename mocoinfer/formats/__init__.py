@@ -41,7 +41,7 @@ from .bins import (
 )
 from .info import InfoEntry, format_info, read_info, write_info
 from .labels import format_labels, read_labels
-from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, natural_key
+from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, natural_key, shown
 from .perf import format_perf, format_pure_perf, parse_perf, perf_filename, pure_perf_filename
 from .results import (
     RESULT_FORMATS,
@@ -70,7 +70,7 @@ from .summaries import (
 
 __all__ = [
     # names
-    "INPUT_CHANNELS", "INPUT_SIZE", "FLOAT32_BYTES", "natural_key", "image_key",
+    "INPUT_CHANNELS", "INPUT_SIZE", "FLOAT32_BYTES", "natural_key", "image_key", "shown",
     # info
     "InfoEntry", "format_info", "write_info", "read_info",
     # bins

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable, List, Tuple
 
 from ..atomic import atomic_write_text
-from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key
+from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, shown
 
 # Preprocessed files come in two element types: the guide's float32 CHW (normalised), and uint8
 # HWC RGB pixels (the resized, cropped image before ToTensor; what AIPP's RGB888_U8 input reads).
@@ -40,7 +40,6 @@ def format_failed(entries: Iterable[Tuple[str, str]]) -> str:
 
     The file is UTF-8 text: a path whose name is not valid UTF-8 (undecodable bytes from the file
     system) is written with those bytes as `\\xff` escapes, instead of failing the whole write."""
-    from ..imagetree import shown
 
     return "".join(f"{shown(path)}\t{shown(' '.join(reason.split()))}\n" for path, reason in entries)
 

@@ -49,3 +49,11 @@ def read_lines(path: str, what: str, encoding: str = "utf-8") -> List[str]:
         raise UserError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read {what} ({exc})") from None
+
+
+def shown(text: str) -> str:
+    """`text` as valid UTF-8 for a report: undecodable file-name bytes written as `\\xff`."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

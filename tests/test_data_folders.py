@@ -1,0 +1,123 @@
+"""Data folders hold data only (issue 18): the guide's own scripts read what every form writes.
+
+The guide's `vision_metric_ImageNet.py` lists a result folder with `os.listdir` and parses every
+entry as a result; ais_bench and the guide's get_info.py read every `.bin` of a preprocessed
+folder. So after a run, an interrupted run and a rerun, in every command-line form (the guide's
+benchmark line, the own form, ais_bench's, several devices, streamed images), each data folder
+must hold data files only, and the guide's algorithm must score the folder as it is.
+
+Oracles: the guide's algorithm (`tests/reference_metric.py`, run on the folder with no filtering)
+for result.json, string by string against ours; `os.listdir` for the folder contents.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import get_info
+import imagenet_torch_preprocess
+import run_om_infer
+import vision_metric_ImageNet
+from mocoinfer.cli import run_main
+from tests.reference_metric import guide_metric
+from tests.tiny_model import tiny_net
+
+N = 7
+RESULT_NAME = re.compile(r"^[^.][^/]*_[01]\.txt$")
+
+
+@pytest.fixture(scope="module")
+def guide_dir(tmp_path_factory):
+    """The guide's working folder: val/ JPEGs, their labels, prep_dataset/ from preprocessing, the
+    info file from get_info.py, and a bs1 ONNX model of the tiny classifier."""
+    from PIL import Image
+
+    from mocoinfer.export import export_model
+
+    root = tmp_path_factory.mktemp("guide")
+    rng = np.random.default_rng(3)
+    (root / "val").mkdir()
+    lines = []
+    for i in range(N):
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        Image.fromarray(rng.integers(0, 255, (260, 300, 3), dtype=np.uint8)).save(root / "val" / name)
+        lines.append(f"{name} {int(rng.integers(0, 10))}")
+    (root / "val_label.txt").write_text("\n".join(lines) + "\n")
+    export_model(tiny_net(), str(root / "moco-v2-bs1.onnx"), batch_size=1)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_main(imagenet_torch_preprocess.main, ["./val", "./prep_dataset"]) == 0
+        assert run_main(get_info.main, ["bin", "./prep_dataset", "./prep_bin.info", "224", "224"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+FORMS = {
+    "guide": (["-model_type=vision", "-batch_size=1", "-device_id=0", "-input_text_path=./prep_bin.info",
+               "-input_width=224", "-input_height=224", "-om_path=./moco-v2-bs1.onnx", "-useDvpp=False",
+               "-output_binary=False"], "result/dumpOutput_device0"),
+    "own": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result"],
+            "result/dumpOutput_device0"),
+    "ais_bench": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
+                   "--output_dirname", "out", "--outfmt", "TXT"], "result/out"),
+    "devices": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
+                 "--device-id", "0,1"], "result/dumpOutput_device0"),
+    "streamed": (["--model", "moco-v2-bs1.onnx", "--input", "val", "--output", "result"],
+                 "result/dumpOutput_device0"),
+}
+
+
+def only_results(folder) -> list:
+    """The folder's entries that are not plain result files (none expected)."""
+    return [n for n in os.listdir(folder) if not (RESULT_NAME.match(n) and os.path.isfile(os.path.join(folder, n))
+                                                   and not os.path.islink(os.path.join(folder, n)))]
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_the_guides_metric_scores_every_forms_result_folder_as_it_is(guide_dir, tmp_path, monkeypatch, form):
+    for name in ("val", "val_label.txt", "prep_dataset", "prep_bin.info", "moco-v2-bs1.onnx"):
+        os.symlink(guide_dir / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    argv, folder = FORMS[form]
+    for attempt in ("run", "rerun"):
+        assert run_main(run_om_infer.main, argv) == 0, attempt
+        assert only_results(folder) == [], attempt
+        assert len(os.listdir(folder)) == N
+        guide = guide_metric(folder, "val_label.txt", str(tmp_path), "guide.json")
+        assert run_main(vision_metric_ImageNet.main, [folder, "val_label.txt", str(tmp_path), "result.json"]) == 0
+        assert (tmp_path / "result.json").read_text() == guide
+        assert f'"Number of images", "value": "{N}"' in guide
+    # The preprocessed folder too: .bin files only, nothing of this tool's bookkeeping.
+    assert sorted(os.listdir(guide_dir / "prep_dataset")) == sorted(
+        f"ILSVRC2012_val_{i + 1:08d}.bin" for i in range(N))
+
+
+def test_a_folder_an_older_version_wrote_keeps_resuming_and_is_cleaned(guide_dir, tmp_path, monkeypatch):
+    """An older version kept its manifest and lock inside the result folder: the rerun reads the
+    manifest there once (nothing is run again: every result proven), writes it beside the folder,
+    and the folder then holds results only. Oracle: the manifest's own file list, os.listdir."""
+    import json
+
+    from mocoinfer import sidecar
+
+    for name in ("prep_dataset", "moco-v2-bs1.onnx"):
+        os.symlink(guide_dir / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    argv, folder = FORMS["own"]
+    assert run_main(run_om_infer.main, argv) == 0
+    doc = sidecar.read_manifest(folder)
+    side = sidecar.manifest_path(folder)
+    os.replace(side, os.path.join(folder, sidecar.LEGACY_MANIFEST_NAME))  # as an older version left it
+    with open(os.path.join(folder, sidecar.LEGACY_LOCK_NAME), "w") as f:
+        json.dump({"pid": 1, "run_id": "1-00000000", "command": "run_om_infer.py"}, f)
+    before = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder) if RESULT_NAME.match(n)}
+    assert run_main(run_om_infer.main, argv) == 0
+    assert only_results(folder) == []
+    assert {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)} == before
+    assert sorted(sidecar.read_manifest(folder)["files"]) == sorted(doc["files"])
