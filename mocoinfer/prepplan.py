@@ -15,7 +15,7 @@ import errno
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from . import atomic, formats, imagetree
+from . import atomic, formats, imagetree, sidecar
 from .errors import UserError
 from .transforms import EvalTransform
 
@@ -168,8 +168,9 @@ def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[s
                output_dir: str, workers: int = 1) -> Tuple[List[Task], List[Task], Dict[str, dict]]:
     """(todo, reused, manifest records of the reused) — every reused `.bin` proven.
 
-    Proof: the manifest has the same settings, a record for the `.bin` whose size matches the
-    file, and the image's size and SHA-256 today equal the recorded ones.
+    Proof: the manifest has the same settings, a record for the `.bin` of the expected size, and
+    the `.bin` and its image are still the files recorded (`sidecar.still_proven`: their stat
+    data, as git). A record of an older version holds the image's SHA-256: those images are hashed.
     """
     recorded = manifest.get("files", {}) if manifest else {}
     ours = manifest is not None and manifest.get("settings") == settings
@@ -191,18 +192,26 @@ def plan_reuse(tasks: Sequence[Task], manifest: Optional[dict], settings: Dict[s
         if (isinstance(rec, dict) and existing.get(name) == expected_size and rec.get("size") == expected_size
                 and rec.get("source") == os.path.basename(task.source)):
             candidates[task.index] = rec
-    digests = _digests([t.source for t in tasks if t.index in candidates], workers)
+    legacy = [t.source for t in tasks if t.index in candidates and "source_proof" not in candidates[t.index]]
+    digests = _digests(legacy, workers)
     todo, reused, records = [], [], {}
     for task in tasks:
         name = os.path.basename(task.target)
         rec = candidates.get(task.index)
-        if rec is not None and digests.get(task.source) == (rec.get("source_size"), rec.get("source_sha256")):
+        if rec is not None and _still_proven(task, rec, digests):
             reused.append(task)
             records[name] = rec
             continue
         # A .bin this tool wrote before, or one --overwrite replaces, must not outlive a failure.
         todo.append(task._replace(drop_on_failure=name in existing and (overwrite or ours)))
     return todo, reused, records
+
+
+def _still_proven(task: Task, rec: dict, digests: Dict[str, Tuple[int, str]]) -> bool:
+    if "source_proof" in rec:
+        return (sidecar.still_proven(task.target, rec.get("proof"), follow=False)
+                and sidecar.still_proven(task.source, rec["source_proof"]))
+    return digests.get(task.source) == (rec.get("source_size"), rec.get("source_sha256"))
 
 
 def _digests(paths: List[str], workers: int) -> Dict[str, Tuple[int, str]]:

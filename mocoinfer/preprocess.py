@@ -144,7 +144,9 @@ class Worker:
     def __call__(self, task: Task) -> Tuple[int, str, str, Optional[dict]]:
         try:
             with atomic.open_regular(task.source) as f:
+                st = os.fstat(f.fileno())
                 raw = f.read()
+            source_proof = sidecar.read_proof(st, raw, time.time_ns())
             img = load_rgb(io.BytesIO(raw))
             # uint8: the cropped RGB pixels, HWC; float32: the normalised CHW tensor made from them.
             data = self.transform.pixels(img) if self.dtype == "uint8" else self.transform(img, self._out)
@@ -161,8 +163,9 @@ class Worker:
             return task.index, FATAL, f"{task.target}: cannot write ({atomic.describe_os_error(exc)})", None
         except UserError as exc:  # the target became a symlink or special file meanwhile
             return task.index, FATAL, str(exc), None
-        record = {"source": os.path.basename(task.source), "source_size": len(raw),
-                  "source_sha256": atomic.digest_bytes(raw), "size": data.nbytes}
+        # The .bin's own proof is taken by the parent when it writes the manifest (`_save`): by
+        # then most are old enough for their stat data alone, and only the racy few are hashed.
+        record = {"source": os.path.basename(task.source), "source_proof": source_proof, "size": data.nbytes}
         return task.index, WRITTEN, "", record
 
 
@@ -265,6 +268,12 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
     if manifest and failed_list_ours and manifest.get("failed_list"):
         doc["failed_list"] = manifest["failed_list"]
     sidecar.write_manifest(output_dir, doc, run_id)  # incomplete until this run finishes
+    pending: List[str] = []  # .bin files written since the manifest was last saved
+
+    def save() -> None:
+        sidecar.prove_outputs(output_dir, doc["files"], pending)
+        pending.clear()
+        sidecar.write_manifest(output_dir, doc, run_id)
 
     failed: List[Tuple[int, str]] = []
     written = 0
@@ -279,13 +288,14 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
                     if status == WRITTEN:
                         written += 1
                         doc["files"][os.path.basename(tasks[index].target)] = record
+                        pending.append(os.path.basename(tasks[index].target))
                     elif status == FAILED:
                         failed.append((index, reason))
                     else:
                         raise UserError(reason)
                     bar.update(1)
                     if time.monotonic() - saved > MANIFEST_EVERY_S:
-                        sidecar.write_manifest(output_dir, doc, run_id)
+                        save()
                         saved = time.monotonic()
         finished = True
     finally:
@@ -293,7 +303,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
             # Interrupted or stopped: what was written is recorded (so proven on the rerun), and
             # the folder stays marked incomplete.
             with contextlib.suppress(UserError, OSError):
-                sidecar.write_manifest(output_dir, doc, run_id)
+                save()
             atomic.remove_temporaries(output_dir, [run_id])
     failures = [(tasks[i].source, reason) for i, reason in failed]
     failures += [(os.path.join(input_dir, name), reason) for name, reason in found.failed]
@@ -302,7 +312,7 @@ def _run(input_dir: str, output_dir: str, found: Inputs, tasks: List[Task], tran
     written_list = sidecar.replace_failed_list(failed_list, failures, failed_list_ours, doc, run_id)
     doc["status"] = sidecar.COMPLETE
     doc["failed"] = len(failures)
-    sidecar.write_manifest(output_dir, doc, run_id)
+    save()
     return Summary(output_dir, written, len(reused), failures, time.perf_counter() - start,
                    min(workers, max(1, len(todo))),
                    f"{transform.interpolation}, resize {transform.resize}, crop {transform.crop}, {dtype}",

@@ -111,6 +111,14 @@ def _result_still_proven(folder: str, name: str, entry: dict) -> bool:
     return _result_size(folder, name) == entry.get("size")
 
 
+def _settled(path: str, proof, follow: bool):
+    """A proof just verified, without its hash once the file is no longer racy (as git refreshes
+    a racily clean entry), so the next rerun proves it by stat alone."""
+    if isinstance(proof, dict) and "sha256" in proof:
+        return sidecar.proof_of(path, follow=follow) or proof
+    return proof
+
+
 class ResultFolder:
     """One run's result folder (inside the output folder) and its manifest beside it."""
 
@@ -239,7 +247,12 @@ class ResultFolder:
                     or not _input_still_proven(paths[i], first)):  # type: ignore[arg-type]
                 todo.append(i)
                 continue
-            self.proofs[i] = first.get("source_proof")  # type: ignore[union-attr]
+            self.proofs[i] = _settled(paths[i], first.get("source_proof"), True)  # type: ignore[union-attr]
+            for n, e in zip(names, entries):
+                if "source_proof" in e:  # type: ignore[operator]
+                    e["source_proof"] = self.proofs[i]  # type: ignore[index]
+                if "proof" in e:  # type: ignore[operator]
+                    e["proof"] = _settled(os.path.join(self.result_dir, n), e["proof"], False)  # type: ignore[index]
         return todo
 
     # While the run is on.

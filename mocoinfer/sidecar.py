@@ -251,6 +251,19 @@ def proof_of(path: str, st: Optional[os.stat_result] = None, now_ns: Optional[in
     return proof
 
 
+def prove_outputs(folder: str, files: Dict[str, dict], names: List[str]) -> None:
+    """Add its own proof to the record of each output `names[i]` in `folder`, taken now, just
+    before the manifest is written (git's racy rule: only those changed within `RACY_NS` of now
+    are hashed); a record whose output is gone or not a regular file is dropped."""
+    now = time.time_ns()
+    for name in names:
+        proof = proof_of(os.path.join(folder, name), now_ns=now, follow=False)
+        if proof is None:
+            files.pop(name, None)
+        elif name in files:
+            files[name]["proof"] = proof
+
+
 def still_proven(path: str, proof: object, follow: bool = True) -> bool:
     """Whether `path` is still the file `proof` (from `proof_of`) was taken of."""
     if not isinstance(proof, dict) or not isinstance(proof.get("stat"), list):
