@@ -142,7 +142,8 @@ class ResultFolder:
         folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
             atomic.make_folder(folder)
-        input_dirs = {os.path.realpath(os.path.dirname(os.path.abspath(p))) for p in paths}
+        # realpath once per folder, not per input: 50,000 inputs usually live in one folder.
+        input_dirs = {os.path.realpath(d) for d in {os.path.dirname(os.path.abspath(p)) for p in paths}}
         if os.path.realpath(self.result_dir) in input_dirs:
             raise UserError(f"{self.result_dir}: result folder is the folder of the inputs; results "
                             "written there would be read as inputs next time: give another --output")
@@ -213,7 +214,8 @@ class ResultFolder:
         if failed_list:
             doc["failed_list"] = failed_list
         self.doc = doc
-        self._write()
+        if todo:  # marked incomplete before any result is written; with nothing to run, `finish` writes it once
+            self._write()
         return todo
 
     def _delete_listed(self, listed) -> int:
@@ -233,8 +235,11 @@ class ResultFolder:
         if not files or not isinstance(n_out, int) or n_out < 1:
             return list(range(len(paths)))
         todo = []
+        result_filename(self._names[0] if self._names else "x", self.outfmt)  # refuses an unknown format
+        suffixes = [f"_{self.first_index + k}.{self.outfmt}" for k in range(n_out)]
         for i, p in enumerate(self._names):
-            names = [result_filename(p, self.outfmt, self.first_index + k) for k in range(n_out)]
+            stem = os.path.splitext(os.path.basename(p))[0]  # result_filename's stem, for 50,000 names at once
+            names = [stem + suffix for suffix in suffixes]
             entries = [files.get(n) for n in names]
             if not all(isinstance(e, dict) and _result_still_proven(self.result_dir, n, e)
                        for n, e in zip(names, entries)):
@@ -265,7 +270,7 @@ class ResultFolder:
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, n_outputs: Optional[int] = None) -> None:
+    def flush(self, n_outputs: Optional[int] = None, complete: bool = False) -> None:
         """Add the results written since the last flush to the manifest and rewrite it."""
         if self.doc is None:
             return
@@ -285,14 +290,13 @@ class ResultFolder:
                 continue
             files[name] = {"source": os.path.abspath(self._paths[index]), "source_proof": source,
                            "proof": proof, "size": proof["stat"][0]}
+        if complete:
+            self.doc["status"] = sidecar.COMPLETE
         self._write()
 
     def finish(self, n_outputs: Optional[int] = None) -> None:
-        """Record the last results and mark the folder complete."""
-        self.flush(n_outputs)
-        if self.doc is not None:
-            self.doc["status"] = sidecar.COMPLETE
-            self._write()
+        """Record the last results and mark the folder complete, in one write."""
+        self.flush(n_outputs, complete=True)
 
     def done_inputs(self) -> int:
         """Inputs with at least one result written by this run."""

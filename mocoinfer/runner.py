@@ -103,10 +103,10 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         if feed is not None:
             feed.select(todo, folder.proofs)
         if not todo:
-            folder.finish()
             summary = dict(base, images=0, nothing_to_do=True)
             if feed is not None:
                 feed.report(summary, output, folder.doc)
+            folder.finish()
             return summary
         if skipped:
             what = "images" if feed is not None else "inputs"
@@ -131,10 +131,9 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
             raise
         summary = dict(base, **summary)
         warn_stale_results(result_dir, names, outfmt, summary["n_outputs"], settings.first_index, summary)
-        folder.finish(summary["n_outputs"])
         if feed is not None:
-            feed.report(summary, output, folder.doc)
-            folder.finish(summary["n_outputs"])  # with the failed list it recorded
+            feed.report(summary, output, folder.doc)  # before `finish`: the manifest records its failed.txt
+        folder.finish(summary["n_outputs"])
         summary.setdefault("definitions", DEFINITIONS)
         if write_summary:
             summary["summary_file"] = summary_file

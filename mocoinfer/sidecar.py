@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import shlex
+import stat
 import sys
 import time
 from typing import Dict, List, Optional
@@ -272,7 +273,7 @@ def still_proven(path: str, proof: object, follow: bool = True) -> bool:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return False
-    if special_kind(st.st_mode) is not None or stat_key(st) != proof["stat"]:
+    if not stat.S_ISREG(st.st_mode) or stat_key(st) != proof["stat"]:
         return False
     if "sha256" not in proof:
         return True
