@@ -6,8 +6,8 @@ call (listing and checking the inputs, reading the manifest, proving each input 
 writing the manifest back), and within it the proof (`ResultFolder.plan`), the figure judged.
 Proofs are by stat, as git's: the inputs here are small, since a stat costs the same whatever
 the file's size, while a proof by hash reads every byte (50,000 ImageNet inputs are 30 GB;
-`--floats 150528` makes them the guide's 602,112-byte files). `--root` runs another checkout's package on the same files,
-for a before/after in one run.
+`--floats 150528` makes them the guide's 602,112-byte files). `--root` runs another checkout's
+package on the same files, for a before/after in one run.
 
     .venv/bin/python benchmarks/bench_resume.py [--images 50000] [--root OTHER_CHECKOUT]
 """
