@@ -206,8 +206,7 @@ def compare_uint8_path(f32_prep: str, u8_prep: str, f32_results: str, u8_results
         if os.path.exists(other):
             with open(os.path.join(f32_results, name), "rb") as a, open(other, "rb") as b:
                 same.append(a.read() == b.read())
-    # Hidden names are the result folders' manifests, which prove results by different inputs' hashes.
-    u8_names = [n for n in os.listdir(u8_results) if not n.startswith(".")]
+    u8_names = os.listdir(u8_results)  # results only: the manifest lives beside the folder
     ok = bool(names) and len(same) == len(names) and all(same) and len(u8_names) == len(names)
     mb = 1024 * 1024
     text = (f"float32 files: {len(f32)} x {f32[0] if f32 else 0:,} bytes = {sum(f32) / mb:.1f} MiB; uint8 files: "
