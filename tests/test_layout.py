@@ -86,11 +86,11 @@ def test_formats_are_imported_from_the_package_only():
 def test_the_submodule_check_bites(tmp_path):
     """The check above finds a submodule import: absolute, relative, and `from mocoinfer.formats import info`."""
     path = tmp_path / "probe.py"
-    path.write_text("from .formats.results import read_result\nimport mocoinfer.formats.perf\n"
+    path.write_text("from .formats.results import read_result\nimport mocoinfer.formats.perffile\n"
                     "from mocoinfer.formats import info, read_info\nfrom .formats import read_labels\n"
                     "from ..formats.bins import bin_name\n", encoding="utf-8")
     found = [m for _, m in _formats_imports(str(path), "mocoinfer")]
-    assert found == ["mocoinfer.formats.results", "mocoinfer.formats.perf", "mocoinfer.formats.info"]
+    assert found == ["mocoinfer.formats.results", "mocoinfer.formats.perffile", "mocoinfer.formats.info"]
     # From a subpackage (mocoinfer/backends/), `..formats.bins` is a submodule import as well.
     assert [m for _, m in _formats_imports(str(path), "mocoinfer.backends")][-1] == "mocoinfer.formats.bins"
 
@@ -247,3 +247,9 @@ def test_a_new_backend_is_one_module_and_one_line():
     for name in backends.BACKENDS:
         cls = backends.choose_backend("model", name)
         assert cls.name == name and cls.extensions and cls.__module__ == f"mocoinfer.backends.{name}"
+
+
+def test_module_names_are_distinct():
+    """Oracle: the file names of mocoinfer/'s modules (one `perf.py`, not one per package)."""
+    names = [os.path.basename(p) for p in MODULES if not p.endswith("__init__.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

@@ -15,7 +15,7 @@ the split below can change without touching any caller.
 - `results`: the result files (run_om_infer.py → vision_metric_ImageNet.py):
   `<input name>_<k>.txt|bin|npy`, one per image, as Ascend's `benchmark` (k = 1) and
   `ais_bench` (k = 0) write them.
-- `perf`: the perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`, the benchmark's five
+- `perffile`: the perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`, the benchmark's five
   lines) and the pure-inference one.
 - `summaries`: result.json (the guide's one-line "Overall statistical evaluation"), the JSON
   side files and the run settings file.
@@ -42,7 +42,7 @@ from .bins import (
 from .info import InfoEntry, format_info, read_info, write_info
 from .labels import format_labels, read_labels
 from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, natural_key, shown
-from .perf import format_perf, format_pure_perf, parse_perf, perf_filename, pure_perf_filename
+from .perffile import format_perf, format_pure_perf, parse_perf, perf_filename, pure_perf_filename
 from .results import (
     RESULT_FORMATS,
     ResultFile,
