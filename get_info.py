@@ -39,7 +39,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    from mocoinfer.info import write_info_file
+    from mocoinfer.getinfo import write_info_file
 
     args = parse_args(argv)
     summary = write_info_file(args.mode, args.file_path, args.info_name, args.width or 0, args.height or 0)

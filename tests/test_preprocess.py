@@ -424,7 +424,7 @@ def test_interrupted_run_finishes_when_rerun(tmp_path, workers, sig):
 
 def test_transform_module_does_not_import_torch():
     """Workers must start cheaply: transforms and the stage's driver need numpy and PIL only."""
-    code = ("import sys, mocoinfer.transforms, mocoinfer.preprocess, mocoinfer.info; "
+    code = ("import sys, mocoinfer.transforms, mocoinfer.preprocess, mocoinfer.getinfo; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
