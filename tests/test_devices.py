@@ -301,3 +301,35 @@ def test_several_devices_warn_of_no_stale_results_in_a_fresh_folder(onnx_work, t
                  "--batch-size", "1", "--device-id", "0,1", "--outfmt", "bin", "--no-progress"]) == 0
     err = capfd.readouterr().err
     assert "earlier run" not in err, err
+
+
+def test_acl_workers_end_when_their_parent_is_killed(acl, tmp_path):
+    """Issue 20, class 2: after `kill -9` of a several-device run's parent, its workers stop
+    writing into the folder whose lock died with the parent. Oracle: the result folder's listing
+    stops changing within a few seconds, while the inputs left would take the workers far longer."""
+    import subprocess
+    import time
+
+    n = 400
+    folder = tmp_path / "u8"
+    folder.mkdir()
+    data = np.random.default_rng(6).integers(0, 256, size=(n, *HWC), dtype=np.uint8)
+    for i, x in enumerate(data):
+        x.tofile(folder / f"img{i + 1}.bin")
+    model = _aipp_om(tmp_path / "m.om")
+    res = tmp_path / "result" / "dumpOutput_device0"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, os.path.join(root, "run_om_infer.py"), "--model", model, "--input", str(folder),
+            "--output", str(tmp_path / "result"), "--device-id", "0,1", "--batch-size", "1", "--outfmt", "bin",
+            "--warmup", "0", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([FAKE_DIR, root]), FAKE_ACL_EXECUTE_DELAY="0.05")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (res.is_dir() and len(list(res.glob("*_1.bin"))) >= 4):
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    time.sleep(2.0)  # the workers' watch polls every 0.2 s
+    settled = sorted(p.name for p in res.glob("*_1.bin"))
+    time.sleep(2.0)  # at 0.05 s an image, two live workers would write about 80 more meanwhile
+    assert sorted(p.name for p in res.glob("*_1.bin")) == settled and len(settled) < n
