@@ -15,12 +15,13 @@ from typing import Optional, Sequence, Type, Union
 from ..errors import UserError
 from .base import Backend, Probe, Timing
 
-BACKENDS = ("acl", "onnxruntime", "torch")
+#: the registry: a backend's name (its module under backends/) and its class. A new runtime is
+#: one module and one line here.
+_CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend"}
+BACKENDS = tuple(_CLASSES)
 CHOICES = ("auto",) + BACKENDS
 #: the float32 runtimes that run on any host, in order of preference as an accuracy reference
 REFERENCE_BACKENDS = ("onnxruntime", "torch")
-
-_CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend"}
 _CHECKPOINT_EXTENSIONS = (".pth.tar", ".pth", ".pt", ".tar")
 
 __all__ = ["BACKENDS", "CHOICES", "REFERENCE_BACKENDS", "Backend", "Probe", "Timing", "choose_backend", "open_backend"]
