@@ -88,11 +88,13 @@ class Candidate(NamedTuple):
     key: str
 
 
-def list_folder(input_dir: str) -> Tuple[List[Candidate], List[Tuple[int, str, str]], List[str]]:
+def list_folder(input_dir: str, output: Optional[str] = None) -> Tuple[List[Candidate], List[Tuple[int, str, str]],
+                                                                       List[str]]:
     """The images of a folder in the `.bin` folder's order; the entries already known to fail
-    (index, path, reason); the hidden names skipped."""
+    (index, path, reason); the hidden names skipped. `output`, the run's output folder, is no
+    input when it lies inside the image folder (a rerun must not read it as one)."""
     # Preprocessing's listing: hidden names skipped, special files failed by name, never opened.
-    found = list_image_dir(input_dir)
+    found = list_image_dir(input_dir, output)
     hidden, entries = list(found.hidden), list(found.entries)
     if not entries and not found.failed:
         raise UserError(f"{input_dir}: no images in this folder (only hidden files)")

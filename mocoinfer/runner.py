@@ -66,7 +66,7 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
     if cls is not None:
         cls.check_precision(model, settings.precision)
     backend_name = cls.name if cls is not None else settings.backend.name  # type: ignore[union-attr]
-    feed = open_feed(input_path, stream) if isinstance(input_path, str) else None
+    feed = open_feed(input_path, stream, output) if isinstance(input_path, str) else None
     if feed is not None:  # images: decoded as they are run (stream.py)
         if len(device_ids) > 1:
             raise UserError(f"{input_path}: streamed images run on one device; give one --device-id, or "

@@ -100,7 +100,8 @@ class ImageFeed:
     by the reader as good images arrive (the writers only look at batches already handed on).
     """
 
-    def __init__(self, input_path: str, options: Optional[StreamOptions] = None) -> None:
+    def __init__(self, input_path: str, options: Optional[StreamOptions] = None,
+                 output: Optional[str] = None) -> None:
         options = options or StreamOptions()
         self.input_path = input_path
         self.options = options
@@ -110,7 +111,7 @@ class ImageFeed:
             raise UserError(f"--workers must be >= 1, got {self.max_workers}")
         self.hidden: List[str] = []
         if os.path.isdir(input_path):
-            self.candidates, self.failed, self.hidden = list_folder(input_path)
+            self.candidates, self.failed, self.hidden = list_folder(input_path, output)
             self.source = f"image folder {input_path}"
         else:
             self.candidates, self.failed = list_info(input_path), []
@@ -269,14 +270,14 @@ class StreamReader(StageThread):
         put_item(self.ready, None, self.stop)
 
 
-def open_feed(input_path: str, options: Optional[StreamOptions]) -> Optional[ImageFeed]:
+def open_feed(input_path: str, options: Optional[StreamOptions], output: Optional[str] = None) -> Optional[ImageFeed]:
     """The runner's hook: an `ImageFeed` when `input_path` holds images, None for `.bin` inputs."""
     if not is_image_input(input_path):
         if options is not None and options != StreamOptions():
             log.warning(f"{input_path}: holds .bin files, so --workers, --interpolation, --resize and --crop "
                         "(settings for streamed images) are ignored")
         return None
-    return ImageFeed(input_path, options)
+    return ImageFeed(input_path, options, output)
 
 
 def summary_line(s: Dict) -> str:

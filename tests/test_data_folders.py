@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -121,3 +122,31 @@ def test_a_folder_an_older_version_wrote_keeps_resuming_and_is_cleaned(guide_dir
     assert only_results(folder) == []
     assert {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)} == before
     assert sorted(sidecar.read_manifest(folder)["files"]) == sorted(doc["files"])
+
+
+def test_an_output_inside_the_image_folder_is_no_input_on_the_rerun(guide_dir, tmp_path, monkeypatch):
+    """Issue 20, class 8: `--output` inside the image folder worked once, then the rerun read the
+    output folder as an image ("is a directory"). Streamed and preprocessed alike: the rerun
+    succeeds, proves every result, and no image changed. Oracle: the first run's result files,
+    byte for byte, and the images' fingerprints (safety_helpers.tree)."""
+    from safety_helpers import tree
+
+    val = tmp_path / "val"
+    shutil.copytree(guide_dir / "val", val)
+    os.symlink(guide_dir / "moco-v2-bs1.onnx", tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    images = tree(str(val))
+    argv = ["--model", "m.onnx", "--input", "val", "--output", "val/result", "--no-progress"]
+    assert run_main(run_om_infer.main, argv) == 0
+    res = val / "result" / "dumpOutput_device0"
+    first = {n: (res / n).read_bytes() for n in os.listdir(res)}
+    assert run_main(run_om_infer.main, argv) == 0
+    assert {n: (res / n).read_bytes() for n in os.listdir(res)} == first and len(first) == N
+    assert {k: v for k, v in tree(str(val)).items() if not k.startswith(("result", ".result"))} == images
+    val2 = tmp_path / "val2"
+    shutil.copytree(guide_dir / "val", val2)
+    prep = ["val2", "val2/prep"]
+    assert run_main(imagenet_torch_preprocess.main, prep) == 0
+    assert run_main(imagenet_torch_preprocess.main, prep) == 0
+    assert len(os.listdir(val2 / "prep")) == N
+    assert {k: v for k, v in tree(str(val2)).items() if not k.startswith(("prep", ".prep"))} == images
