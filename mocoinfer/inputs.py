@@ -118,6 +118,34 @@ def input_kind(paths: Sequence[str], sizes: Sequence[int], shape: Sequence[int],
     return InputKind(own, False)
 
 
+#: the stage whose manifest records how a folder's `.bin` files were made
+PREPROCESS_TOOL = "imagenet_torch_preprocess.py"
+
+
+def check_preprocessing_record(paths: Sequence[str], kind: InputKind, shape: Sequence[int], dtype,
+                               model_desc: str) -> None:
+    """Sizes alone can coincide (float32 224x224 files are 602,112 bytes, as uint8 448x448x3
+    pixels are): where preprocessing's manifest says how the input folder's files were made
+    (`--dtype`, `--crop`), what the run takes them for must agree, else one line naming both."""
+    from .sidecar import read_manifest
+
+    for folder in {os.path.dirname(os.path.abspath(p)) for p in paths}:
+        doc = read_manifest(folder)
+        if doc is None or doc.get("tool") != PREPROCESS_TOOL:
+            continue  # made by another tool: its sizes are all there is to go by
+        made = doc["settings"]
+        took_uint8 = kind.host_normalize or np.dtype(dtype) == np.uint8
+        nhwc = len(shape) == 3 and shape[-1] == 3 and shape[0] != 3  # a uint8 (AIPP) model's pixels
+        side = shape[1] if nhwc else shape[-1]
+        taken = f"{'uint8' if took_uint8 else np.dtype(dtype).name} {side}x{side}"
+        recorded = f"{made.get('dtype')} {made.get('crop')}x{made.get('crop')}"
+        if made.get("dtype") in ("uint8", "float32") and (
+                (made["dtype"] == "uint8") != took_uint8 or made.get("crop") != side):
+            raise UserError(f"{folder}: its .bin files are {recorded} (imagenet_torch_preprocess.py --dtype "
+                            f"{made['dtype']} --crop {made.get('crop')}), but {model_desc} would read them as "
+                            f"{taken}: preprocess for this model, or give the model they were made for")
+
+
 def list_many(inputs: Sequence[str]) -> Tuple[List[str], str]:
     """Several inputs, as ais_bench's comma list: each folder, info file or .bin file in turn."""
     paths: List[str] = []

@@ -30,7 +30,7 @@ from .atomic import atomic_write_text, check_output, write_json
 from .cli import parse_device_ids
 from .errors import UserError
 from .formats import RESULT_FORMATS, perf_filename
-from .inputs import check_names, input_kind, list_bin_inputs, list_many, stat_inputs
+from .inputs import check_names, check_preprocessing_record, input_kind, list_bin_inputs, list_many, stat_inputs
 from .onepass import RESULT_SUBDIR, RunSettings, probe, run_pass, warn_stale_results
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .progress import log, progress_bar
@@ -86,6 +86,8 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         # Checked before any runtime starts or any output is made: a wrong input never reaches the device.
         kind = None if probed is None else input_kind(paths, sizes, probed.shape, probed.dtype,
                                                       probed.describe(model))
+        if probed is not None:
+            check_preprocessing_record(paths, kind, probed.shape, probed.dtype, probed.describe(model))
         names, sources, extra = paths, [model] + str(input_path).split(","), {}
     result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
     summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)

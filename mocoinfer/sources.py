@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from .backends import Backend
-from .inputs import InputKind, input_kind
+from .inputs import InputKind, check_preprocessing_record, input_kind
 from .pipeline import Batch, plan_batches
 
 
@@ -40,6 +40,7 @@ class FileSource:
     def check_model(self, be: Backend) -> None:
         if self.kind is None:  # only the loaded runtime can tell (an .om), or the caller's backend
             self.kind = input_kind(self.names, self.sizes, be.input_shape, be.input_dtype, be.describe())
+            check_preprocessing_record(self.names, self.kind, be.input_shape, be.input_dtype, be.describe())
 
     def plan(self, batch_size: int, be: Backend) -> List[Batch]:
         return plan_batches(len(self.names), batch_size, be)

@@ -46,7 +46,8 @@ _DATA_FOLDERS: Dict[str, str] = {}
 def bookkeeping_dir(folder: str) -> str:
     """`<parent>/.<name>.mocoinfer`: where the lock, manifest and temporaries of data folder
     `folder` live, beside it and on the same file system as a rule."""
-    path = os.path.abspath(folder)
+    # The real path: a folder reached through a symlink keeps one bookkeeping folder, beside it.
+    path = os.path.realpath(folder)
     parent, name = os.path.split(path)
     if not name:
         raise ValueError(f"{folder}: a file system root cannot be a data folder")

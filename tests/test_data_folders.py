@@ -150,3 +150,32 @@ def test_an_output_inside_the_image_folder_is_no_input_on_the_rerun(guide_dir, t
     assert run_main(imagenet_torch_preprocess.main, prep) == 0
     assert len(os.listdir(val2 / "prep")) == N
     assert {k: v for k, v in tree(str(val2)).items() if not k.startswith(("prep", ".prep"))} == images
+
+
+def test_files_whose_size_coincides_are_read_as_preprocessing_made_them(guide_dir, tmp_path, monkeypatch, capsys):
+    """Issue 20, class 6: float32 224x224 files (602,112 bytes) fed to a float32 3x448x448 model
+    are the size of uint8 448x448x3 pixels; the preprocessing record says what they are, so the
+    run refuses in one line before any result is written. Oracle: the record (float32, crop 224)
+    and the model's input (448); the inputs' fingerprints."""
+    import torch
+    from safety_helpers import tree
+
+    class Pool448(torch.nn.Module):  # takes 3x448x448: a 2x2 average to 224, then the tiny net
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_net()
+
+        def forward(self, x):
+            return self.net(torch.nn.functional.avg_pool2d(x, 2))
+
+    torch.onnx.export(Pool448().eval(), torch.zeros(1, 3, 448, 448), str(tmp_path / "m448.onnx"), dynamo=False,
+                      opset_version=11, input_names=["actual_input_1"], output_names=["output1"])
+    os.symlink(guide_dir / "prep_dataset", tmp_path / "prep_dataset")
+    monkeypatch.chdir(tmp_path)
+    before = tree(str(guide_dir / "prep_dataset"))
+    assert run_main(run_om_infer.main, ["--model", "m448.onnx", "--input", "prep_dataset", "--output", "r"]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and "float32 224x224" in lines[0] and "uint8 448x448" in lines[0], err
+    assert tree(str(guide_dir / "prep_dataset")) == before
+    assert not os.path.exists("r/dumpOutput_device0") or os.listdir("r/dumpOutput_device0") == []
