@@ -179,3 +179,37 @@ def test_files_whose_size_coincides_are_read_as_preprocessing_made_them(guide_di
     assert len(lines) == 1 and "float32 224x224" in lines[0] and "uint8 448x448" in lines[0], err
     assert tree(str(guide_dir / "prep_dataset")) == before
     assert not os.path.exists("r/dumpOutput_device0") or os.listdir("r/dumpOutput_device0") == []
+
+
+def test_streamed_images_with_a_device_list_are_refused_in_one_line(guide_dir, tmp_path, monkeypatch, capsys):
+    """Issue 20, class 11: what the README says is what the runner does. Oracle: exit 1, one
+    error line naming the image folder and the fix, no result folder made."""
+    os.symlink(guide_dir / "val", tmp_path / "val")
+    os.symlink(guide_dir / "moco-v2-bs1.onnx", tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    rc = run_main(run_om_infer.main, ["--model", "m.onnx", "--input", "val", "--output", "r", "--device-id", "0,1"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert rc == 1 and len(err) == 1 and "val" in err[0] and "preprocess them to .bin files" in err[0]
+    assert not os.path.exists("r/dumpOutput_device0")
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"format": 1, "tool": "run_om_infer.py", '
+                                  '"status": "complete", "settings": {}, "files": {"a_1.txt": 7}}'])
+def test_a_manifest_edited_by_hand_proves_nothing_and_raises_nothing(guide_dir, tmp_path, monkeypatch, capsys, text):
+    """Issue 20, class 9: a manifest nested too deep for json, or with an entry of the wrong type,
+    is ignored with one warning (nothing proven, every input runs again), by the rerun and the
+    metric alike; no traceback. Oracle: the rerun's count of inputs run, the metric's result."""
+    from mocoinfer import sidecar
+
+    for name in ("prep_dataset", "moco-v2-bs1.onnx", "val_label.txt"):
+        os.symlink(guide_dir / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    argv, folder = FORMS["own"]
+    assert run_main(run_om_infer.main, argv) == 0
+    with open(sidecar.manifest_path(folder), "w") as f:
+        f.write(text)
+    capsys.readouterr()
+    assert run_main(vision_metric_ImageNet.main, [folder, "val_label.txt", str(tmp_path), "result.json"]) == 0
+    assert run_main(run_om_infer.main, argv) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "ignoring" in err and f"{N} inputs" in out, (out, err)
