@@ -333,3 +333,30 @@ def test_acl_workers_end_when_their_parent_is_killed(acl, tmp_path):
     settled = sorted(p.name for p in res.glob("*_1.bin"))
     time.sleep(2.0)  # at 0.05 s an image, two live workers would write about 80 more meanwhile
     assert sorted(p.name for p in res.glob("*_1.bin")) == settled and len(settled) < n
+
+
+def test_acl_failed_device_leaves_an_earlier_runs_leftover_unproven(acl, pixels, tmp_path, monkeypatch, capsys):
+    """Issue 20, class 1: a result file an earlier run left for an input that the failed device
+    never ran (no manifest lists it) is not recorded as proven; the rerun computes it. Oracle:
+    the stand-in's `2 * x + 1` for every result, the manifest's list against the leftover."""
+    from mocoinfer import sidecar
+
+    folder, expected = pixels
+    out = str(tmp_path / "result")
+    res = os.path.join(out, "dumpOutput_device0")
+    os.makedirs(res)
+    leftover = os.path.join(res, "img8_1.bin")  # device 2's second image, which it will not run
+    np.full(expected[7].shape, -1, dtype=np.float32).tofile(leftover)
+    monkeypatch.setenv("FAKE_ACL_FAIL_ON_DEVICE", "2:acl.mdl.execute=507011:2")
+    model = _aipp_om(tmp_path / "m.om")
+    from run_om_infer import main
+
+    argv = ["--model", model, "--input", folder, "--output", out, "--device-id", "0,1,2,3", "--batch-size", "1",
+            "--outfmt", "bin", "--no-progress"]
+    assert run_main(main, argv) == 1
+    assert "img8_1.bin" not in sidecar.read_manifest(res)["files"]
+    assert "img7_1.bin" in sidecar.read_manifest(res)["files"]
+    monkeypatch.delenv("FAKE_ACL_FAIL_ON_DEVICE")
+    assert run_main(main, argv) == 0, capsys.readouterr().err
+    for i in range(N_IMAGES):
+        np.testing.assert_array_equal(read_result(os.path.join(res, f"img{i + 1}_1.bin")), expected[i])
