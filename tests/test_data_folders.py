@@ -187,8 +187,12 @@ def test_streamed_images_with_a_device_list_are_refused_in_one_line(guide_dir, t
     os.symlink(guide_dir / "val", tmp_path / "val")
     os.symlink(guide_dir / "moco-v2-bs1.onnx", tmp_path / "m.onnx")
     monkeypatch.chdir(tmp_path)
+    from safety_helpers import tree
+
+    images = tree(str(guide_dir / "val"))
     rc = run_main(run_om_infer.main, ["--model", "m.onnx", "--input", "val", "--output", "r", "--device-id", "0,1"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert tree(str(guide_dir / "val")) == images
     assert rc == 1 and len(err) == 1 and "val" in err[0] and "preprocess them to .bin files" in err[0]
     assert not os.path.exists("r/dumpOutput_device0")
 
@@ -204,7 +208,10 @@ def test_a_manifest_edited_by_hand_proves_nothing_and_raises_nothing(guide_dir, 
     for name in ("prep_dataset", "moco-v2-bs1.onnx", "val_label.txt"):
         os.symlink(guide_dir / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
+    from safety_helpers import tree
+
     argv, folder = FORMS["own"]
+    inputs = tree(str(guide_dir / "prep_dataset"))
     assert run_main(run_om_infer.main, argv) == 0
     with open(sidecar.manifest_path(folder), "w") as f:
         f.write(text)
@@ -213,3 +220,4 @@ def test_a_manifest_edited_by_hand_proves_nothing_and_raises_nothing(guide_dir, 
     assert run_main(run_om_infer.main, argv) == 0
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "ignoring" in err and f"{N} inputs" in out, (out, err)
+    assert tree(str(guide_dir / "prep_dataset")) == inputs

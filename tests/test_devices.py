@@ -323,6 +323,9 @@ def test_acl_workers_end_when_their_parent_is_killed(acl, tmp_path):
             "--output", str(tmp_path / "result"), "--device-id", "0,1", "--batch-size", "1", "--outfmt", "bin",
             "--warmup", "0", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([FAKE_DIR, root]), FAKE_ACL_EXECUTE_DELAY="0.05")
+    from safety_helpers import tree
+
+    inputs = tree(str(folder))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (res.is_dir() and len(list(res.glob("*_1.bin"))) >= 4):
@@ -333,6 +336,7 @@ def test_acl_workers_end_when_their_parent_is_killed(acl, tmp_path):
     settled = sorted(p.name for p in res.glob("*_1.bin"))
     time.sleep(2.0)  # at 0.05 s an image, two live workers would write about 80 more meanwhile
     assert sorted(p.name for p in res.glob("*_1.bin")) == settled and len(settled) < n
+    assert tree(str(folder)) == inputs
 
 
 def test_acl_failed_device_leaves_an_earlier_runs_leftover_unproven(acl, pixels, tmp_path, monkeypatch, capsys):
@@ -353,6 +357,9 @@ def test_acl_failed_device_leaves_an_earlier_runs_leftover_unproven(acl, pixels,
 
     argv = ["--model", model, "--input", folder, "--output", out, "--device-id", "0,1,2,3", "--batch-size", "1",
             "--outfmt", "bin", "--no-progress"]
+    from safety_helpers import fingerprint, tree
+
+    inputs = tree(str(folder)), fingerprint(model)
     assert run_main(main, argv) == 1
     assert "img8_1.bin" not in sidecar.read_manifest(res)["files"]
     assert "img7_1.bin" in sidecar.read_manifest(res)["files"]
@@ -360,3 +367,4 @@ def test_acl_failed_device_leaves_an_earlier_runs_leftover_unproven(acl, pixels,
     assert run_main(main, argv) == 0, capsys.readouterr().err
     for i in range(N_IMAGES):
         np.testing.assert_array_equal(read_result(os.path.join(res, f"img{i + 1}_1.bin")), expected[i])
+    assert (tree(str(folder)), fingerprint(model)) == inputs

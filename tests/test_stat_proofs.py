@@ -103,15 +103,19 @@ def test_an_edited_result_of_the_same_size_is_redone(done):
 
 def test_a_result_swapped_for_a_link_is_redone_and_refused_by_the_metric(done):
     """Issue 20, class 5: a result replaced by a symlink to another image's result."""
+    from safety_helpers import tree
+
     from mocoinfer.resume import check_result_folder
 
     bins, out, res = done
+    inputs = tree(bins)
     os.unlink(os.path.join(res, "x4_1.bin"))
     os.symlink(os.path.join(res, "x5_1.bin"), os.path.join(res, "x4_1.bin"))
     with pytest.raises(UserError, match="1 result files changed since written"):
         check_result_folder(res)
     with pytest.raises(UserError, match="symbolic link"):  # the run never writes through the link
         _run(bins, out)
+    assert tree(bins) == inputs and os.path.islink(os.path.join(res, "x4_1.bin"))
 
 
 def test_a_racy_input_is_hashed_and_a_same_size_edit_within_its_tick_is_caught(tmp_path):
