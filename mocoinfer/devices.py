@@ -105,7 +105,7 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="mocoinfer-parent-watch", daemon=True).start()
 
 
-def _worker(model: str, paths: List[str], sizes: List[int], result_dir: str, settings: RunSettings,
+def _worker(model: str, paths: List[str], sizes: List[int], output: str, result_dir: str, settings: RunSettings,
             kind, cores: List[int], parent: int, events, cancel) -> None:
     """One device's shard, in its own process. Reports ("written", id, [(i, k, name, proof)]) for
     every result it put in place, whatever happens, then ("done" | "error" | "stopped", id, payload)."""
@@ -140,13 +140,12 @@ def _worker(model: str, paths: List[str], sizes: List[int], result_dir: str, set
             payload = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     events.put(("written", device_id, [(i, k, name, proofs[i]) for i, k, name in written]))
     if status == "done" and settings.write_perf:  # ais_bench's form writes no perf file
-        payload["perf_file"] = os.path.join(os.path.dirname(result_dir), perf_filename(payload["batch_size"],
-                                                                                      device_id))
+        payload["perf_file"] = os.path.join(output, perf_filename(payload["batch_size"], device_id))
         atomic_write_text(payload["perf_file"], perf_text(payload))
     events.put((status, device_id, payload))
 
 
-def run_on_devices(model: str, paths: Sequence[str], sizes: Sequence[int], output: str, settings: RunSettings,
+def run_on_devices(model: str, paths: Sequence[str], sizes: Sequence[int], settings: RunSettings,
                    device_ids: Sequence[int], kind, folder, todo: Sequence[int]) -> dict:
     """Run checked inputs on several devices, one worker process each; each result a worker puts
     in place is recorded in `folder` (the run's `resume.ResultFolder`) against input `todo[i]`,
@@ -190,8 +189,8 @@ def run_on_devices(model: str, paths: Sequence[str], sizes: Sequence[int], outpu
         for dev, (a, b), share in zip(used, shards(n, len(used)), cores):
             worker_settings = dataclasses.replace(settings, device_id=dev, progress=False)
             proc = ctx.Process(target=_worker, name=f"mocoinfer-device{dev}",
-                               args=(model, list(paths[a:b]), list(sizes[a:b]), result_dir, worker_settings, kind,
-                                     share, os.getpid(), events, cancel))
+                               args=(model, list(paths[a:b]), list(sizes[a:b]), folder.output, result_dir,
+                                     worker_settings, kind, share, os.getpid(), events, cancel))
             proc.start()
             procs[dev] = proc
         _collect(procs, events, cancel, bar, done, failed, stopped, record)

@@ -118,12 +118,12 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
             if len(device_ids) > 1:
                 from .devices import run_on_devices
 
-                summary = run_on_devices(model, [paths[i] for i in todo], [sizes[i] for i in todo], output, settings,
+                summary = run_on_devices(model, [paths[i] for i in todo], [sizes[i] for i in todo], settings,
                                          device_ids, kind, folder, todo)
             else:
                 source = (ImageSource(feed) if feed is not None else
                           FileSource([paths[i] for i in todo], [sizes[i] for i in todo], kind, folder.proofs, todo))
-                summary = _one_device(model, settings, cls, source, folder, [model] + sources)
+                summary = _one_device(model, settings, cls, source, folder, sources)
         except KeyboardInterrupt as exc:
             exc.summary = _record_partial(folder, base, summary_file if write_summary else None, exc)  # type: ignore
             raise

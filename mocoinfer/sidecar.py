@@ -86,8 +86,7 @@ class FolderLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> FolderLock:
-        make_folder(self.dir, what="bookkeeping folder",
-                    if_file="is a file where this tool keeps the folder's lock and manifest; move it away")
+        _make_bookkeeping_dir(self.folder)
         check_target(self.path, "lock file")
         fd = _lock_fd(self.path, self.folder, create=True)
         self.previous = _read_record(fd)
@@ -132,6 +131,11 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _make_bookkeeping_dir(folder: str) -> None:
+    make_folder(bookkeeping_dir(folder), what="bookkeeping folder",
+                if_file="is a file where this tool keeps the folder's lock and manifest; move it away")
 
 
 def _lock_fd(path: str, folder: str, create: bool) -> int:
@@ -201,8 +205,7 @@ def read_manifest(folder: str) -> Optional[dict]:
 
 def write_manifest(folder: str, doc: dict, run_id: Optional[str] = None) -> None:
     """Write the manifest beside `folder`; an older version's copy inside the folder goes."""
-    make_folder(bookkeeping_dir(folder), what="bookkeeping folder",
-                if_file="is a file where this tool keeps the folder's lock and manifest; move it away")
+    _make_bookkeeping_dir(folder)
     write_json(manifest_path(folder), doc, indent=None, run_id=run_id or doc.get("run_id"))
     legacy = os.path.join(folder, LEGACY_MANIFEST_NAME)
     if os.path.isfile(legacy) and not os.path.islink(legacy):
