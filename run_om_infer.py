@@ -14,7 +14,7 @@ ais_bench's form (the newer guides), detected from its flags (mixing forms is an
     python3 run_om_infer.py --model moco-v2-bs1.om --input ./prep_dataset --output ./result \
         --output_dirname dumpOutput_device0 --outfmt TXT --batchsize 1 --device 0
     python3 run_om_infer.py --model moco-v2-bs16.om --loop 100 --batchsize 16
-writes what ais_bench writes (`mocoinfer/aisbench.py`). The benchmark's pure inference
+writes what ais_bench writes (`mocoinfer/aisform.py`). The benchmark's pure inference
 (`-round=N -om_path=... -device_id=0 -batch_size=1`) writes result/PureInfer_perf_of_{om}_in_device_{id}.txt.
 """
 
@@ -181,17 +181,17 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    from mocoinfer import aisbench
+    from mocoinfer import aisform
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    form = aisbench.detect(argv)
+    form = aisform.detect(argv)
     spelled: Dict[str, str] = {}
     try:
-        if form == aisbench.AIS:
+        if form == aisform.AIS:
             return _ais_main(argv)
         return _own_main(argv, spelled)
     except UserError as exc:  # options named as the user wrote them (-batch_size=2, --batchsize 2)
-        raise UserError(aisbench.respell(str(exc), form, spelled if form == aisbench.BENCHMARK else None)) from None
+        raise UserError(aisform.respell(str(exc), form, spelled if form == aisform.BENCHMARK else None)) from None
 
 
 def _own_main(argv, spelled: Dict[str, str]) -> int:
@@ -226,46 +226,46 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
 
 def _ais_main(argv) -> int:
     """ais_bench's command line: its flags, its output layout, its summary labels."""
-    from mocoinfer import aisbench, runner
+    from mocoinfer import aisform, runner
     from mocoinfer.perf import summary_line
     from mocoinfer.progress import setup_logging
 
-    args = aisbench.parser(add_shared_args).parse_args(argv)
+    args = aisform.parser(add_shared_args).parse_args(argv)
     if args.debug:
         setup_logging(verbose=True)
-    result_dir = aisbench.folders(args)
+    result_dir = aisform.folders(args)
     providers = [x for x in args.providers.split(",") if x] if args.providers else None
-    devices = aisbench.device_ids(args.device, args.divide_input)
+    devices = aisform.device_ids(args.device, args.divide_input)
     summary_file = result_dir + "_summary.json" if result_dir else None
-    common = dict(batch_size=aisbench.batch_size(args), device_id=devices,
+    common = dict(batch_size=aisform.batch_size(args), device_id=devices,
                   backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
                   precision=args.precision, loop=args.loop, write_perf=False, summary_file=summary_file,
                   write_summary=False)
     if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
         summary = runner.run_pure_inference(args.model, output=args.output,
-                                            pure_data=aisbench.PURE_TYPES[args.pure_data_type], **common)
+                                            pure_data=aisform.PURE_TYPES[args.pure_data_type], **common)
         if summary_file:
-            aisbench.write_summary(summary, summary_file, argv)
-        print(aisbench.summary_text(summary, args.display_all_summary))
+            aisform.write_summary(summary, summary_file, argv)
+        print(aisform.summary_text(summary, args.display_all_summary))
         return 0
     if result_dir is None:
         raise UserError("--input without --output: ais_bench would not keep the results; give --output "
                         "(and --output_dirname for a fixed folder name)")
     try:
-        summary = runner.run_inference(args.model, aisbench.input_list(args.input), args.output,
+        summary = runner.run_inference(args.model, aisform.input_list(args.input), args.output,
                                        outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
                                        overwrite=args.overwrite, progress=False if args.no_progress else None,
                                        **common)
     except KeyboardInterrupt as exc:  # the partial summary, in ais_bench's file as the own form's
         if getattr(exc, "summary", None) is not None:
-            aisbench.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]
+            aisform.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]
         raise
     if not summary.get("nothing_to_do"):
-        aisbench.write_summary(summary, summary_file, argv)
+        aisform.write_summary(summary, summary_file, argv)
     if summary.get("nothing_to_do"):
         print(summary_line(summary))
         return 0
-    print(aisbench.summary_text(summary, args.display_all_summary))
+    print(aisform.summary_text(summary, args.display_all_summary))
     if "devices" in summary:
         from mocoinfer.devices import summary_line as devices_line
 

@@ -1,4 +1,4 @@
-"""The three command lines run_om_infer.py takes, told apart by their flags, and the ais_bench one.
+"""The command-line forms run_om_infer.py takes, told apart by their flags (a form, not a runtime).
 
 - the old `benchmark` tool's `-key=value` form (run_om_infer.py translates it);
 - this runner's own `--batch-size/--device-id/--warmup/--pure-data` form;
