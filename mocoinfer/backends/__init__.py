@@ -17,7 +17,7 @@ from .base import Backend, Probe, Timing
 
 #: the registry: a backend's name (its module under backends/) and its class. A new runtime is
 #: one module and one line here.
-_CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend"}
+_CLASSES = {"acl": "AclBackend", "onnxruntime": "OrtBackend", "torch": "TorchBackend", "aisbench": "AisBenchBackend"}
 BACKENDS = tuple(_CLASSES)
 CHOICES = ("auto",) + BACKENDS
 #: the float32 runtimes that run on any host, in order of preference as an accuracy reference
