@@ -1,5 +1,5 @@
-"""What an Ascend host says about itself: `npu-smi info` parsed into devices, pyACL probed in a
-child process, and CANN's version from its install files.
+"""What an Ascend host says about itself: `npu-smi info` parsed into devices, pyACL and ais_bench
+probed in child processes, and CANN's version from its install files.
 
 The environment check (`envcheck.py`) turns these facts into rows. Nothing here raises for a
 broken host: a hanging or crashing `npu-smi`, garbage output, or an `import acl` that fails,
@@ -8,6 +8,7 @@ crashes or hangs all come back as values the check can report.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -211,6 +212,56 @@ def run_acl_probe(device_ids: Sequence[int], python: str = sys.executable, timeo
                 break
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"the pyACL check exited with status {proc.returncode}: {tail}"}
+
+
+# ais_bench, in a child process
+
+def ais_bench_probe() -> Dict:
+    """In the child: import ais_bench's InferSession (which loads aclruntime and CANN's libraries)
+    and read the versions of both wheels from their package metadata (neither package has a
+    `__version__`; ait's setup.py files set them). Returns plain data; prints nothing."""
+    out: Dict = {"import_error": None, "file": None, "version": None, "aclruntime": None}
+    try:
+        from ais_bench.infer import interface
+    except Exception as exc:  # ImportError, or a CANN library that will not load
+        out["import_error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    out["file"] = getattr(interface, "__file__", None)
+    try:
+        from importlib import metadata
+    except ImportError:
+        return out
+    for key, dist in (("version", "ais_bench"), ("aclruntime", "aclruntime")):
+        with contextlib.suppress(Exception):  # no metadata: the version stays unknown
+            out[key] = metadata.version(dist)
+    return out
+
+
+def _ais_bench_child_main() -> None:
+    print("AIS_BENCH_PROBE " + json.dumps(ais_bench_probe()))
+
+
+def run_ais_bench_probe(python: str = sys.executable, timeout: float = ACL_TIMEOUT) -> Dict:
+    """ais_bench_probe in a child Python (the one that will run step 5), so a library that
+    crashes or hangs on import becomes an answer here; never raises."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [python, "-c", "from mocoinfer.ascendhost import _ais_bench_child_main; _ais_bench_child_main()"]
+    try:
+        proc = run_bounded(cmd, timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"import ais_bench did not finish within {timeout:g} s"}
+    except OSError as exc:
+        return {"error": f"could not start {python}: {exc}"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("AIS_BENCH_PROBE "):
+            try:
+                return json.loads(line[len("AIS_BENCH_PROBE "):])
+            except ValueError:
+                break
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"the ais_bench check exited with status {proc.returncode}: {tail}"}
 
 
 # CANN files

@@ -2,7 +2,8 @@
 
 `scripts/0_check_env.sh` (and `python -m mocoinfer.envcheck`) lists, each as ok / warning /
 missing with the steps it affects: the Python version, each package and its version, CANN
-(set_env.sh, its version, `atc`, `import acl`), the NPUs `npu-smi info` shows and whether
+(set_env.sh, its version, `atc`, `import acl`), ais_bench's InferSession and its version (optional:
+the second NPU runtime), the NPUs `npu-smi info` shows and whether
 `acl.rt.set_device` opens each, `CHIP_NAME` against the chips found, free disk in `WORK_DIR` for
 50,000 preprocessed images, and the usable CPU cores.
 
@@ -33,6 +34,7 @@ from .ascendhost import (  # noqa: F401 (tests and callers reach them through th
     npu_smi_version,
     parse_npu_smi,
     run_acl_probe,
+    run_ais_bench_probe,
     run_npu_smi,
 )
 from .sizes import human_size
@@ -100,6 +102,21 @@ def check_packages() -> List[Row]:
         else:
             rows.append(Row(dist, OK, version or "installed (version unknown)", steps, path))
     return rows
+
+
+def check_ais_bench(python: str = sys.executable, timeout: float = ACL_TIMEOUT) -> Row:
+    """ais_bench's InferSession, the second NPU runtime (`--backend aisbench`): importable, and
+    its version. Optional: its absence is a warning that stops no step."""
+    affects = "step 5 with --backend aisbench (the cross-check, docs/cross-check.md)"
+    probe = run_ais_bench_probe(python, timeout)
+    why = probe.get("error") or probe.get("import_error")
+    if why:
+        return Row("ais_bench", WARNING, f"{why} (install the ait benchmark component's aclruntime and ais_bench "
+                   "wheels; see docs/cross-check.md)", affects, "info")
+    version = probe.get("version") or "version unknown"
+    if probe.get("aclruntime"):
+        version += f", aclruntime {probe['aclruntime']}"
+    return Row("ais_bench", OK, f"{version} ({probe.get('file') or 'ais_bench.infer.interface'})", affects, "info")
 
 
 def check_disk(work_dir: str, image_dtype: str = "float32") -> Row:
@@ -238,6 +255,8 @@ def collect(chip_name: str = "", work_dir: str = "work", set_env: str = "", devi
         if probe.get("version"):
             where += f", version {probe['version']}"
         rows.append(Row("pyACL (import acl)", OK, where, affects_acl, "npu"))
+
+    rows.append(check_ais_bench(python, acl_timeout))
 
     for dev in devices:
         rows.append(_device_row(dev, probe, device_id))
