@@ -109,7 +109,8 @@ def add_shared_args(p) -> None:
     from mocoinfer.backends import CHOICES
 
     p.add_argument("--backend", choices=CHOICES, default="auto",
-                   help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch (default: auto)")
+                   help="auto: .om → acl, .onnx → onnxruntime, checkpoint → torch; aisbench: an .om through "
+                        "ais_bench's InferSession, to cross-check acl (docs/cross-check.md) (default: auto)")
     p.add_argument("--providers", help="ONNX Runtime providers, comma-separated (default: TensorRT/CUDA when "
                                        "available, then CPU)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",

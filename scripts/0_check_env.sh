@@ -6,8 +6,9 @@
 #   scripts/0_check_env.sh --json       # the same as JSON, with a "devices" list
 #
 # Checks Python, each package (and which steps need it), CANN's set_env.sh and version, atc,
-# `import acl`, the devices of `npu-smi info` (card id, chip, device id, health, memory in use)
-# and whether acl.rt.set_device opens each, CHIP_NAME against the chips found, free disk in
+# `import acl`, ais_bench and its version (optional: `--backend aisbench`), the devices of
+# `npu-smi info` (card id, chip, device id, health, memory in use) and whether
+# acl.rt.set_device opens each, CHIP_NAME against the chips found, free disk in
 # WORK_DIR for 50,000 preprocessed images, and the usable CPU cores. Exit 0 when the CPU path
 # (ONNX Runtime / PyTorch) or the NPU path can run. Writes nothing.
 # Settings: CHIP_NAME, DEVICE_ID (the first of a list is checked), WORK_DIR, CANN_SET_ENV, PYTHON,

@@ -7,12 +7,15 @@
 #
 #   DEVICE_ID=0,1,2,3 scripts/5_infer.sh    # one worker process per device, contiguous shares of the inputs
 #   DYNAMIC_BATCH=1,4,8,16,32,64 BS=16 scripts/5_infer.sh   # the one dynamic-batch model, at batch BS
+#   BACKEND=aisbench RESULT_DIR=work/result_aisbench scripts/5_infer.sh   # the .om through ais_bench
 #
 # Writes $RESULT_DIR/dumpOutput_device$FIRST_DEVICE/<image>_1.$OUTFMT (the first id of DEVICE_ID: with
 # several devices, every result goes there), a perf file per device and summary.json. With DYNAMIC_BATCH set,
 # the model is the dynamic-batch one of steps 1-2: the .onnx runs at any BS, the .om at a listed one.
 # The info file may list float32 or uint8 files (imagenet_torch_preprocess.py --dtype uint8): a
 # float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.
+# BACKEND: auto (the default), acl or aisbench (the .om, through pyACL or ais_bench's InferSession:
+# docs/cross-check.md), onnxruntime or torch.
 # Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR; with STREAM=1,
 # VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
 
@@ -25,6 +28,10 @@ check_dynamic_batch
 
 if [ -n "${MODEL:-}" ]; then
     reason="MODEL is set"
+elif [ "$BACKEND" = "acl" ] || [ "$BACKEND" = "aisbench" ]; then
+    # An NPU runtime asked for by name runs the .om, never the .onnx in its place.
+    MODEL="$OM_BASE.om"
+    reason="BACKEND=$BACKEND runs the .om"
 elif [ -f "$OM_BASE.om" ] && have_cann; then
     MODEL="$OM_BASE.om"
     reason="CANN is present"

@@ -7,7 +7,8 @@
 #
 # Variants: onnxruntime, onnxruntime-int8 (pthtar2onnx.py --quantize int8, calibrated on CALIB_DIR),
 # onnxruntime-fp16 (TensorRT), torch, torch-bf16 (CPUs with bfloat16 units, or CUDA), torch-fp16
-# (CUDA), acl (added first when CANN is present). PERF_VARIANTS defaults to PERF_BACKENDS.
+# (CUDA), acl (added first when CANN is present), aisbench (the same .om through ais_bench's
+# InferSession, when asked for). PERF_VARIANTS defaults to PERF_BACKENDS.
 # For each batch size: export moco-v2-bs<N>.onnx (kept when newer than the checkpoint), convert or
 # quantize it where a variant needs it, then run pure inference (generated data, PERF_WARMUP
 # untimed and PERF_LOOP timed batches) on every variant. With DYNAMIC_BATCH set, the batch sizes
@@ -42,7 +43,8 @@ if [ -n "$DYNAMIC_BATCH" ]; then
     export_args=(--dynamic)
     # The one dynamic-batch model of steps 1-2 ($ONNX_MODEL, $OM_BASE.om), made here when missing or stale.
     if [ ! -f "$ONNX_MODEL" ] || [ "$CKPT" -nt "$ONNX_MODEL" ]; then "$ROOT/scripts/1_pth2onnx.sh"; fi
-    if [[ " ${variants[*]} " == *" acl "* ]] && { [ ! -f "$OM_BASE.om" ] || [ "$ONNX_MODEL" -nt "$OM_BASE.om" ]; }; then
+    if [[ " ${variants[*]} " == *" acl "* || " ${variants[*]} " == *" aisbench "* ]] &&
+        { [ ! -f "$OM_BASE.om" ] || [ "$ONNX_MODEL" -nt "$OM_BASE.om" ]; }; then
         "$ROOT/scripts/2_onnx2om.sh"
     fi
 else
@@ -78,8 +80,9 @@ prepare_variant() {
         torch) backend=torch; model="$CKPT" ;;
         torch-bf16) backend=torch; model="$CKPT"; precision=bf16 ;;
         torch-fp16) backend=torch; model="$CKPT"; precision=fp16 ;;
-        acl)
-            backend=acl
+        acl|aisbench)
+            # The same .om through pyACL or ais_bench's InferSession (docs/cross-check.md).
+            backend="$variant"
             if [ -n "$DYNAMIC_BATCH" ]; then
                 model="$OM_BASE.om"
             else
@@ -89,7 +92,7 @@ prepare_variant() {
                 fi
             fi ;;
         *) echo "$STEP_NAME: unknown variant '$variant' in PERF_VARIANTS (onnxruntime, onnxruntime-int8," \
-                "onnxruntime-fp16, torch, torch-bf16, torch-fp16, acl)" >&2; exit 1 ;;
+                "onnxruntime-fp16, torch, torch-bf16, torch-fp16, acl, aisbench)" >&2; exit 1 ;;
     esac
 }
 

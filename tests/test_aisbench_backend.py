@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,12 +238,10 @@ def test_a_failed_load_has_nothing_to_free_and_says_so_in_one_line(ais, tmp_path
 def test_free_resource_failing_is_reported_but_never_hides_the_first_error(ais, tmp_path):
     om = onnx_model(tmp_path / "m.om", 2, CHW, np.float32)
     ais.FAIL["free_resource"] = RuntimeError
-    with pytest.raises(UserError, match="InferSession.free_resource failed"):
-        with open_backend("aisbench", om) as be:
-            be.run(np.zeros((2, *CHW), np.float32))
-    with pytest.raises(UserError, match="takes batches of 2, got 3"):
-        with open_backend("aisbench", om) as be:
-            be.run(np.zeros((3, *CHW), np.float32))
+    with pytest.raises(UserError, match="InferSession.free_resource failed"), open_backend("aisbench", om) as be:
+        be.run(np.zeros((2, *CHW), np.float32))
+    with pytest.raises(UserError, match="takes batches of 2, got 3"), open_backend("aisbench", om) as be:
+        be.run(np.zeros((3, *CHW), np.float32))
     assert ais.CALLS.count("free_resource") == 2
 
 
@@ -308,7 +307,7 @@ def test_several_devices_one_session_per_worker(ais, tmp_path):
     np.testing.assert_allclose(results(str(tmp_path / "ais" / "dumpOutput_device0"), n=7),
                                results(str(tmp_path / "ort" / "dumpOutput_device0"), n=7), rtol=1e-6, atol=1e-6)
     assert [d["device"] for d in s["devices"]] == ["npu:0", "npu:1"]
-    reports = [json.load(open(os.path.join(ais.reports, n))) for n in sorted(os.listdir(ais.reports))]
+    reports = [json.loads(p.read_text()) for p in sorted(Path(ais.reports).iterdir())]
     assert sorted(r["devices_used"] for r in reports) == [[0], [1]]
     assert all(r["open_sessions"] == 0 for r in reports)
 
@@ -436,3 +435,63 @@ def test_step_0_prints_the_ais_bench_row(tmp_path):
     rows = [ln for ln in proc.stdout.splitlines() if re.match(r"^\w+\s+ais_bench\s", ln)]
     assert len(rows) == 1 and rows[0].startswith("ok") and "0.0.2, aclruntime 0.0.2" in rows[0], proc.stdout
     assert not os.path.exists(tmp_path / "work")  # a check writes nothing
+
+
+# --------------------------------------------------------------------------- step 5's BACKEND
+
+def _step_env(tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"BS", "CHIP_NAME", "WORK_DIR", "CKPT", "MODEL", "BACKEND", "RESULT_DIR", "DYNAMIC_BATCH"}}
+    env.update(PATH="/usr/bin:/bin", PYTHON=sys.executable, PYTHONPATH=FAKE_AIS, WORK_DIR=str(tmp_path / "work"),
+               CANN_SET_ENV=str(tmp_path / "no-cann" / "set_env.sh"))
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def test_step_5_with_backend_aisbench_runs_the_om_even_without_cann(tmp_path):
+    """BACKEND=aisbench: step 5 runs $OM_BASE.om through ais_bench, not the .onnx it falls back to
+    when CANN's atc and acl are missing (as here). Oracle: ONNX Runtime on the same file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    onnx_model(work / "moco-v2-atc-bs1.om", 1, CHW, np.float32)
+    onnx_model(work / "moco-v2-bs1.onnx", 1, CHW, np.float32)
+    bins = write_bins(work / "prep_dataset", CHW, np.float32)
+    (work / "dataset_prep_bin.info").write_text(
+        "".join(f"{i} {bins}/img{i + 1}.bin 4 4\n" for i in range(N_IMAGES)))
+    step = os.path.join(ROOT, "scripts", "5_infer.sh")
+    proc = subprocess.run([step], env=_step_env(tmp_path, BACKEND="aisbench", OUTFMT="bin"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"using {work}/moco-v2-atc-bs1.om (BACKEND=aisbench runs the .om)" in proc.stdout
+    with open(work / "result" / "summary.json") as f:
+        assert json.load(f)["backend"] == "aisbench"
+    run_inference(str(work / "moco-v2-bs1.onnx"), bins, str(tmp_path / "ort"), outfmt="bin", progress=False)
+    np.testing.assert_allclose(results(str(work / "result" / "dumpOutput_device0")),
+                               results(str(tmp_path / "ort" / "dumpOutput_device0")), rtol=1e-6, atol=1e-6)
+    # Without the .om, the step stops and says which file it wanted; the .onnx does not stand in.
+    os.remove(work / "moco-v2-atc-bs1.om")
+    proc = subprocess.run([step], env=_step_env(tmp_path, BACKEND="aisbench", RESULT_DIR=tmp_path / "r2"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and f"model {work}/moco-v2-atc-bs1.om not found" in proc.stderr
+    assert not os.path.exists(tmp_path / "r2")
+
+
+def test_step_7_times_the_aisbench_variant_on_the_om(tmp_path):
+    """PERF_VARIANTS=aisbench makes the .om it needs (atc, as for acl) and times that .om with
+    --backend aisbench. Oracle: the arguments a stand-in python and a stand-in atc record."""
+    from tests.test_dynamic_batch import _arg, _calls, _recording_python
+    from tests.test_scripts import _env, _recording_atc
+
+    atc_log = _recording_atc(tmp_path)
+    py, log = _recording_python(tmp_path, acl=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model_lincls_best.pth.tar").write_bytes(b"ckpt")
+    env = _env(tmp_path, PYTHON=py, CHIP_NAME="310P3", DYNAMIC_BATCH="1,4", PERF_VARIANTS="aisbench onnxruntime")
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "7_perf.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"--model={work}/moco-v2-dynamic.onnx" in atc_log.read_text().splitlines()
+    got = [(_arg(r, "--backend"), _arg(r, "--batch-size"), _arg(r, "--model")) for r in _calls(log, "run_om_infer.py")]
+    assert got == [(b, bs, f"{work}/moco-v2-atc-dynamic.om" if b == "aisbench" else f"{work}/moco-v2-dynamic.onnx")
+                   for bs in ("1", "4") for b in ("aisbench", "onnxruntime")]

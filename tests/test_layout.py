@@ -98,7 +98,7 @@ def test_the_submodule_check_bites(tmp_path):
 # The one-run rules (issue 18), measured from the package's own imports.
 
 PACKAGE = os.path.join(ROOT, "mocoinfer")
-BACKEND_NAMES = {"acl", "onnxruntime", "torch"}
+BACKEND_NAMES = {"acl", "aisbench", "onnxruntime", "torch"}
 
 
 def _module_name(path: str) -> str:
@@ -224,7 +224,7 @@ def _backend_name_tests(path: str):
 
 
 def test_no_backend_name_tested_outside_backends():
-    """Oracle: the comparisons against "acl", "onnxruntime" or "torch" (and tables keyed by them)
+    """Oracle: the comparisons against "acl", "aisbench", "onnxruntime" or "torch" (and tables keyed by them)
     that `ast` finds in mocoinfer/ outside mocoinfer/backends/: a backend says what it is through
     its attributes (`compute_label`, `computes_on_host`, `summary_extras`, `extensions`)."""
     backends = os.path.join(PACKAGE, "backends") + os.sep
