@@ -345,6 +345,21 @@ def test_every_command_form_runs_it(ais, tmp_path, monkeypatch, form):
     assert ais.CALLS.count("free_resource") == 1 and ais.open_sessions() == {}
 
 
+
+def test_ais_bench_pure_inference_form(ais, tmp_path, monkeypatch, capsys):
+    """ais_bench's `--loop N` without --input: generated data, N timed batches after
+    --warmup_count (default 1, ais_bench's __main__.py and main_cli.py). Oracle: the stand-in's run count and the
+    summary's NPU_compute_time line, which now comes from exec_time_list."""
+    import run_om_infer
+
+    om = onnx_model(tmp_path / "m.om", "N", CHW, np.float32, [1, 2, 4])
+    monkeypatch.chdir(tmp_path)
+    assert run_main(run_om_infer.main, ["--model", om, "--loop", "3", "--batchsize", "4", "--backend", "aisbench"]) == 0
+    assert ais.CALLS.count("run") == 4 and ais.CALLS.count("set_dynamic_batchsize") == 4
+    assert "NPU_compute_time (ms): min = " in capsys.readouterr().out
+    assert ais.CALLS.count("free_resource") == 1 and ais.open_sessions() == {}
+
+
 # --------------------------------------------------------------------------- the cross-check recipe
 
 DOC = os.path.join(ROOT, "docs", "cross-check.md")
