@@ -9,13 +9,24 @@ stopped. The folder itself holds result files only; the lock and the manifest li
   input nor a special file (`atomic.check_output`).
 - `locked()`: the result folder's `sidecar.FolderLock`, so a second run into it stops with one
   line naming the first.
-- `plan`: reads the manifest and decides what to run. An input is skipped only when the manifest
-  proves its result: every one of its result files is listed and is still the file recorded, and
-  the input is still the file it was made from (`sidecar.still_proven`: stat data, as git, and a
-  hash only for the few files recorded while racy), by the same model and settings
-  (`RESUME_KEYS`). Result files of another format, or results made with another model or
-  settings, are refused unless `--overwrite`, which deletes only the files the manifest says this
-  tool wrote.
+- `plan`: reads the manifest and decides what to run, as the guide's tools behave on a rerun
+  (docs/reruns.md):
+  * a FINISHED run with the same model and settings (`RESUME_KEYS`) runs again and measures
+    again; each result is written to a temporary and renamed over the earlier one;
+  * results of another model or settings (another format: their names differ) are replaced:
+    this run writes its own, and `finish` removes the earlier run's files this run did not
+    write again, only those the manifest lists and that are unchanged since (one line says what
+    is replaced);
+  * an INTERRUPTED run (manifest incomplete) with the same settings resumes by itself, and
+    `--resume` reuses a finished run's results on purpose: an input is skipped only when the
+    manifest proves its result: every one of its result files is listed and is still the file
+    recorded, and the input is still the file it was made from (`sidecar.still_proven`: stat
+    data, as git, and a hash only for the few files recorded while racy);
+  * `--overwrite` deletes every file the manifest lists first and runs everything;
+  * a result file no manifest of this tool lists is never replaced: a run that would write its
+    name (or that writes another format beside it) stops with one line naming it. The one
+    exception is an interrupted run's folder: its manifest is rewritten every few seconds, so
+    the results written after the last rewrite are unlisted and are that run's.
 - `record` / `flush` / `finish`: the writer threads report each result file; the manifest is
   rewritten every few seconds, on every way out (errors, Ctrl-C, SIGTERM), and marked complete
   when the run ends, so a killed run leaves a manifest marked incomplete whose finished files are
@@ -91,6 +102,16 @@ def _differences(old: dict, new: dict) -> List[str]:
     return out
 
 
+def _describe(files: Dict[str, dict], old: dict) -> str:
+    """"50 results of moco-v2-bs1.onnx (bs 1, txt)": what an earlier run left, for one line."""
+    st = old.get("settings", {})
+    model = os.path.basename(str(st.get("model") or "?"))
+    bits = [f"bs {st['batch_size']}" if st.get("batch_size") else "", str(st.get("outfmt") or ""),
+            "streamed images" if "interpolation" in st else ""]
+    what = f" ({', '.join(b for b in bits if b)})" if any(bits) else ""
+    return f"{len(files)} result files of {model}{what}"
+
+
 def _input_still_proven(path: str, entry: dict) -> bool:
     """The input is still the file the result was made from: by its stat proof, or, for an
     older version's entry, by its size and SHA-256."""
@@ -123,9 +144,12 @@ class ResultFolder:
     """One run's result folder (inside the output folder) and its manifest beside it."""
 
     def __init__(self, output: str, result_dir: str, outfmt: str, first_index: int = 1,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, resume: bool = False) -> None:
         self.output, self.result_dir, self.outfmt = output, result_dir, outfmt
-        self.first_index, self.overwrite = first_index, overwrite
+        self.first_index, self.overwrite, self.resume = first_index, overwrite, resume
+        self._old: Optional[dict] = None
+        #: folders `check_paths` made (they did not exist): a run refused before any result removes them
+        self.created: List[str] = []
         self.lock: Optional[sidecar.FolderLock] = None
         self.doc: Optional[dict] = None
         #: (input index, output index k, result name) appended by the writer threads
@@ -141,7 +165,9 @@ class ResultFolder:
         """Every output check that needs no model: folders made and writable with room, no input's
         folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
+            missing = _missing_folders(folder)
             atomic.make_folder(folder)
+            self.created += [f for f in missing if f not in self.created]
         # realpath once per folder, not per input: 50,000 inputs usually live in one folder.
         input_dirs = {os.path.realpath(d) for d in {os.path.dirname(os.path.abspath(p)) for p in paths}}
         if os.path.realpath(self.result_dir) in input_dirs:
@@ -163,60 +189,109 @@ class ResultFolder:
             finally:
                 self.lock = None
 
+    def remove_created(self) -> None:
+        """After a refused or failed run: the folders `check_paths` made, when they are still
+        empty (deepest first), and the result folder's bookkeeping when nothing but its lock's
+        leftovers is in it. Nothing that holds a file goes."""
+        if not self.created:
+            return
+        if os.path.realpath(self.result_dir) in {os.path.realpath(f) for f in self.created}:
+            with contextlib.suppress(OSError, ValueError):
+                sidecar.remove_bookkeeping_if_idle(self.result_dir)
+        for folder in sorted(self.created, key=lambda f: -len(os.path.abspath(f))):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # refuses a folder that is not empty
+
     # Deciding what to run.
 
     def plan(self, paths: Sequence[str], settings: Dict[str, object],
              names: Optional[Sequence[str]] = None) -> List[int]:
-        """Indices of the inputs to run; the others have proven results. Refuses folders that hold
-        another format's or another model's results (unless --overwrite, which deletes the
-        results the manifest lists). Writes the manifest, marked incomplete. `names[i]` names
-        input i's results (`result_filename`), `paths[i]` when not given (streamed images give
-        their key: `a.b.JPEG` writes `a_1.txt`)."""
+        """Indices of the inputs to run, under the rerun policy (module docstring). Refuses a
+        folder holding a result file this tool did not write of a name this run writes, or result
+        files of another format no manifest lists. Writes the manifest, marked incomplete, when
+        there is something to run. `names[i]` names input i's results (`result_filename`),
+        `paths[i]` when not given (streamed images give their key: `a.b.JPEG` writes `a_1.txt`)."""
         self._paths, self._names = paths, paths if names is None else names
         self.proofs = [None] * len(paths)
         old = sidecar.read_manifest(self.result_dir)
         if old is not None and old.get("tool") != TOOL:
             old = None
         failed_list = old.get("failed_list") if old else None  # streaming's failed.txt, whatever else goes
+        # A manifest is rewritten every few seconds: an interrupted run's last results may be
+        # missing from it, so its unlisted result files count as that run's.
+        interrupted = old is not None and old.get("status") != sidecar.COMPLETE
+        if old is None and sidecar.has_manifest(self.result_dir):
+            # Ours, but unreadable (edited by hand, cut short): it proves nothing, and the
+            # results beside it are this tool's as an interrupted run's are.
+            interrupted = True
         results, _ = list_results(self.result_dir)
-        listed = set(old["files"]) if old else set()
+        listed: Dict[str, dict] = dict(old["files"]) if old else {}
+        replaced: Dict[str, dict] = dict(old.get("replaced") or {}) if old else {}
+        # Before --overwrite deletes anything: a refused run changes nothing.
+        self._refuse_foreign(results, set(listed) | set(replaced), interrupted)
         if self.overwrite:
-            removed = self._delete_listed(listed)
+            removed = self._delete_listed(set(listed) | set(replaced))
             if removed:
                 log.info(f"--overwrite: deleted {removed} result files of the earlier run in {self.result_dir}")
-            old = None
+            old, listed, replaced = None, {}, {}
             results, _ = list_results(self.result_dir)
-            listed = set()
-        others = [r for r in results if r.fmt != self.outfmt]
-        if others:
-            ours = [r for r in others if os.path.basename(r.path) in listed]
-            name = os.path.basename(sorted(others, key=lambda r: natural_key(r.path))[0].path)
-            fix = ("add --overwrite to delete them (this tool wrote them)" if len(ours) == len(others) else
-                   "they were not written by this tool (no manifest lists them): move them away or give "
-                   "another --output")
-            raise UserError(f"{self.result_dir}: holds {len(others)} result files of another format (e.g. {name}) "
-                            f"and this run writes .{self.outfmt}; {fix}")
         diff = _differences(old.get("settings", {}), settings) if old is not None else []
-        if diff and results:
-            raise UserError(f"{self.result_dir}: holds results of another model or settings ({'; '.join(diff)}); "
-                            "add --overwrite to delete them, or give another --output")
-        if diff:
-            old = None  # its results are gone; what it lists proves nothing for these settings
-        files: Dict[str, dict] = dict(old["files"]) if old else {}
-        todo = self._unproven(paths, files, old)
+        finished = old is not None and not interrupted
+        files: Dict[str, dict] = {}
+        n_outputs = old.get("n_outputs") if old else None
+        if old is not None and diff:
+            replaced.update(listed)
+            log.info(f"{self.result_dir}: replacing {_describe(listed or replaced, old)} written by an earlier run "
+                     f"({'; '.join(diff)})")
+            todo = list(range(len(paths)))
+            n_outputs = None
+        elif finished and not self.resume:
+            # A rerun measures again: every input runs; the earlier results stay listed (and
+            # proven) until each is replaced, so a rerun stopped halfway resumes from them.
+            files = listed
+            replaced.update(listed)
+            if listed:
+                log.info(f"{self.result_dir}: replacing {_describe(listed, old)} written by an earlier run with "
+                         "the same settings (--resume reuses them instead)")
+            todo = list(range(len(paths)))
+        else:
+            files = listed
+            todo = self._unproven(paths, files, old)
+            if interrupted:
+                log.info(f"{self.result_dir}: resuming an interrupted run: {len(paths) - len(todo)} of {len(paths)} "
+                         "inputs have proven results, reused (--overwrite starts over)")
         unlisted = [r for r in results if os.path.basename(r.path) not in files]
-        if unlisted:
+        if unlisted and interrupted and not diff:
             log.info(f"{self.result_dir}: {len(unlisted)} result files are not listed in a manifest "
                      "(not proven): inputs that write them run again")
         doc = sidecar.new_manifest(TOOL, dict(settings), self.result_dir, self.lock.run_id if self.lock else None)
         doc["files"] = files
-        doc["n_outputs"] = old.get("n_outputs") if old else None
+        doc["n_outputs"] = n_outputs
+        if replaced:
+            doc["replaced"] = replaced  # removed by `finish` unless this run writes them again
         if failed_list:
             doc["failed_list"] = failed_list
         self.doc = doc
+        self._old = old
         if todo:  # marked incomplete before any result is written; with nothing to run, `finish` writes it once
             self._write()
         return todo
+
+    def _refuse_foreign(self, results, ours, interrupted: bool) -> None:
+        """One line naming a result file this tool did not write (no manifest of ours lists it)
+        that this run would replace, or that is of another format (a metric would mix them)."""
+        stems = {os.path.splitext(os.path.basename(n))[0] for n in self._names}
+        for r in results:
+            name = os.path.basename(r.path)
+            if name in ours:
+                continue
+            if r.fmt != self.outfmt:
+                raise UserError(f"{r.path}: a result file of another format that this tool did not write (no "
+                                f"manifest lists it) and this run writes .{self.outfmt}: move it away or give "
+                                "another --output")
+            if not interrupted and name[:name.rfind("_")] in stems:
+                raise UserError(f"{r.path}: already there and not written by this tool (no manifest lists it); "
+                                "this run would replace it: move it away or give another --output")
 
     def _delete_listed(self, listed) -> int:
         removed = 0
@@ -270,7 +345,7 @@ class ResultFolder:
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, n_outputs: Optional[int] = None, complete: bool = False) -> None:
+    def flush(self, n_outputs: Optional[int] = None, complete: bool = False, write: bool = True) -> None:
         """Add the results written since the last flush to the manifest and rewrite it."""
         if self.doc is None:
             return
@@ -292,11 +367,58 @@ class ResultFolder:
                            "proof": proof, "size": proof["stat"][0]}
         if complete:
             self.doc["status"] = sidecar.COMPLETE
-        self._write()
+        if write:
+            self._write()
 
     def finish(self, n_outputs: Optional[int] = None) -> None:
-        """Record the last results and mark the folder complete, in one write."""
+        """Record the last results, remove the earlier run's results this run did not write
+        again, and mark the folder complete, in one write."""
+        if self.doc is not None:
+            self.flush(n_outputs, write=False)
+            self._remove_replaced()
         self.flush(n_outputs, complete=True)
+
+    def _remove_replaced(self) -> None:
+        """Delete the results of the run this one replaces that it did not write again: only
+        files the manifest listed and that are still the files written then."""
+        doc = self.doc or {}
+        replaced = doc.pop("replaced", None) or {}
+        files = doc.get("files", {})
+        removed, changed = 0, []
+        for name, entry in replaced.items():
+            if name in files and files[name].get("proof") != entry.get("proof"):
+                continue  # written again by this run
+            files.pop(name, None)
+            path = os.path.join(self.result_dir, name)
+            if not is_result_name(name) or os.path.basename(name) != name or not os.path.lexists(path):
+                continue
+            if _result_still_proven(self.result_dir, name, entry):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+            else:
+                changed.append(name)
+        if removed:
+            log.info(f"{self.result_dir}: removed {removed} result files of the earlier run that this run does "
+                     "not write")
+        if changed:
+            log.warning(f"{self.result_dir}: left {len(changed)} result files of the earlier run that changed "
+                        f"since it wrote them (e.g. {sorted(changed, key=natural_key)[0]}); a metric over the "
+                        "folder would count them")
+
+    def stopped(self) -> None:
+        """The run stopped (an error, Ctrl-C): record what it wrote, or, when it wrote nothing,
+        put the earlier run's manifest back as it was (its results were not touched) or, when
+        there was none, remove the manifest."""
+        if self.done:
+            self.flush()
+            return
+        if self._old is not None:
+            sidecar.write_manifest(self.result_dir, self._old, self.lock.run_id if self.lock else None)
+        elif self.doc is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sidecar.manifest_path(self.result_dir))
+        self.doc = None
 
     def done_inputs(self) -> int:
         """Inputs with at least one result written by this run."""
@@ -305,6 +427,19 @@ class ResultFolder:
     def _write(self) -> None:
         self._last_flush = time.monotonic()
         sidecar.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
+
+
+def _missing_folders(folder: str) -> List[str]:
+    """`folder` and those of its parents that do not exist yet (what `makedirs` would make)."""
+    out = []
+    path = os.path.abspath(folder)
+    while path and not os.path.lexists(path):
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return out
 
 
 def _result_size(folder: str, name: str) -> Optional[int]:

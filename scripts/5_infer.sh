@@ -13,8 +13,9 @@
 # the model is the dynamic-batch one of steps 1-2: the .onnx runs at any BS, the .om at a listed one.
 # The info file may list float32 or uint8 files (imagenet_torch_preprocess.py --dtype uint8): a
 # float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.
-# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR; with STREAM=1,
-# VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
+# A rerun runs again and replaces the results (docs/reruns.md); RESUME=1 reuses the proven ones.
+# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR, RESUME; with
+# STREAM=1, VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -45,5 +46,8 @@ if [ "$STREAM" = "1" ]; then
 else
     input=(--input "$INFO_FILE")
 fi
+resume=()
+if [ "$RESUME" = "1" ]; then resume=(--resume); fi
 "$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" "${input[@]}" --output "$RESULT_DIR" \
-    --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND"
+    --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND" \
+    ${resume[@]+"${resume[@]}"}
