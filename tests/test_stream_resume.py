@@ -220,3 +220,16 @@ def test_interrupted_stream_keeps_results_and_rerun_computes_only_the_rest(tmp_p
     for i in range(n):
         got = formats.read_result(str(res / f"im{i}_1.txt"))
         np.testing.assert_array_equal(got, _expected(str(val / f"im{i}.JPEG")))
+
+
+def test_a_finished_streamed_run_runs_again_without_resume(case, capsys):
+    """Issue 21: the same streamed command again decodes and runs every image again and replaces
+    the results (new inodes); with --resume nothing is decoded. Oracle: hand counts, os.stat."""
+    _run(case)
+    inode = os.stat(os.path.join(case["res"], "im0_1.txt")).st_ino
+    capsys.readouterr()
+    s, ran = _run(case, resume=False)
+    assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (N, 0, N)
+    assert "replacing 10 result files of means" in capsys.readouterr().err
+    assert os.stat(os.path.join(case["res"], "im0_1.txt")).st_ino != inode
+    _check_results(case)
