@@ -165,9 +165,7 @@ class ResultFolder:
         """Every output check that needs no model: folders made and writable with room, no input's
         folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
-            missing = _missing_folders(folder)
-            atomic.make_folder(folder)
-            self.created += [f for f in missing if f not in self.created]
+            self.created += atomic.make_folder(folder)
         # realpath once per folder, not per input: 50,000 inputs usually live in one folder.
         input_dirs = {os.path.realpath(d) for d in {os.path.dirname(os.path.abspath(p)) for p in paths}}
         if os.path.realpath(self.result_dir) in input_dirs:
@@ -198,9 +196,7 @@ class ResultFolder:
         if os.path.realpath(self.result_dir) in {os.path.realpath(f) for f in self.created}:
             with contextlib.suppress(OSError, ValueError):
                 sidecar.remove_bookkeeping_if_idle(self.result_dir)
-        for folder in sorted(self.created, key=lambda f: -len(os.path.abspath(f))):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # refuses a folder that is not empty
+        atomic.remove_empty_folders(self.created)
 
     # Deciding what to run.
 
@@ -427,19 +423,6 @@ class ResultFolder:
     def _write(self) -> None:
         self._last_flush = time.monotonic()
         sidecar.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
-
-
-def _missing_folders(folder: str) -> List[str]:
-    """`folder` and those of its parents that do not exist yet (what `makedirs` would make)."""
-    out = []
-    path = os.path.abspath(folder)
-    while path and not os.path.lexists(path):
-        out.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return out
 
 
 def _result_size(folder: str, name: str) -> Optional[int]:

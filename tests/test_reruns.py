@@ -374,3 +374,14 @@ def test_the_ais_bench_form_runs_again(guide, tmp_path, monkeypatch, capsys):
         got = np.stack([read_result(str(tmp_path / "result" / "out" / f"img{i}_0.txt")) for i in range(5)])
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-3)
     assert inodes[0] != inodes[1]
+
+
+def test_a_refused_pure_inference_leaves_no_folder(tmp_path):
+    """Item 7, pure inference: a fixed batch-1 model at --batch-size 16 into an output folder that
+    does not exist is refused, and the folder is not left behind."""
+    from mocoinfer.runner import run_pure_inference
+
+    out = tmp_path / "pure" / "bs16"
+    with pytest.raises(UserError, match="--batch-size 16 does not fit"):
+        run_pure_inference("scaler", output=str(out), backend=Scaler(batch_size=1), batch_size=16, loop=2)
+    assert not os.path.lexists(tmp_path / "pure")
