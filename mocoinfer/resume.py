@@ -9,24 +9,10 @@ stopped. The folder itself holds result files only; the lock and the manifest li
   input nor a special file (`atomic.check_output`).
 - `locked()`: the result folder's `sidecar.FolderLock`, so a second run into it stops with one
   line naming the first.
-- `plan`: reads the manifest and decides what to run, as the guide's tools behave on a rerun
-  (docs/reruns.md):
-  * a FINISHED run with the same model and settings (`RESUME_KEYS`) runs again and measures
-    again; each result is written to a temporary and renamed over the earlier one;
-  * results of another model or settings (another format: their names differ) are replaced:
-    this run writes its own, and `finish` removes the earlier run's files this run did not
-    write again, only those the manifest lists and that are unchanged since (one line says what
-    is replaced);
-  * an INTERRUPTED run (manifest incomplete) with the same settings resumes by itself, and
-    `--resume` reuses a finished run's results on purpose: an input is skipped only when the
-    manifest proves its result: every one of its result files is listed and is still the file
-    recorded, and the input is still the file it was made from (`sidecar.still_proven`: stat
-    data, as git, and a hash only for the few files recorded while racy);
-  * `--overwrite` deletes every file the manifest lists first and runs everything;
-  * a result file no manifest of this tool lists is never replaced: a run that would write its
-    name (or that writes another format beside it) stops with one line naming it. The one
-    exception is an interrupted run's folder: its manifest is rewritten every few seconds, so
-    the results written after the last rewrite are unlisted and are that run's.
+- `plan`: reads the manifest and decides what to run under the rerun policy (`reruns.py`,
+  docs/reruns.md): a finished run runs again, other settings replace, an interrupted run
+  resumes, `--resume` reuses on purpose, `--overwrite` starts over; an input is skipped only
+  when the manifest proves its result and its input (`sidecar.still_proven`).
 - `record` / `flush` / `finish`: the writer threads report each result file; the manifest is
   rewritten every few seconds, on every way out (errors, Ctrl-C, SIGTERM), and marked complete
   when the run ends, so a killed run leaves a manifest marked incomplete whose finished files are
@@ -51,17 +37,14 @@ import os
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import atomic, sidecar
+from . import atomic, reruns, sidecar
 from .errors import UserError
+from .foldercheck import check_metric_output, check_result_folder
 from .formats import RESULT_FORMATS, is_result_name, list_results, natural_key, result_filename
 from .progress import log
+from .reruns import TOOL
 from .temporaries import remove_temporaries
 
-TOOL = "run_om_infer.py"
-#: the settings a result depends on: another value for any of them means other results.
-RESUME_KEYS = ("model_sha256", "model_size", "backend", "outfmt", "first_index")
-#: and for streamed images (stream.py), the transform that makes each crop from its image
-STREAM_KEYS = ("interpolation", "resize", "crop")
 #: seconds between manifest rewrites while a run is on (a killed run loses at most this much)
 FLUSH_SECONDS = 10.0
 # A txt result of 1,000 float32 values is about 13 kB ('%.9g ' per value); bin and npy 4 kB.
@@ -82,36 +65,6 @@ def model_identity(path: str) -> Dict[str, object]:
     return {"model": os.path.abspath(path), "model_size": size, "model_sha256": digest}
 
 
-def _inputs(settings: dict) -> str:
-    return "images" if "interpolation" in settings else ".bin files"
-
-
-def _differences(old: dict, new: dict) -> List[str]:
-    if _inputs(old) != _inputs(new):  # results of another kind of input: its settings compare to nothing
-        return [f"inputs {_inputs(old)} → {_inputs(new)}"]
-    out = []
-    for key in RESUME_KEYS + STREAM_KEYS:
-        if old.get(key) != new.get(key):
-            a, b = old.get(key), new.get(key)
-            if key == "model_sha256":
-                a, b = str(a)[:12], str(b)[:12]
-            if key == "first_index":  # _1 names (benchmark, own form) or _0 (ais_bench's form)
-                out.append(f"result names _{a} → _{b} (the benchmark's and ais_bench's forms)")
-                continue
-            out.append(f"{key} {a} → {b}")
-    return out
-
-
-def _describe(files: Dict[str, dict], old: dict) -> str:
-    """"50 results of moco-v2-bs1.onnx (bs 1, txt)": what an earlier run left, for one line."""
-    st = old.get("settings", {})
-    model = os.path.basename(str(st.get("model") or "?"))
-    bits = [f"bs {st['batch_size']}" if st.get("batch_size") else "", str(st.get("outfmt") or ""),
-            "streamed images" if "interpolation" in st else ""]
-    what = f" ({', '.join(b for b in bits if b)})" if any(bits) else ""
-    return f"{len(files)} result files of {model}{what}"
-
-
 def _input_still_proven(path: str, entry: dict) -> bool:
     """The input is still the file the result was made from: by its stat proof, or, for an
     older version's entry, by its size and SHA-256."""
@@ -121,15 +74,6 @@ def _input_still_proven(path: str, entry: dict) -> bool:
         return atomic.file_digest(path) == (entry.get("source_size"), entry.get("source_sha256"))
     except OSError:
         return False
-
-
-def _result_still_proven(folder: str, name: str, entry: dict) -> bool:
-    """The result file is still the one this tool wrote: by its stat proof (an older version's
-    entry: a regular file of the recorded size)."""
-    path = os.path.join(folder, name)
-    if "proof" in entry:
-        return sidecar.still_proven(path, entry["proof"], follow=False)
-    return _result_size(folder, name) == entry.get("size")
 
 
 def _settled(path: str, proof, follow: bool):
@@ -224,21 +168,21 @@ class ResultFolder:
         listed: Dict[str, dict] = dict(old["files"]) if old else {}
         replaced: Dict[str, dict] = dict(old.get("replaced") or {}) if old else {}
         # Before --overwrite deletes anything: a refused run changes nothing.
-        self._refuse_foreign(results, set(listed) | set(replaced), interrupted)
+        reruns.refuse_foreign(results, self._names, self.outfmt, set(listed) | set(replaced), interrupted)
         if self.overwrite:
             removed = self._delete_listed(set(listed) | set(replaced))
             if removed:
                 log.info(f"--overwrite: deleted {removed} result files of the earlier run in {self.result_dir}")
             old, listed, replaced = None, {}, {}
             results, _ = list_results(self.result_dir)
-        diff = _differences(old.get("settings", {}), settings) if old is not None else []
+        diff = reruns.differences(old.get("settings", {}), settings) if old is not None else []
         finished = old is not None and not interrupted
         files: Dict[str, dict] = {}
         n_outputs = old.get("n_outputs") if old else None
         if old is not None and diff:
             replaced.update(listed)
-            log.info(f"{self.result_dir}: replacing {_describe(listed or replaced, old)} written by an earlier run "
-                     f"({'; '.join(diff)})")
+            log.info(f"{self.result_dir}: replacing {reruns.describe(listed or replaced, old)} written by an "
+                     f"earlier run ({'; '.join(diff)})")
             todo = list(range(len(paths)))
             n_outputs = None
         elif finished and not self.resume:
@@ -247,7 +191,7 @@ class ResultFolder:
             files = listed
             replaced.update(listed)
             if listed:
-                log.info(f"{self.result_dir}: replacing {_describe(listed, old)} written by an earlier run with "
+                log.info(f"{self.result_dir}: replacing {reruns.describe(listed, old)} written by an earlier run with "
                          "the same settings (--resume reuses them instead)")
             todo = list(range(len(paths)))
         else:
@@ -273,22 +217,6 @@ class ResultFolder:
             self._write()
         return todo
 
-    def _refuse_foreign(self, results, ours, interrupted: bool) -> None:
-        """One line naming a result file this tool did not write (no manifest of ours lists it)
-        that this run would replace, or that is of another format (a metric would mix them)."""
-        stems = {os.path.splitext(os.path.basename(n))[0] for n in self._names}
-        for r in results:
-            name = os.path.basename(r.path)
-            if name in ours:
-                continue
-            if r.fmt != self.outfmt:
-                raise UserError(f"{r.path}: a result file of another format that this tool did not write (no "
-                                f"manifest lists it) and this run writes .{self.outfmt}: move it away or give "
-                                "another --output")
-            if not interrupted and name[:name.rfind("_")] in stems:
-                raise UserError(f"{r.path}: already there and not written by this tool (no manifest lists it); "
-                                "this run would replace it: move it away or give another --output")
-
     def _delete_listed(self, listed) -> int:
         removed = 0
         for name in listed:
@@ -312,7 +240,7 @@ class ResultFolder:
             stem = os.path.splitext(os.path.basename(p))[0]  # result_filename's stem, for 50,000 names at once
             names = [stem + suffix for suffix in suffixes]
             entries = [files.get(n) for n in names]
-            if not all(isinstance(e, dict) and _result_still_proven(self.result_dir, n, e)
+            if not all(isinstance(e, dict) and reruns.result_still_proven(self.result_dir, n, e)
                        for n, e in zip(names, entries)):
                 todo.append(i)
                 continue
@@ -388,7 +316,7 @@ class ResultFolder:
             path = os.path.join(self.result_dir, name)
             if not is_result_name(name) or os.path.basename(name) != name or not os.path.lexists(path):
                 continue
-            if _result_still_proven(self.result_dir, name, entry):
+            if reruns.result_still_proven(self.result_dir, name, entry):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                     removed += 1
@@ -423,73 +351,6 @@ class ResultFolder:
     def _write(self) -> None:
         self._last_flush = time.monotonic()
         sidecar.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
-
-
-def _result_size(folder: str, name: str) -> Optional[int]:
-    try:
-        st = os.lstat(os.path.join(folder, name))
-    except OSError:
-        return None
-    return st.st_size if atomic.special_kind(st.st_mode) is None else None
-
-
-# For the metric.
-
-def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional[str]:
-    """Refuse (or, with `allow_incomplete`, warn about) a result folder whose manifest says the
-    run that wrote it did not finish, or which holds result files the manifest does not list or
-    that are no longer the files it wrote (a mixed or edited folder: a result replaced, edited,
-    or made a symlink). Returns None (a folder with no manifest, written by ais_bench, the
-    benchmark or another tool, is read as it is)."""
-    doc = sidecar.read_manifest(folder)
-    if doc is None or doc.get("tool") != TOOL:
-        return None
-    problems = []
-    if doc.get("status") != sidecar.COMPLETE:
-        problems.append("the run that wrote it did not finish (manifest status incomplete)")
-    files = doc.get("files", {})
-    foreign, changed = [], []
-    for entry in os.scandir(folder):
-        if entry.name.startswith(".") or not is_result_name(entry.name):
-            continue
-        listed = files.get(entry.name)
-        if listed is None:
-            foreign.append(entry.name)
-        elif not _result_still_proven(folder, entry.name, listed):  # edited, replaced, or now a symlink
-            changed.append(entry.name)
-    if foreign:
-        problems.append(f"{len(foreign)} result files not written by its run (mixed; e.g. "
-                        f"{sorted(foreign, key=natural_key)[0]})")
-    if changed:
-        problems.append(f"{len(changed)} result files changed since written "
-                        f"(e.g. {sorted(changed, key=natural_key)[0]})")
-    if problems:
-        message = f"{folder}: {'; '.join(problems)}"
-        if not allow_incomplete:
-            raise UserError(message + "; rerun the inference command to complete it, or pass --allow-incomplete")
-        log.warning(message + "; scoring it anyway (--allow-incomplete)")
-    return None
-
-
-def check_metric_output(path: str, inputs: Sequence[str], result_dirs: Sequence[str]) -> None:
-    """The metric's json output under the policy: not the label file or another input, not a
-    special file or symlink, not one of the result files it reads (by inode: a hard link too),
-    in a writable folder."""
-    atomic.check_output(path, inputs, what="json output")
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    for folder in result_dirs:
-        try:
-            dev = os.stat(folder).st_dev
-            with os.scandir(folder) as it:
-                for entry in it:
-                    if entry.inode() == st.st_ino and dev == st.st_dev:
-                        raise UserError(f"{path}: json output path is the same file as the result "
-                                        f"{entry.path}; writing it would destroy that result: give another path")
-        except OSError:
-            continue
 
 
 __all__ = ["RESULT_FORMATS", "ResultFolder", "check_metric_output", "check_result_folder", "model_identity"]
