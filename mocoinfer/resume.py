@@ -181,8 +181,9 @@ class ResultFolder:
         n_outputs = old.get("n_outputs") if old else None
         if old is not None and diff:
             replaced.update(listed)
-            log.info(f"{self.result_dir}: replacing {reruns.describe(listed or replaced, old)} written by an "
-                     f"earlier run ({'; '.join(diff)})")
+            if replaced:
+                log.info(f"{self.result_dir}: replacing {reruns.describe(replaced, old)} written by an "
+                         f"earlier run ({'; '.join(diff)})")
             todo = list(range(len(paths)))
             n_outputs = None
         elif finished and not self.resume:
