@@ -46,7 +46,8 @@ streaming: an --input folder without .bin files (or a `get_info.py jpg` info fil
 worker processes with preprocessing's transform (--interpolation, --resize, --crop) and run as it
 arrives; the results are those the .bin files would give. Bad images are listed on stderr and in
 result/failed.txt and the exit status is 1 (0 with --skip-bad); every good image is still run.
-A rerun skips the images whose results the manifest proves (same image bytes, same settings).
+With --resume a rerun skips the images whose results the manifest proves (same image bytes, same
+settings); docs/reruns.md says what each kind of rerun does.
 """
 
 
@@ -119,8 +120,11 @@ def add_shared_args(p) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for onnxruntime/torch (default: one per usable CPU)")
     p.add_argument("--overwrite", action="store_true",
-                   help="redo every input: delete the results the result folder's manifest lists (only those) "
-                        "and run again; without it a rerun skips the inputs whose results are proven")
+                   help="start over: delete the results the result folder's manifest lists (only those) and run "
+                        "every input (an interrupted run otherwise resumes by itself)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the results an earlier run with the same model and settings proved, running only "
+                        "the others (without it, a rerun of a finished run runs again and replaces its results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -213,7 +217,7 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
                                   crop=args.crop)
     summary = runner.run_inference(args.model, args.input, args.output, outfmt=args.outfmt, loop=loop,
                                    progress=False if args.no_progress else None, expect_hw=hw,
-                                   overwrite=args.overwrite, stream=images, **common)
+                                   overwrite=args.overwrite, resume=args.resume, stream=images, **common)
     if "stream" in summary:
         return stream.report(summary, skip_bad=args.skip_bad)
     if "devices" in summary:
@@ -255,8 +259,8 @@ def _ais_main(argv) -> int:
     try:
         summary = runner.run_inference(args.model, aisform.input_list(args.input), args.output,
                                        outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
-                                       overwrite=args.overwrite, progress=False if args.no_progress else None,
-                                       **common)
+                                       overwrite=args.overwrite, resume=args.resume,
+                                       progress=False if args.no_progress else None, **common)
     except KeyboardInterrupt as exc:  # the partial summary, in ais_bench's file as the own form's
         if getattr(exc, "summary", None) is not None:
             aisform.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@
   ais_bench work; `--loop` without `--input` is pure inference.
 
 `--model/-m`, `--input/-i`, `--output/-o`, `--outfmt`, `--loop` and the runner's extras
-(`--backend`, `--providers`, `--threads`, `--overwrite`, `--no-progress`) belong to every form;
+(`--backend`, `--providers`, `--threads`, `--overwrite`, `--resume`, `--no-progress`) belong to every form;
 a flag that only one form has decides it, and flags of two forms together are an error. Error
 messages name options the way the user spelled them (`respell`).
 """

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import stat
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UserError
 
@@ -100,15 +100,34 @@ def same_file(a: str, b: str) -> bool:
 
 
 def make_folder(folder: str, what: str = "output folder",
-                if_file: str = "output path is a file, not a folder; give a folder with --output") -> None:
+                if_file: str = "output path is a file, not a folder; give a folder with --output") -> List[str]:
     """Create an output folder (and its parents) before heavy work: a path that is a file, or a
-    folder that cannot be made, is one line naming it (`if_file`, or "cannot create the `what`")."""
+    folder that cannot be made, is one line naming it (`if_file`, or "cannot create the `what`").
+    Returns the folders it made, deepest first (for `remove_empty_folders` after a refusal)."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(f"{folder}: {if_file}")
+    missing = []
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{folder}: cannot create the {what} ({describe_os_error(exc)})") from None
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[str]) -> None:
+    """Remove the folders `make_folder` made, deepest first, each only while it is empty: a run
+    refused before it wrote anything leaves no empty folder behind, and nothing that holds a file
+    goes."""
+    for folder in sorted(set(folders), key=lambda f: -len(f)):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def check_writable_dir(folder: str, need_bytes: int = 0, what: str = "output folder") -> None:

@@ -48,6 +48,8 @@ class RunSettings:
     expect_hw: Optional[Tuple[int, int]] = None
     #: redo every input, deleting the results the result folder's manifest lists
     overwrite: bool = False
+    #: reuse a finished run's proven results (an interrupted run's are reused without it)
+    resume: bool = False
     #: the result folder, when not the benchmark's `dumpOutput_device{id}` in the output folder
     result_dir: Optional[str] = None
     #: the summary file, when not summary.json in the output folder
@@ -68,6 +70,9 @@ class RunSettings:
             raise UserError(f"--device-id must be >= 0, got {self.device_id}")
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0 (0: one per usable CPU), got {self.threads}")
+        if self.overwrite and self.resume:
+            raise UserError("--overwrite and --resume contradict each other: --overwrite recomputes every "
+                            "result, --resume reuses the proven ones; give one")
 
     def backend_class(self, model: str) -> Optional[Type[Backend]]:
         """The backend class to load, chosen once; None when the caller passed an open backend."""
@@ -164,6 +169,15 @@ def backend_facts(be: Backend) -> Dict[str, object]:
     return facts
 
 
+def check_against_model(be: Backend, source, settings: RunSettings) -> int:
+    """What the open model says of the run's arguments: the inputs it takes, the benchmark's
+    -input_width/-input_height, the batch size; returns the batch size. Also run when every
+    result is proven and nothing runs, so arguments are checked the same either way."""
+    source.check_model(be)
+    check_hw(be, settings.expect_hw)
+    return resolve_batch_size(be, settings.batch_size, source.batch_cap)
+
+
 def run_pass(be: Backend, source, settings: RunSettings, result_dir: str, bar, cancel=None,
              on_written: Optional[Callable[[int, int, str], None]] = None,
              on_batch: Optional[Callable[[], None]] = None,
@@ -176,9 +190,7 @@ def run_pass(be: Backend, source, settings: RunSettings, result_dir: str, bar, c
     between batches (another device of the run failed); `check_batch(batch_size)` runs once
     the batch size is settled, before the warm-up.
     """
-    source.check_model(be)
-    check_hw(be, settings.expect_hw)
-    bs = resolve_batch_size(be, settings.batch_size, source.batch_cap)
+    bs = check_against_model(be, source, settings)
     check_batch_memory(bs, be.sample_bytes, batch_buffers(bs * be.sample_bytes))
     if check_batch is not None:  # what needs the batch size (a perf file's name), before any batch runs
         check_batch(bs)

@@ -109,7 +109,7 @@ def summary_line(s: Dict) -> str:
     """The one line a file run prints on stdout; a resumed run says how many inputs it skipped."""
     if s.get("nothing_to_do"):
         return (f"{s['inputs']} inputs, all with proven results in {s['result_dir']}: nothing to run "
-                "(--overwrite redoes them)")
+                "(without --resume a rerun runs them again)")
     skipped = (f"; skipped {s['skipped']} of {s['inputs']} inputs with proven results, rates count the "
                f"{s['images']} run" if s.get("skipped") else "")
     p = s["phases"]

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_text, check_output, make_folder, write_json
+from .atomic import atomic_write_text, check_output, make_folder, remove_empty_folders, write_json
 from .cli import parse_device_ids
 from .errors import UserError
 from .formats import format_pure_perf, pure_perf_filename
@@ -41,13 +41,24 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     cls = settings.backend_class(model)
     if cls is not None:
         cls.check_precision(model, settings.precision)
-    loop = settings.loop
     perf_name = pure_perf_filename(model, settings.device_id) if settings.write_perf else None
     summary_file = None
-    if output:
-        summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
-        _check_output_folder(output, [summary_file] + ([os.path.join(output, perf_name)] if perf_name else []),
-                             [model])
+    created: List[str] = []
+    try:
+        if output:
+            summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
+            created = _check_output_folder(output, [summary_file] + (
+                [os.path.join(output, perf_name)] if perf_name else []), [model])
+        return _pure(model, output, pure_data, seed, write_summary, settings, cls, perf_name, summary_file)
+    except BaseException:
+        remove_empty_folders(created)  # a refused run leaves no empty output folder behind
+        raise
+
+
+def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_summary: bool, settings: RunSettings,
+          cls, perf_name: Optional[str], summary_file: Optional[str]) -> dict:
+    """The timed loop and the files, once the arguments and the output folder are checked."""
+    loop = settings.loop
     with settings.opened(model, cls) as be:
         bs = resolve_batch_size(be, settings.batch_size)
         # The generated batch, the warm-up's and the runtime's copy.
@@ -81,9 +92,14 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     return summary
 
 
-def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> None:
+def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> List[str]:
     """Pure inference's outputs, before the load: a folder that can be made and written, files
-    that are neither an input nor a special file."""
-    make_folder(output)
-    for f in files:
-        check_output(f, inputs, what="output")
+    that are neither an input nor a special file. Returns the folders it made."""
+    created = make_folder(output)
+    try:
+        for f in files:
+            check_output(f, inputs, what="output")
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+    return created

@@ -9,13 +9,10 @@ stopped. The folder itself holds result files only; the lock and the manifest li
   input nor a special file (`atomic.check_output`).
 - `locked()`: the result folder's `sidecar.FolderLock`, so a second run into it stops with one
   line naming the first.
-- `plan`: reads the manifest and decides what to run. An input is skipped only when the manifest
-  proves its result: every one of its result files is listed and is still the file recorded, and
-  the input is still the file it was made from (`sidecar.still_proven`: stat data, as git, and a
-  hash only for the few files recorded while racy), by the same model and settings
-  (`RESUME_KEYS`). Result files of another format, or results made with another model or
-  settings, are refused unless `--overwrite`, which deletes only the files the manifest says this
-  tool wrote.
+- `plan`: reads the manifest and decides what to run under the rerun policy (`reruns.py`,
+  docs/reruns.md): a finished run runs again, other settings replace, an interrupted run
+  resumes, `--resume` reuses on purpose, `--overwrite` starts over; an input is skipped only
+  when the manifest proves its result and its input (`sidecar.still_proven`).
 - `record` / `flush` / `finish`: the writer threads report each result file; the manifest is
   rewritten every few seconds, on every way out (errors, Ctrl-C, SIGTERM), and marked complete
   when the run ends, so a killed run leaves a manifest marked incomplete whose finished files are
@@ -40,17 +37,14 @@ import os
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import atomic, sidecar
+from . import atomic, reruns, sidecar
 from .errors import UserError
+from .foldercheck import check_metric_output, check_result_folder
 from .formats import RESULT_FORMATS, is_result_name, list_results, natural_key, result_filename
 from .progress import log
+from .reruns import TOOL
 from .temporaries import remove_temporaries
 
-TOOL = "run_om_infer.py"
-#: the settings a result depends on: another value for any of them means other results.
-RESUME_KEYS = ("model_sha256", "model_size", "backend", "outfmt", "first_index")
-#: and for streamed images (stream.py), the transform that makes each crop from its image
-STREAM_KEYS = ("interpolation", "resize", "crop")
 #: seconds between manifest rewrites while a run is on (a killed run loses at most this much)
 FLUSH_SECONDS = 10.0
 # A txt result of 1,000 float32 values is about 13 kB ('%.9g ' per value); bin and npy 4 kB.
@@ -71,26 +65,6 @@ def model_identity(path: str) -> Dict[str, object]:
     return {"model": os.path.abspath(path), "model_size": size, "model_sha256": digest}
 
 
-def _inputs(settings: dict) -> str:
-    return "images" if "interpolation" in settings else ".bin files"
-
-
-def _differences(old: dict, new: dict) -> List[str]:
-    if _inputs(old) != _inputs(new):  # results of another kind of input: its settings compare to nothing
-        return [f"inputs {_inputs(old)} → {_inputs(new)}"]
-    out = []
-    for key in RESUME_KEYS + STREAM_KEYS:
-        if old.get(key) != new.get(key):
-            a, b = old.get(key), new.get(key)
-            if key == "model_sha256":
-                a, b = str(a)[:12], str(b)[:12]
-            if key == "first_index":  # _1 names (benchmark, own form) or _0 (ais_bench's form)
-                out.append(f"result names _{a} → _{b} (the benchmark's and ais_bench's forms)")
-                continue
-            out.append(f"{key} {a} → {b}")
-    return out
-
-
 def _input_still_proven(path: str, entry: dict) -> bool:
     """The input is still the file the result was made from: by its stat proof, or, for an
     older version's entry, by its size and SHA-256."""
@@ -100,15 +74,6 @@ def _input_still_proven(path: str, entry: dict) -> bool:
         return atomic.file_digest(path) == (entry.get("source_size"), entry.get("source_sha256"))
     except OSError:
         return False
-
-
-def _result_still_proven(folder: str, name: str, entry: dict) -> bool:
-    """The result file is still the one this tool wrote: by its stat proof (an older version's
-    entry: a regular file of the recorded size)."""
-    path = os.path.join(folder, name)
-    if "proof" in entry:
-        return sidecar.still_proven(path, entry["proof"], follow=False)
-    return _result_size(folder, name) == entry.get("size")
 
 
 def _settled(path: str, proof, follow: bool):
@@ -123,9 +88,12 @@ class ResultFolder:
     """One run's result folder (inside the output folder) and its manifest beside it."""
 
     def __init__(self, output: str, result_dir: str, outfmt: str, first_index: int = 1,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, resume: bool = False) -> None:
         self.output, self.result_dir, self.outfmt = output, result_dir, outfmt
-        self.first_index, self.overwrite = first_index, overwrite
+        self.first_index, self.overwrite, self.resume = first_index, overwrite, resume
+        self._old: Optional[dict] = None
+        #: folders `check_paths` made (they did not exist): a run refused before any result removes them
+        self.created: List[str] = []
         self.lock: Optional[sidecar.FolderLock] = None
         self.doc: Optional[dict] = None
         #: (input index, output index k, result name) appended by the writer threads
@@ -141,7 +109,7 @@ class ResultFolder:
         """Every output check that needs no model: folders made and writable with room, no input's
         folder, `files` (summary, perf file) not one of `sources` (model, info file) nor a special file."""
         for folder in (self.output, self.result_dir):
-            atomic.make_folder(folder)
+            self.created += atomic.make_folder(folder)
         # realpath once per folder, not per input: 50,000 inputs usually live in one folder.
         input_dirs = {os.path.realpath(d) for d in {os.path.dirname(os.path.abspath(p)) for p in paths}}
         if os.path.realpath(self.result_dir) in input_dirs:
@@ -163,57 +131,89 @@ class ResultFolder:
             finally:
                 self.lock = None
 
+    def remove_created(self) -> None:
+        """After a refused or failed run: the folders `check_paths` made, when they are still
+        empty (deepest first), and the result folder's bookkeeping when nothing but its lock's
+        leftovers is in it. Nothing that holds a file goes."""
+        if not self.created:
+            return
+        if os.path.realpath(self.result_dir) in {os.path.realpath(f) for f in self.created}:
+            with contextlib.suppress(OSError, ValueError):
+                sidecar.remove_bookkeeping_if_idle(self.result_dir)
+        atomic.remove_empty_folders(self.created)
+
     # Deciding what to run.
 
     def plan(self, paths: Sequence[str], settings: Dict[str, object],
              names: Optional[Sequence[str]] = None) -> List[int]:
-        """Indices of the inputs to run; the others have proven results. Refuses folders that hold
-        another format's or another model's results (unless --overwrite, which deletes the
-        results the manifest lists). Writes the manifest, marked incomplete. `names[i]` names
-        input i's results (`result_filename`), `paths[i]` when not given (streamed images give
-        their key: `a.b.JPEG` writes `a_1.txt`)."""
+        """Indices of the inputs to run, under the rerun policy (module docstring). Refuses a
+        folder holding a result file this tool did not write of a name this run writes, or result
+        files of another format no manifest lists. Writes the manifest, marked incomplete, when
+        there is something to run. `names[i]` names input i's results (`result_filename`),
+        `paths[i]` when not given (streamed images give their key: `a.b.JPEG` writes `a_1.txt`)."""
         self._paths, self._names = paths, paths if names is None else names
         self.proofs = [None] * len(paths)
         old = sidecar.read_manifest(self.result_dir)
         if old is not None and old.get("tool") != TOOL:
             old = None
         failed_list = old.get("failed_list") if old else None  # streaming's failed.txt, whatever else goes
+        # A manifest is rewritten every few seconds: an interrupted run's last results may be
+        # missing from it, so its unlisted result files count as that run's.
+        interrupted = old is not None and old.get("status") != sidecar.COMPLETE
+        if old is None and sidecar.has_manifest(self.result_dir):
+            # Ours, but unreadable (edited by hand, cut short): it proves nothing, and the
+            # results beside it are this tool's as an interrupted run's are.
+            interrupted = True
         results, _ = list_results(self.result_dir)
-        listed = set(old["files"]) if old else set()
+        listed: Dict[str, dict] = dict(old["files"]) if old else {}
+        replaced: Dict[str, dict] = dict(old.get("replaced") or {}) if old else {}
+        # Before --overwrite deletes anything: a refused run changes nothing.
+        reruns.refuse_foreign(results, self._names, self.outfmt, set(listed) | set(replaced), interrupted)
         if self.overwrite:
-            removed = self._delete_listed(listed)
+            removed = self._delete_listed(set(listed) | set(replaced))
             if removed:
                 log.info(f"--overwrite: deleted {removed} result files of the earlier run in {self.result_dir}")
-            old = None
+            old, listed, replaced = None, {}, {}
             results, _ = list_results(self.result_dir)
-            listed = set()
-        others = [r for r in results if r.fmt != self.outfmt]
-        if others:
-            ours = [r for r in others if os.path.basename(r.path) in listed]
-            name = os.path.basename(sorted(others, key=lambda r: natural_key(r.path))[0].path)
-            fix = ("add --overwrite to delete them (this tool wrote them)" if len(ours) == len(others) else
-                   "they were not written by this tool (no manifest lists them): move them away or give "
-                   "another --output")
-            raise UserError(f"{self.result_dir}: holds {len(others)} result files of another format (e.g. {name}) "
-                            f"and this run writes .{self.outfmt}; {fix}")
-        diff = _differences(old.get("settings", {}), settings) if old is not None else []
-        if diff and results:
-            raise UserError(f"{self.result_dir}: holds results of another model or settings ({'; '.join(diff)}); "
-                            "add --overwrite to delete them, or give another --output")
-        if diff:
-            old = None  # its results are gone; what it lists proves nothing for these settings
-        files: Dict[str, dict] = dict(old["files"]) if old else {}
-        todo = self._unproven(paths, files, old)
+        diff = reruns.differences(old.get("settings", {}), settings) if old is not None else []
+        finished = old is not None and not interrupted
+        files: Dict[str, dict] = {}
+        n_outputs = old.get("n_outputs") if old else None
+        if old is not None and diff:
+            replaced.update(listed)
+            if replaced:
+                log.info(f"{self.result_dir}: replacing {reruns.describe(replaced, old)} written by an "
+                         f"earlier run ({'; '.join(diff)})")
+            todo = list(range(len(paths)))
+            n_outputs = None
+        elif finished and not self.resume:
+            # A rerun measures again: every input runs; the earlier results stay listed (and
+            # proven) until each is replaced, so a rerun stopped halfway resumes from them.
+            files = listed
+            replaced.update(listed)
+            if listed:
+                log.info(f"{self.result_dir}: replacing {reruns.describe(listed, old)} written by an earlier run with "
+                         "the same settings (--resume reuses them instead)")
+            todo = list(range(len(paths)))
+        else:
+            files = listed
+            todo = self._unproven(paths, files, old)
+            if interrupted:
+                log.info(f"{self.result_dir}: resuming an interrupted run: {len(paths) - len(todo)} of {len(paths)} "
+                         "inputs have proven results, reused (--overwrite starts over)")
         unlisted = [r for r in results if os.path.basename(r.path) not in files]
-        if unlisted:
+        if unlisted and interrupted and not diff:
             log.info(f"{self.result_dir}: {len(unlisted)} result files are not listed in a manifest "
                      "(not proven): inputs that write them run again")
         doc = sidecar.new_manifest(TOOL, dict(settings), self.result_dir, self.lock.run_id if self.lock else None)
         doc["files"] = files
-        doc["n_outputs"] = old.get("n_outputs") if old else None
+        doc["n_outputs"] = n_outputs
+        if replaced:
+            doc["replaced"] = replaced  # removed by `finish` unless this run writes them again
         if failed_list:
             doc["failed_list"] = failed_list
         self.doc = doc
+        self._old = old
         if todo:  # marked incomplete before any result is written; with nothing to run, `finish` writes it once
             self._write()
         return todo
@@ -241,7 +241,7 @@ class ResultFolder:
             stem = os.path.splitext(os.path.basename(p))[0]  # result_filename's stem, for 50,000 names at once
             names = [stem + suffix for suffix in suffixes]
             entries = [files.get(n) for n in names]
-            if not all(isinstance(e, dict) and _result_still_proven(self.result_dir, n, e)
+            if not all(isinstance(e, dict) and reruns.result_still_proven(self.result_dir, n, e)
                        for n, e in zip(names, entries)):
                 todo.append(i)
                 continue
@@ -270,7 +270,7 @@ class ResultFolder:
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, n_outputs: Optional[int] = None, complete: bool = False) -> None:
+    def flush(self, n_outputs: Optional[int] = None, complete: bool = False, write: bool = True) -> None:
         """Add the results written since the last flush to the manifest and rewrite it."""
         if self.doc is None:
             return
@@ -292,11 +292,58 @@ class ResultFolder:
                            "proof": proof, "size": proof["stat"][0]}
         if complete:
             self.doc["status"] = sidecar.COMPLETE
-        self._write()
+        if write:
+            self._write()
 
     def finish(self, n_outputs: Optional[int] = None) -> None:
-        """Record the last results and mark the folder complete, in one write."""
+        """Record the last results, remove the earlier run's results this run did not write
+        again, and mark the folder complete, in one write."""
+        if self.doc is not None:
+            self.flush(n_outputs, write=False)
+            self._remove_replaced()
         self.flush(n_outputs, complete=True)
+
+    def _remove_replaced(self) -> None:
+        """Delete the results of the run this one replaces that it did not write again: only
+        files the manifest listed and that are still the files written then."""
+        doc = self.doc or {}
+        replaced = doc.pop("replaced", None) or {}
+        files = doc.get("files", {})
+        removed, changed = 0, []
+        for name, entry in replaced.items():
+            if name in files and files[name].get("proof") != entry.get("proof"):
+                continue  # written again by this run
+            files.pop(name, None)
+            path = os.path.join(self.result_dir, name)
+            if not is_result_name(name) or os.path.basename(name) != name or not os.path.lexists(path):
+                continue
+            if reruns.result_still_proven(self.result_dir, name, entry):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+            else:
+                changed.append(name)
+        if removed:
+            log.info(f"{self.result_dir}: removed {removed} result files of the earlier run that this run does "
+                     "not write")
+        if changed:
+            log.warning(f"{self.result_dir}: left {len(changed)} result files of the earlier run that changed "
+                        f"since it wrote them (e.g. {sorted(changed, key=natural_key)[0]}); a metric over the "
+                        "folder would count them")
+
+    def stopped(self) -> None:
+        """The run stopped (an error, Ctrl-C): record what it wrote, or, when it wrote nothing,
+        put the earlier run's manifest back as it was (its results were not touched) or, when
+        there was none, remove the manifest."""
+        if self.done:
+            self.flush()
+            return
+        if self._old is not None:
+            sidecar.write_manifest(self.result_dir, self._old, self.lock.run_id if self.lock else None)
+        elif self.doc is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sidecar.manifest_path(self.result_dir))
+        self.doc = None
 
     def done_inputs(self) -> int:
         """Inputs with at least one result written by this run."""
@@ -305,73 +352,6 @@ class ResultFolder:
     def _write(self) -> None:
         self._last_flush = time.monotonic()
         sidecar.write_manifest(self.result_dir, self.doc, self.lock.run_id if self.lock else None)
-
-
-def _result_size(folder: str, name: str) -> Optional[int]:
-    try:
-        st = os.lstat(os.path.join(folder, name))
-    except OSError:
-        return None
-    return st.st_size if atomic.special_kind(st.st_mode) is None else None
-
-
-# For the metric.
-
-def check_result_folder(folder: str, allow_incomplete: bool = False) -> Optional[str]:
-    """Refuse (or, with `allow_incomplete`, warn about) a result folder whose manifest says the
-    run that wrote it did not finish, or which holds result files the manifest does not list or
-    that are no longer the files it wrote (a mixed or edited folder: a result replaced, edited,
-    or made a symlink). Returns None (a folder with no manifest, written by ais_bench, the
-    benchmark or another tool, is read as it is)."""
-    doc = sidecar.read_manifest(folder)
-    if doc is None or doc.get("tool") != TOOL:
-        return None
-    problems = []
-    if doc.get("status") != sidecar.COMPLETE:
-        problems.append("the run that wrote it did not finish (manifest status incomplete)")
-    files = doc.get("files", {})
-    foreign, changed = [], []
-    for entry in os.scandir(folder):
-        if entry.name.startswith(".") or not is_result_name(entry.name):
-            continue
-        listed = files.get(entry.name)
-        if listed is None:
-            foreign.append(entry.name)
-        elif not _result_still_proven(folder, entry.name, listed):  # edited, replaced, or now a symlink
-            changed.append(entry.name)
-    if foreign:
-        problems.append(f"{len(foreign)} result files not written by its run (mixed; e.g. "
-                        f"{sorted(foreign, key=natural_key)[0]})")
-    if changed:
-        problems.append(f"{len(changed)} result files changed since written "
-                        f"(e.g. {sorted(changed, key=natural_key)[0]})")
-    if problems:
-        message = f"{folder}: {'; '.join(problems)}"
-        if not allow_incomplete:
-            raise UserError(message + "; rerun the inference command to complete it, or pass --allow-incomplete")
-        log.warning(message + "; scoring it anyway (--allow-incomplete)")
-    return None
-
-
-def check_metric_output(path: str, inputs: Sequence[str], result_dirs: Sequence[str]) -> None:
-    """The metric's json output under the policy: not the label file or another input, not a
-    special file or symlink, not one of the result files it reads (by inode: a hard link too),
-    in a writable folder."""
-    atomic.check_output(path, inputs, what="json output")
-    try:
-        st = os.stat(path)
-    except OSError:
-        return
-    for folder in result_dirs:
-        try:
-            dev = os.stat(folder).st_dev
-            with os.scandir(folder) as it:
-                for entry in it:
-                    if entry.inode() == st.st_ino and dev == st.st_dev:
-                        raise UserError(f"{path}: json output path is the same file as the result "
-                                        f"{entry.path}; writing it would destroy that result: give another path")
-        except OSError:
-            continue
 
 
 __all__ = ["RESULT_FORMATS", "ResultFolder", "check_metric_output", "check_result_folder", "model_identity"]

@@ -31,7 +31,7 @@ from .cli import parse_device_ids
 from .errors import UserError
 from .formats import RESULT_FORMATS, perf_filename
 from .inputs import check_names, check_preprocessing_record, input_kind, list_bin_inputs, list_many, stat_inputs
-from .onepass import RESULT_SUBDIR, RunSettings, probe, run_pass, warn_stale_results
+from .onepass import RESULT_SUBDIR, RunSettings, check_against_model, probe, run_pass, warn_stale_results
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
 from .progress import log, progress_bar
 from .pure import PURE_DATA, run_pure_inference
@@ -91,55 +91,74 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         names, sources, extra = paths, [model] + str(input_path).split(","), {}
     result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
     summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)
-    folder = ResultFolder(output, result_dir, outfmt, settings.first_index, settings.overwrite)
-    folder.check_paths(paths, sources, [summary_file])  # checked even when the caller writes it
-    with folder.locked():
-        recorded = dict(model_identity(model), backend=backend_name, outfmt=outfmt, first_index=settings.first_index,
-                        input=",".join(os.path.abspath(p) for p in str(input_path).split(",")),
-                        batch_size=settings.batch_size, **extra)
-        todo = folder.plan(paths, recorded, names)
-        skipped = len(paths) - len(todo)
-        base = {"model": model, "backend": backend_name, "device_id": settings.device_id, "input": input_path,
-                "outfmt": outfmt, "inputs": feed.total if feed is not None else len(paths), "skipped": skipped,
-                "result_dir": result_dir}
-        if feed is not None:
-            feed.select(todo, folder.proofs)
-        if not todo:
-            summary = dict(base, images=0, nothing_to_do=True)
-            if feed is not None:
-                feed.report(summary, output, folder.doc)
-            folder.finish()
-            return summary
-        if skipped:
-            what = "images" if feed is not None else "inputs"
-            log.info(f"note: skipping {skipped} of {base['inputs']} {what} whose results in {result_dir} are proven "
-                     "by its manifest (--overwrite redoes them)")
-        try:
-            if len(device_ids) > 1:
-                from .devices import run_on_devices
+    folder = ResultFolder(output, result_dir, outfmt, settings.first_index, settings.overwrite, settings.resume)
+    try:
+        folder.check_paths(paths, sources, [summary_file])  # checked even when the caller writes it
+        with folder.locked():
+            summary = _run_planned(model, input_path, settings, cls, backend_name, feed, paths, names, sizes, kind,
+                                   sources, extra, device_ids, folder, summary_file, write_summary)
+    except BaseException:
+        folder.remove_created()  # a run refused before any result leaves no empty folder behind
+        raise
+    return summary
 
-                summary = run_on_devices(model, [paths[i] for i in todo], [sizes[i] for i in todo], settings,
-                                         device_ids, kind, folder, todo)
-            else:
-                source = (ImageSource(feed) if feed is not None else
-                          FileSource([paths[i] for i in todo], [sizes[i] for i in todo], kind, folder.proofs, todo))
-                summary = _one_device(model, settings, cls, source, folder, sources)
-        except KeyboardInterrupt as exc:
-            exc.summary = _record_partial(folder, base, summary_file if write_summary else None, exc)  # type: ignore
-            raise
-        except BaseException:
-            with contextlib.suppress(UserError, OSError):
-                folder.flush()
-            raise
-        summary = dict(base, **summary)
-        warn_stale_results(result_dir, names, outfmt, summary["n_outputs"], settings.first_index, summary)
+
+def _run_planned(model: str, input_path, settings: RunSettings, cls, backend_name: str, feed, paths, names, sizes,
+                 kind, sources, extra: dict, device_ids, folder: ResultFolder, summary_file: str,
+                 write_summary: bool) -> dict:
+    """With the folder locked: plan from its manifest, run what is to run, verify and record."""
+    outfmt, output, result_dir = settings.outfmt, folder.output, folder.result_dir
+    recorded = dict(model_identity(model), backend=backend_name, outfmt=outfmt, first_index=settings.first_index,
+                    input=",".join(os.path.abspath(p) for p in str(input_path).split(",")),
+                    batch_size=settings.batch_size, **extra)
+    todo = folder.plan(paths, recorded, names)
+    skipped = len(paths) - len(todo)
+    base = {"model": model, "backend": backend_name, "device_id": settings.device_id, "input": input_path,
+            "outfmt": outfmt, "inputs": feed.total if feed is not None else len(paths), "skipped": skipped,
+            "result_dir": result_dir}
+    if feed is not None:
+        feed.select(todo, folder.proofs)
+    if not todo:
+        # Every result is proven: the arguments are still checked against the model, as a run
+        # would check them (a wrong -batch_size or -input_width is an error either way).
+        source = ImageSource(feed) if feed is not None else FileSource(paths, sizes, kind)
+        with settings.opened(model, cls) as be:
+            check_against_model(be, source, settings)
+        summary = dict(base, images=0, nothing_to_do=True)
         if feed is not None:
-            feed.report(summary, output, folder.doc)  # before `finish`: the manifest records its failed.txt
-        folder.finish(summary["n_outputs"])
-        summary.setdefault("definitions", DEFINITIONS)
-        if write_summary:
-            summary["summary_file"] = summary_file
-            write_json(summary_file, summary)
+            feed.report(summary, output, folder.doc)
+        folder.finish()
+        return summary
+    if skipped:
+        what = "images" if feed is not None else "inputs"
+        log.info(f"note: skipping {skipped} of {base['inputs']} {what} whose results in {result_dir} are proven "
+                 "by its manifest (--overwrite redoes them)")
+    try:
+        if len(device_ids) > 1:
+            from .devices import run_on_devices
+
+            summary = run_on_devices(model, [paths[i] for i in todo], [sizes[i] for i in todo], settings,
+                                     device_ids, kind, folder, todo)
+        else:
+            source = (ImageSource(feed) if feed is not None else
+                      FileSource([paths[i] for i in todo], [sizes[i] for i in todo], kind, folder.proofs, todo))
+            summary = _one_device(model, settings, cls, source, folder, sources)
+    except KeyboardInterrupt as exc:
+        exc.summary = _record_partial(folder, base, summary_file if write_summary else None, exc)  # type: ignore
+        raise
+    except BaseException:
+        with contextlib.suppress(UserError, OSError):
+            folder.stopped()
+        raise
+    summary = dict(base, **summary)
+    if feed is not None:
+        feed.report(summary, output, folder.doc)  # before `finish`: the manifest records its failed.txt
+    folder.finish(summary["n_outputs"])  # before the stale check: it removes the replaced run's leftovers
+    warn_stale_results(result_dir, names, outfmt, summary["n_outputs"], settings.first_index, summary)
+    summary.setdefault("definitions", DEFINITIONS)
+    if write_summary:
+        summary["summary_file"] = summary_file
+        write_json(summary_file, summary)
     return summary
 
 
@@ -167,7 +186,7 @@ def _record_partial(folder: ResultFolder, base: dict, summary_file: Optional[str
     summary marked partial says how far the run got. A fault here must not hide the stop."""
     signal_name = "SIGTERM" if getattr(exc, "signum", None) == 15 else "SIGINT"
     with contextlib.suppress(UserError, OSError):
-        folder.flush()
+        folder.stopped()
     summary = dict(base, partial=True, stopped_by=signal_name, images=folder.done_inputs(),
                    result_files=len(folder.done))
     if summary_file:

@@ -5,8 +5,12 @@ ais_bench read every entry of it as data. What a run needs to stay safe and to r
 `.<name>.mocoinfer/` beside the folder (`temporaries.bookkeeping_dir`):
 
 - `FolderLock(folder)`: an exclusive `fcntl.flock` on `lock` there for the length of a run; a
-  second run into the same folder stops with one line naming the first (pid and command). The
-  file keeps the last holder's record, so the next run knows whose temporaries to remove.
+  second run into the same folder stops with one line naming the first (pid and command). A run
+  that ends removes its lock file (and the bookkeeping folder when nothing else is in it); a run
+  that was killed leaves it, with its record, so the next run knows whose temporaries to remove.
+  What stays after a finished run is the manifest, which a rerun needs to tell this tool's
+  results from a user's; the folder also holds a `.gitignore` of `*`, as `.pytest_cache/` does,
+  so that an output folder inside a git work tree (`--output ./`) does not show it.
 - The manifest (`read_manifest`, `new_manifest`, `write_manifest`): the settings and source that
   made the folder, per output what proves it, and `status` complete/incomplete.
 - Proofs (`proof_of`, `still_proven`), as git decides whether a tracked file changed: a file is
@@ -46,10 +50,13 @@ from .atomic import (
     write_json,
 )
 from .errors import UserError
-from .temporaries import RUN_ID, bookkeeping_dir, register_data_folder
+from .temporaries import RUN_ID, bookkeeping_dir, register_data_folder, temp_run_id
 
 LOCK_FILE = "lock"
 MANIFEST_FILE = "manifest.json"
+#: keeps the bookkeeping folder out of `git status` wherever the output folder is
+GITIGNORE = ".gitignore"
+GITIGNORE_TEXT = "# written by mocoinfer: a data folder's lock and manifest, not data\n*\n"
 #: where an older version kept them, inside the data folder
 LEGACY_LOCK_NAME = ".mocoinfer.lock"
 LEGACY_MANIFEST_NAME = ".mocoinfer-manifest.json"
@@ -86,9 +93,18 @@ class FolderLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> FolderLock:
-        _make_bookkeeping_dir(self.folder)
-        check_target(self.path, "lock file")
-        fd = _lock_fd(self.path, self.folder, create=True)
+        fd = -1
+        for _ in range(10):
+            _make_bookkeeping_dir(self.folder)
+            check_target(self.path, "lock file")
+            fd = _lock_fd(self.path, self.folder, create=True)
+            if _still_linked(fd, self.path):
+                break
+            # The previous holder removed the file between our open and our lock: lock the new one.
+            os.close(fd)
+            fd = -1
+        if fd < 0:
+            raise UserError(f"{self.path}: cannot lock (the lock file keeps being replaced)")
         self.previous = _read_record(fd)
         legacy = os.path.join(self.folder, LEGACY_LOCK_NAME)
         if os.path.isfile(legacy) and not os.path.islink(legacy):
@@ -120,7 +136,14 @@ class FolderLock:
         return [run] if isinstance(run, str) and run != self.run_id else []
 
     def release(self) -> None:
+        """Remove the lock file while still holding it (a run that opened it meanwhile sees it
+        unlinked and locks a new one), then unlock. A temporary left in the bookkeeping folder
+        keeps the file, whose record names the run to clean up after."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                if _still_linked(self._fd, self.path) and not _temporaries_in(self.dir):
+                    os.unlink(self.path)
+                    remove_bookkeeping_if_idle(self.folder)
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -134,8 +157,49 @@ class FolderLock:
 
 
 def _make_bookkeeping_dir(folder: str) -> None:
-    make_folder(bookkeeping_dir(folder), what="bookkeeping folder",
+    side = bookkeeping_dir(folder)
+    make_folder(side, what="bookkeeping folder",
                 if_file="is a file where this tool keeps the folder's lock and manifest; move it away")
+    ignore = os.path.join(side, GITIGNORE)
+    if not os.path.lexists(ignore):
+        with contextlib.suppress(OSError, UserError):  # a convenience: never a reason to stop a run
+            atomic_write_bytes(ignore, GITIGNORE_TEXT.encode("utf-8"))
+
+
+def remove_bookkeeping_if_idle(folder: str) -> bool:
+    """Remove data folder `folder`'s bookkeeping folder when it holds nothing but our
+    `.gitignore` (no lock, manifest or temporary); True when it is gone."""
+    side = bookkeeping_dir(folder)
+    try:
+        names = os.listdir(side)
+    except OSError:
+        return not os.path.lexists(side)
+    if names not in ([], [GITIGNORE]):
+        return False
+    ignore = os.path.join(side, GITIGNORE)
+    if names and os.path.isfile(ignore) and not os.path.islink(ignore):
+        with open_regular(ignore) as f:
+            if f.read().decode("utf-8", "replace") != GITIGNORE_TEXT:
+                return False  # a user's own: the folder is not ours to remove
+        os.unlink(ignore)
+    os.rmdir(side)
+    return True
+
+
+def _still_linked(fd: int, path: str) -> bool:
+    """The locked descriptor is still the file at `path` (not one unlinked by its last holder)."""
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev) and a.st_nlink > 0
+
+
+def _temporaries_in(side: str) -> bool:
+    try:
+        return any(temp_run_id(name) is not None for name in os.listdir(side))
+    except OSError:
+        return False
 
 
 def _lock_fd(path: str, folder: str, create: bool) -> int:
@@ -178,6 +242,11 @@ def new_manifest(tool: str, settings: Dict[str, object], source: str, run_id: Op
 
 def manifest_path(folder: str) -> str:
     return os.path.join(bookkeeping_dir(folder), MANIFEST_FILE)
+
+
+def has_manifest(folder: str) -> bool:
+    """Whether this tool keeps a manifest for `folder` (readable or not)."""
+    return any(os.path.lexists(p) for p in (manifest_path(folder), os.path.join(folder, LEGACY_MANIFEST_NAME)))
 
 
 def read_manifest(folder: str) -> Optional[dict]:

@@ -288,7 +288,7 @@ def summary_line(s: Dict) -> str:
     failed = f", {st['images_failed']} failed" if st["images_failed"] else ""
     if s.get("nothing_to_do"):
         return (f"{s['skipped']} of {s['inputs']} images have proven results in {s['result_dir']}{failed}: "
-                "nothing to decode or run (--overwrite redoes them)")
+                "nothing to decode or run (without --resume a rerun runs them again)")
     return (f"{file_run_line(s)}; decoded by {st['workers']} worker{'s' if st['workers'] != 1 else ''} at "
             f"{st['decode_rate_images_per_s']:.1f} img/s{failed}; bounded by {st['bounded_by'] or '-'} "
             f"(model {st['model_rate_images_per_s']:.1f} img/s)")

@@ -16,8 +16,9 @@
 # float32 model gets uint8 files normalised on the host, an AIPP .om takes them as they are.
 # BACKEND: auto (the default), acl or aisbench (the .om, through pyACL or ais_bench's InferSession:
 # docs/cross-check.md), onnxruntime or torch.
-# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR; with STREAM=1,
-# VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
+# A rerun runs again and replaces the results (docs/reruns.md); RESUME=1 reuses the proven ones.
+# Settings: MODEL, BACKEND, BS, DEVICE_ID, DYNAMIC_BATCH, OUTFMT, INFO_FILE, RESULT_DIR, RESUME; with
+# STREAM=1, VAL_DIR, INTERPOLATION and WORKERS instead of INFO_FILE (see scripts/env.sh).
 
 set -euo pipefail
 # shellcheck source=scripts/env.sh
@@ -52,5 +53,8 @@ if [ "$STREAM" = "1" ]; then
 else
     input=(--input "$INFO_FILE")
 fi
+resume=()
+if [ "$RESUME" = "1" ]; then resume=(--resume); fi
 "$PYTHON" "$ROOT/run_om_infer.py" --model "$MODEL" "${input[@]}" --output "$RESULT_DIR" \
-    --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND"
+    --batch-size "$BS" --device-id "$DEVICE_ID" --outfmt "$OUTFMT" --backend "$BACKEND" \
+    ${resume[@]+"${resume[@]}"}

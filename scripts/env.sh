@@ -66,6 +66,9 @@ if [ "$AIPP" = "1" ]; then DTYPE="${DTYPE:-uint8}"; else DTYPE="${DTYPE:-float32
 # runs, WORKERS of them, default all cores) and needs no step 3 or 4: no .bin files are written.
 STREAM="${STREAM:-0}"
 WORKERS="${WORKERS:-}"
+# RESUME=1: step 5 reuses the results an earlier run with the same model and settings proved
+# (run_om_infer.py --resume; run_all.sh sets it); without it a rerun runs again and measures again.
+RESUME="${RESUME:-0}"
 
 # The stage scripts find the package beside them; `python -m mocoinfer.*` needs it on the path.
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -194,7 +197,7 @@ begin_step() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for v in BS DEVICE_ID FIRST_DEVICE CHIP_NAME WORK_DIR CKPT VAL_DIR LABELS INTERPOLATION BACKEND OUTFMT BATCH_SIZES \
-             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE STREAM WORKERS PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
+             PERF_BACKENDS AIPP DYNAMIC_BATCH DTYPE STREAM WORKERS RESUME PYTHON ONNX_MODEL OM_BASE AIPP_CONFIG PREP_DIR INFO_FILE RESULT_DIR \
              PERF_DIR CANN_SET_ENV NPU_SMI_TIMEOUT; do
         printf '%s=%s\n' "$v" "${!v}"
     done

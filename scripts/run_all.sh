@@ -11,7 +11,7 @@
 # The settings (BS, INTERPOLATION, CKPT path, size and sha256, VAL_DIR, LABELS, model kind) are
 # recorded in $WORK_DIR/run_settings.json; a run with other settings in a WORK_DIR holding outputs
 # is refused (use another WORK_DIR, or OVERWRITE=1 to delete those outputs). A rerun with the same
-# settings resumes. Settings: CKPT, VAL_DIR, LABELS, BS, CHIP_NAME, INTERPOLATION, DEVICE_ID,
+# settings resumes: step 5 runs with RESUME=1 (run_om_infer.py --resume), reusing proven results. Settings: CKPT, VAL_DIR, LABELS, BS, CHIP_NAME, INTERPOLATION, DEVICE_ID,
 # WORK_DIR, REFERENCE, PERF, OVERWRITE (see scripts/env.sh).
 
 set -euo pipefail
@@ -82,12 +82,13 @@ echo "== step 4: info file"
 "$S/4_get_info.sh"
 echo "== step 5: inference"
 # 5_infer.sh takes the .om when it exists and CANN is here (as step 2 made sure), else the .onnx.
-"$S/5_infer.sh"
+# RESUME=1: a rerun of the whole pipeline reuses the results step 5 proved (a stopped run's too).
+RESUME=1 "$S/5_infer.sh"
 result_dirs=(--result-dir "$RESULT_DIR")
 eval_env=()
 if [ "$REFERENCE" = 1 ]; then
     echo "== step 5 (REFERENCE=1): the checkpoint on PyTorch"
-    MODEL="$CKPT" BACKEND=torch RESULT_DIR="$torch_dir" "$S/5_infer.sh"
+    MODEL="$CKPT" BACKEND=torch RESULT_DIR="$torch_dir" RESUME=1 "$S/5_infer.sh"
     result_dirs+=(--result-dir "$torch_dir" --compare)
     # A several-device run writes every result to the first device's folder (as step 6 reads it).
     eval_env=(REFERENCE_DIR="$torch_dir/dumpOutput_device$FIRST_DEVICE")

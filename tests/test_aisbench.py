@@ -234,8 +234,8 @@ def test_device_list_divides_the_inputs_into_one_folder(work, models, capsys):
     assert all(d["NPU_compute_time"]["count"] > 0 for d in doc["devices"].values())
     assert "[INFO] device 0:" in out and "[INFO] device 1:" in out
     assert f"5 inputs → 5 result files in {os.path.join('result', 'two')} on 2 devices" in out
-    # A rerun proves every result by the folder's manifest and computes nothing.
+    # A rerun with --resume proves every result by the folder's manifest and computes nothing.
     before = {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")}
-    rc, out, err = _run(argv, capsys)
+    rc, out, err = _run(argv + ["--resume"], capsys)
     assert rc == 0 and "all with proven results" in out and "nothing to run" in out, (out, err)
     assert {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")} == before

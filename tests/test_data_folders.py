@@ -101,7 +101,7 @@ def test_the_guides_metric_scores_every_forms_result_folder_as_it_is(guide_dir, 
 
 def test_a_folder_an_older_version_wrote_keeps_resuming_and_is_cleaned(guide_dir, tmp_path, monkeypatch):
     """An older version kept its manifest and lock inside the result folder: the rerun reads the
-    manifest there once (nothing is run again: every result proven), writes it beside the folder,
+    manifest there once (with --resume nothing is run again: every result proven), writes it beside the folder,
     and the folder then holds results only. Oracle: the manifest's own file list, os.listdir."""
     import json
 
@@ -118,7 +118,7 @@ def test_a_folder_an_older_version_wrote_keeps_resuming_and_is_cleaned(guide_dir
     with open(os.path.join(folder, sidecar.LEGACY_LOCK_NAME), "w") as f:
         json.dump({"pid": 1, "run_id": "1-00000000", "command": "run_om_infer.py"}, f)
     before = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder) if RESULT_NAME.match(n)}
-    assert run_main(run_om_infer.main, argv) == 0
+    assert run_main(run_om_infer.main, argv + ["--resume"]) == 0
     assert only_results(folder) == []
     assert {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder)} == before
     assert sorted(sidecar.read_manifest(folder)["files"]) == sorted(doc["files"])

@@ -27,7 +27,7 @@ README = os.path.join(ROOT, "README.md")
 CLEARED = {"BS", "DEVICE_ID", "CHIP_NAME", "WORK_DIR", "CKPT", "VAL_DIR", "LABELS", "INTERPOLATION", "BACKEND",
            "MODEL", "OUTFMT", "BATCH_SIZES", "PERF_BACKENDS", "PERF_LOOP", "PERF_WARMUP", "PERF_DIR", "RESULT_DIR",
            "PREP_DIR", "INFO_FILE", "ONNX_MODEL", "OM_BASE", "REFERENCE", "PERF", "OVERWRITE", "REFERENCE_DIR",
-           "PYTHON", "PYTHONPATH", "VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+           "RESUME", "PYTHON", "PYTHONPATH", "VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
 # Where the README's commands may write: the walkthrough's folder and what the set-up makes.
 ALLOWED_TOP = {"work", ".venv"}
 

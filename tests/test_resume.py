@@ -68,13 +68,14 @@ def _check_all_results(case, fmt="txt"):
 
 
 def test_rerun_skips_proven_results_and_counts_only_new_work(case, capsys):
+    """--resume (issue 21: reuse is asked for; a plain rerun measures again, tests/test_reruns.py)."""
     s, ran = _run(case)
     assert ran == N and s["skipped"] == 0
-    s, ran = _run(case)
+    s, ran = _run(case, resume=True)
     assert ran == 0 and s.get("nothing_to_do") and s["skipped"] == N
     for i in (2, 5, 7):
         os.unlink(os.path.join(case["res"], f"x{i}_1.txt"))
-    s, ran = _run(case)
+    s, ran = _run(case, resume=True)
     # Hand count: 3 results deleted → 3 images run, 9 skipped; rates are over the 3 run.
     assert (ran, s["images"], s["skipped"], s["inputs"]) == (3, 3, N - 3, N)
     assert s["e2e"]["throughput_images_per_s"] == pytest.approx(3 / s["wall_seconds"])
@@ -93,7 +94,7 @@ def test_changed_input_or_result_is_not_proven(case):
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     with open(os.path.join(case["res"], "x8_1.txt"), "w") as f:
         f.write("1 ")
-    s, ran = _run(case)
+    s, ran = _run(case, resume=True)
     assert (ran, s["skipped"]) == (2, N - 2)
     _check_all_results(case)
 
@@ -104,27 +105,28 @@ def test_overwrite_redoes_everything(case):
     assert (ran, s["skipped"]) == (N, 0)
 
 
-def test_other_model_or_format_is_refused_with_the_fix(case):
-    """No mixed folders: results of model A, then model B or another format into the same
-    folder is refused (nothing changes), then --overwrite deletes only what the manifest lists."""
+def test_other_model_or_format_replaces_only_what_this_tool_wrote(case, capsys):
+    """Issue 21: results of model A, then model B or another format into the same folder replace
+    A's results (a format change removes A's files, which B does not write again); a user's
+    result-like file no manifest lists is never deleted, and stops a format change with a line
+    naming it, --overwrite or not. Oracle: hand counts and os.listdir."""
     _run(case)
     other = os.path.join(str(case["root"]), "m2.onnx")
     with open(other, "wb") as f:
         f.write(b"model B")
+    s, ran = _run(case, model=other)
+    assert ran == N and "replacing 12 result files of m.onnx (txt)" in capsys.readouterr().err
+    _check_all_results(case)
+    with open(os.path.join(case["res"], "mine_1.bin"), "wb") as f:
+        f.write(b"\0" * 4)
     before = tree(case["res"])
-    with pytest.raises(UserError, match="another model or settings .*model_sha256.*--overwrite"):
-        _run(case, model=other)
-    with pytest.raises(UserError, match=r"another format \(e.g. x0_1.txt\).*add --overwrite"):
-        _run(case, outfmt="bin")
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match="mine_1.bin: a result file of another format that this tool did not "
+                                            "write"):
+            _run(case, outfmt="txt", overwrite=overwrite)
     assert tree(case["res"]) == before
-    # A user's own result-like file the manifest does not list is never deleted, and blocks the
-    # format change with a message that says so.
-    with open(os.path.join(case["res"], "mine_1.txt"), "w") as f:
-        f.write("1 \n")
-    with pytest.raises(UserError, match="not written by this tool"):
-        _run(case, outfmt="bin", overwrite=True)
-    os.unlink(os.path.join(case["res"], "mine_1.txt"))
-    s, ran = _run(case, outfmt="bin", overwrite=True)
+    os.unlink(os.path.join(case["res"], "mine_1.bin"))
+    s, ran = _run(case, outfmt="bin")
     assert ran == N and sorted(os.listdir(case["res"])) == sorted(
         [f"x{i}_1.bin" for i in range(N)])
     _check_all_results(case, "bin")

@@ -270,15 +270,22 @@ def test_failure_mid_run_stops_threads(small_bins, tmp_path, exc, rc):
 
 
 def test_stale_results_are_reported(small_bins, tmp_path, capsys):
+    """Issue 21: a rerun over other inputs replaces this tool's earlier results (they go), but a
+    result-like file of a user's is never deleted and is pointed out; with --resume the earlier
+    results stay and are pointed out. Oracle: hand counts (206 inputs, then 1, one user file)."""
     folder, _ = small_bins
     out = str(tmp_path / "o")
     run_inference("doubler", folder, out, backend=Doubler(), outfmt="txt", progress=False)
     one = tmp_path / "one"
     one.mkdir()
     np.zeros(4, np.float32).tofile(one / "x.bin")
-    s = run_inference("doubler", str(one), out, backend=Doubler(), outfmt="txt", progress=False)
+    s = run_inference("doubler", str(one), out, backend=Doubler(), outfmt="txt", progress=False, resume=True)
     assert s["stale_result_files"] == 206
     assert "206 result files from an earlier run" in capsys.readouterr().err
+    (tmp_path / "o" / "dumpOutput_device0" / "mine_1.txt").write_text("1 \n")
+    s = run_inference("doubler", str(one), out, backend=Doubler(), outfmt="txt", progress=False)
+    assert s["stale_result_files"] == 1 and "removed 206 result files" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "o" / "dumpOutput_device0")) == ["mine_1.txt", "x_1.txt", "x_2.txt"]
 
 
 def test_loop_repeats_each_batch(small_bins, tmp_path):

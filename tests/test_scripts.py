@@ -409,3 +409,26 @@ def test_infer_with_stream_reads_the_image_folder(tmp_path):
     assert args[args.index("--input") + 1] == str(tmp_path / "val")
     assert args[args.index("--interpolation") + 1] == "bicubic" and args[args.index("--workers") + 1] == "3"
     assert "streaming the images" in proc.stdout
+
+
+@pytest.mark.parametrize("resume", ["", "1"])
+def test_infer_passes_resume_only_when_asked(tmp_path, resume):
+    """Issue 21: step 5 on its own measures again on a rerun (no --resume); RESUME=1, which
+    run_all.sh sets for both of its step-5 calls, passes --resume. Oracle: the arguments a
+    stand-in python records, and run_all.sh's own lines that call 5_infer.sh."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "moco-v2-bs1.onnx").write_bytes(b"onnx")
+    log = tmp_path / "py.args"
+    py = _tool(tmp_path, "fakepy", f'if [ "${{1:-}}" = "-c" ]; then exit 1; fi\nprintf "%s\\n" "$@" > "{log}"\n')
+    env = _env(tmp_path, PYTHON=py)
+    env.pop("RESUME", None)
+    if resume:
+        env["RESUME"] = resume
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "5_infer.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert ("--resume" in log.read_text().splitlines()) == bool(resume)
+    with open(os.path.join(ROOT, "scripts", "run_all.sh")) as f:
+        calls = [line for line in f if "5_infer.sh\"" in line and not line.lstrip().startswith("#")]
+    assert len(calls) == 2 and all("RESUME=1" in line for line in calls), calls

@@ -47,7 +47,7 @@ def _inputs(folder, n=N):
 
 def _run(bins, out):
     be = Doubler()
-    s = run_inference("doubler", bins, out, backend=be, outfmt="bin", warmup=0, progress=False)
+    s = run_inference("doubler", bins, out, backend=be, outfmt="bin", warmup=0, progress=False, resume=True)
     return s, be.ran
 
 

@@ -23,7 +23,6 @@ from test_preprocess import picture
 
 from mocoinfer import formats, sidecar
 from mocoinfer.backends import Backend
-from mocoinfer.errors import UserError
 from mocoinfer.runner import run_inference
 from mocoinfer.stream import StreamOptions
 from mocoinfer.transforms import EvalTransform
@@ -60,7 +59,9 @@ def case(tmp_path):
 
 
 def _run(case, interpolation="bilinear", **kw):
+    """A run; a rerun reuses proven results (--resume) unless it asks for --overwrite."""
     be = Means()
+    kw.setdefault("resume", not kw.get("overwrite"))
     s = run_inference("means", case["val"], case["out"], backend=be, warmup=0, progress=False, batch_size=3,
                       stream=StreamOptions(workers=2, interpolation=interpolation), **kw)
     return s, be.images
@@ -116,34 +117,34 @@ def test_a_changed_image_is_decoded_again(case):
     _check_results(case)
 
 
-def test_other_settings_are_refused_and_overwrite_redoes_everything(case):
+def test_other_settings_replace_the_results_and_overwrite_redoes_everything(case, capsys):
+    """Issue 21: another transform or format into the folder replaces the results this tool wrote
+    there (one line says so), --resume or not; a format change removes the earlier files. Oracle:
+    hand counts, os.listdir, the transform's own output."""
     _run(case)
-    before = sorted(os.listdir(case["res"]))
-    with pytest.raises(UserError, match=r"another model or settings \(interpolation bilinear → bicubic\); "
-                                        "add --overwrite"):
-        _run(case, interpolation="bicubic")
-    with pytest.raises(UserError, match=r"another format \(e.g. im0_1.txt\).*add --overwrite"):
-        _run(case, outfmt="bin")
-    assert sorted(os.listdir(case["res"])) == before
-    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    capsys.readouterr()
+    s, ran = _run(case, interpolation="bicubic")
     assert (ran, s["skipped"]) == (N, 0)
+    assert "replacing 10 result files of means (bs 3, txt, streamed images)" in capsys.readouterr().err
     _check_results(case, "bicubic")
-    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    s, ran = _run(case, interpolation="bicubic", outfmt="bin")
+    assert (ran, s["skipped"]) == (N, 0)
+    assert sorted(os.listdir(case["res"])) == sorted(f"im{i}_1.bin" for i in range(N))
+    s, ran = _run(case, interpolation="bicubic", outfmt="bin", overwrite=True)
     assert (ran, s["skipped"]) == (N, 0)
 
 
-def test_results_of_bin_files_are_not_proven_for_images(case, tmp_path):
-    """A folder written from .bin files is refused for a streamed run (their hashes are of the
-    .bin files, not the images), naming the change of input kind."""
+def test_results_of_bin_files_are_not_proven_for_images(case, tmp_path, capsys):
+    """A folder written from .bin files is replaced by a streamed run, --resume or not (their
+    proofs are of the .bin files, not the images), naming the change of input kind."""
     from mocoinfer.preprocess import preprocess_folder
 
     prep = str(tmp_path / "prep")
     preprocess_folder(case["val"], prep, workers=1, progress=False)
     run_inference("means", prep, case["out"], backend=Means(), warmup=0, progress=False)
-    with pytest.raises(UserError, match=r"\(inputs .bin files → images\); add --overwrite"):
-        _run(case)
-    s, ran = _run(case, overwrite=True)
-    assert ran == N
+    capsys.readouterr()
+    s, ran = _run(case)
+    assert ran == N and "(inputs .bin files → images)" in capsys.readouterr().err
     _check_results(case)
 
 
@@ -184,11 +185,11 @@ def test_cli_rerun_with_nothing_to_decode_still_reports_bad_entries(case, monkey
     argv = ["--model", model, "--input", case["val"], "--output", case["out"], "--no-progress"]
     assert run_main(run_om_infer.main, argv + ["--skip-bad"]) == 0
     capsys.readouterr()
-    assert run_main(run_om_infer.main, argv) == 1
+    assert run_main(run_om_infer.main, argv + ["--resume"]) == 1
     out, err = capsys.readouterr()
     assert f"{N} of {N + 1} images have proven results" in out and "nothing to decode or run" in out
     assert "sub.JPEG: is a directory, not an image" in err and "--skip-bad" in err
-    assert run_main(run_om_infer.main, argv + ["--skip-bad"]) == 0
+    assert run_main(run_om_infer.main, argv + ["--skip-bad", "--resume"]) == 0
     _check_results(case)
 
 
@@ -219,3 +220,16 @@ def test_interrupted_stream_keeps_results_and_rerun_computes_only_the_rest(tmp_p
     for i in range(n):
         got = formats.read_result(str(res / f"im{i}_1.txt"))
         np.testing.assert_array_equal(got, _expected(str(val / f"im{i}.JPEG")))
+
+
+def test_a_finished_streamed_run_runs_again_without_resume(case, capsys):
+    """Issue 21: the same streamed command again decodes and runs every image again and replaces
+    the results (new inodes); with --resume nothing is decoded. Oracle: hand counts, os.stat."""
+    _run(case)
+    inode = os.stat(os.path.join(case["res"], "im0_1.txt")).st_ino
+    capsys.readouterr()
+    s, ran = _run(case, resume=False)
+    assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (N, 0, N)
+    assert "replacing 10 result files of means" in capsys.readouterr().err
+    assert os.stat(os.path.join(case["res"], "im0_1.txt")).st_ino != inode
+    _check_results(case)
