@@ -184,6 +184,41 @@ def test_relative_links_point_to_files_that_exist(path):
     assert broken == [], f"{_rel(path)}: {broken}"
 
 
+ALL_BLOCKS = [b for path in [README] + DOCS for b in readme_blocks(_read(path), _rel(path))]
+
+
+def test_every_command_names_a_script_and_flags_that_exist():
+    """The ```text blocks (NPU commands) cannot run here; this holds them, and the bash blocks, to
+    the repository. Oracle: the file system (each `scripts/*.sh` and `python3 X.py` named exists)
+    and the scripts' and package's source (each flag of a `python3 X.py` line is a quoted string
+    there: `"--flag"` as argparse takes it, `"key"` for the benchmark's `-key=value`)."""
+    sources = [os.path.join(ROOT, f) for f in os.listdir(ROOT) if f.endswith(".py")]
+    sources += glob.glob(os.path.join(ROOT, "mocoinfer", "**", "*.py"), recursive=True)
+    src = "\n".join(_read(f) for f in sources)
+    defined = set(re.findall(r"[\"']([\w-]+)[\"']", src))
+    bad, checked = [], 0
+    for b in ALL_BLOCKS:
+        if b.lang not in ("bash", "text"):
+            continue
+        for line in b.code.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0]
+            for script in re.findall(r"(?<![\w/.-])(scripts/[\w-]+\.sh)\b", line):
+                checked += 1
+                if not os.path.isfile(os.path.join(ROOT, script)):
+                    bad.append(f"{b.file}:{b.line}: no {script}")
+            m = re.search(r"\bpython3?\s+([\w/.-]+\.py)\b(.*)", line)
+            if not m:
+                continue
+            checked += 1
+            if not os.path.isfile(os.path.join(ROOT, m.group(1))):
+                bad.append(f"{b.file}:{b.line}: no {m.group(1)}")
+            for flag in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", m.group(2)):
+                if flag not in defined and not (flag[1] != "-" and flag[1:] in defined):
+                    bad.append(f"{b.file}:{b.line}: {m.group(1)} has no flag {flag}")
+    assert checked >= 30  # the stages' lines are there to check
+    assert bad == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", BASH, ids=[f"{b.file}:{b.line}" for b in BASH])
 def test_readme_block_runs(clone, block):
