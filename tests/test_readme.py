@@ -11,7 +11,8 @@ write under `work/` (git-ignored) and nowhere else. Blocks that need an NPU or C
 in these documents, so nothing here is skipped: a ```bash block either runs or fails.
 
 The README is held under 250 lines (issue 21's "Done when"), and every relative link of README.md
-and docs/*.md must name a file that exists (and, with `#anchor`, a heading of that file).
+and docs/*.md must name a file that exists (and, with `#anchor`, a heading of that file). Every
+script and flag named in a ```bash or ```text block must exist in the repository.
 """
 
 from __future__ import annotations
