@@ -12,7 +12,7 @@ The settings (CANN ATC "AIPP configuration file", prototxt syntax, one `aipp_op`
 - per channel, AIPP computes `(pixel - mean_chn - min_chn) * var_reci_chn`. With `mean_chn` 0,
   `min_chn` = 255 x mean and `var_reci_chn` = 1 / (255 x std), that is torchvision's
   `(pixel / 255 - mean) / std`, up to rounding: the device works in reduced precision (fp16),
-  so the OM's inputs differ slightly from the host's float32 ones (see the README).
+  so the OM's inputs differ slightly from the host's float32 ones (see docs/uint8.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The runner's reported figures: what each one counts, defined once, and the text that reports them.
 
 `FIGURES` is the one definition: summary.json's "definitions", the `--help` of run_om_infer.py
-and the README's table all come from it (a test holds the README to it). The perf file (the
+and the table in docs/performance.md all come from it (a test holds that file to it). The perf file (the
 benchmark's five lines, formatted by `formats.format_perf`), the one-line summary of a file run
 and ais_bench's pure-inference summary are built here from the summary dict summary.json holds.
 """
@@ -24,7 +24,7 @@ class Figure(NamedTuple):
     key: str  # its name in summary.json (a phase, or a field of the summary)
     perf_field: str  # where the perf file reports it; "" when only summary.json has it
     counts: str  # what it counts: summary.json's "definitions" entry
-    note: str = ""  # more for people (--help and the README), not written to summary.json
+    note: str = ""  # more for people (--help and docs/performance.md), not written to summary.json
     in_summary: bool = True  # False: not in a file run's summary.json "definitions"
 
 
@@ -77,7 +77,7 @@ def figures_help(width: int = 100) -> str:
 
 
 def figures_table() -> List[str]:
-    """The README's table of figures, one Markdown line each."""
+    """The table of figures in docs/performance.md, one Markdown line each."""
     rows = ["| summary.json | perf file | what it counts |", "|---|---|---|"]
     for f in FIGURES:
         perf = f"`{f.perf_field}`" if f.perf_field else "-"

@@ -305,12 +305,12 @@ def test_bad_run_options_are_refused(small_bins, tmp_path):
 
 
 def test_figures_are_defined_once(capsys):
-    """Oracle: `mocoinfer.perf.FIGURES`, the one definition of each reported figure. The README's
-    table must be exactly the table made from it, and `--help` must print every definition."""
+    """Oracle: `mocoinfer.perf.FIGURES`, the one definition of each reported figure. The table in
+    docs/performance.md must be exactly the table made from it, and `--help` must print every definition."""
     import run_om_infer
     from mocoinfer import perf
 
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", "performance.md"), encoding="utf-8") as f:
         lines = f.read().splitlines()
     header = perf.figures_table()[0]
     assert lines.count(header) == 1
