@@ -21,12 +21,16 @@ writes what ais_bench writes (`mocoinfer/aisform.py`). The benchmark's pure infe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
+import tempfile
 from typing import Dict, List, Optional, Sequence
 
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
+from mocoinfer.pure import PURE_INFER_NAME
 
 CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
@@ -173,6 +177,33 @@ def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
     return args
 
 
+HELP = """\
+usage: run_om_infer.py ARGS   (three command-line forms, told apart by their flags; flags of two forms
+together are an error; a line with --model and no flag of the own form is ais_bench's, unless its
+--input is an info file or a folder of images, which only the own form reads)
+
+own form:  --model M --input DIR|INFO|IMAGES [--output result] [--batch-size N] [--device-id 0[,1..]]
+           [--outfmt txt|bin|npy] [--warmup 1] [--loop 1] [--pure-data zeros|random]
+           images: [--workers N] [--interpolation bilinear] [--resize 256] [--crop 224] [--skip-bad]
+  → OUTPUT/dumpOutput_device{id}/<name>_1.txt, OUTPUT/perf_vision_batchsize_{bs}_device_{id}.txt and
+    OUTPUT/summary.json (several devices: one folder, the inputs divided; --pure-data: pure_summary.json)
+benchmark form:  -model_type=vision -batch_size=N -device_id=N -input_text_path=INFO -input_width=224
+           -input_height=224 -om_path=M -useDvpp=False -output_binary=False  |  -round=N (pure inference)
+  → the own form's layout
+ais_bench form (python3 -m ais_bench's flags, docs/ais_bench.md):  --model M [--input DIR|FILE,FILE..]
+           [--output O] [--output_dirname D] [--outfmt BIN|TXT|NPY] [--batchsize N] [--device 0[,1..]]
+           [--divide_input 1] [--loop 1] [--warmup_count 1] [--dymBatch N] [--pure_data_type zero|random]
+           [--display_all_summary 1] [--debug 1]; harmless: --profiler 0, --run_mode array, ...
+  → O/D (or O/YYYY_MM_DD-HH_MM_SS)/<name>_0.bin and O/D_summary.json; several devices: O/D/device{id}_{i}/
+    and O/D/device{id}_{i}_summary.json each; no --input: pure inference; no --output: nothing kept
+every form:  --backend auto|acl|onnxruntime|torch  --providers P  --precision fp32|bf16|fp16  --threads N
+           --overwrite  --no-progress
+figures: summary.json's e2e, run, compute and latency_ms are the perf file's [e2e] throughputRate, [infer]
+throughputRate, [infer] Interface throughputRate and moduleLatency; padding of a short last batch counts
+in none. The own form's every option: python3 -c 'import run_om_infer; run_om_infer.parse_args(["-h"])'
+"""
+
+
 def main(argv=None) -> int:
     from mocoinfer.cli import signals_as_interrupt
 
@@ -183,15 +214,36 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     from mocoinfer import aisform
 
+    argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    form = aisform.detect(argv)
+    if "-h" in argv or "--help" in argv:
+        print(HELP, end="")
+        return 0
+    form, why = aisform.detect(argv)
+    if why:
+        log_note(why.replace("{output}", _output_of(argv)))
     spelled: Dict[str, str] = {}
     try:
         if form == aisform.AIS:
-            return _ais_main(argv)
+            return _ais_main(argv, argv_given)
         return _own_main(argv, spelled)
     except UserError as exc:  # options named as the user wrote them (-batch_size=2, --batchsize 2)
         raise UserError(aisform.respell(str(exc), form, spelled if form == aisform.BENCHMARK else None)) from None
+
+
+def log_note(line: str) -> None:
+    from mocoinfer.progress import log
+
+    log.info(line)
+
+
+def _output_of(argv: Sequence[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg in ("--output", "-o") and i + 1 < len(argv):
+            return argv[i + 1].rstrip("/") or "/"
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1].rstrip("/") or "/"
+    return "result"
 
 
 def _own_main(argv, spelled: Dict[str, str]) -> int:
@@ -224,55 +276,171 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
     return 0
 
 
-def _ais_main(argv) -> int:
-    """ais_bench's command line: its flags, its output layout, its summary labels."""
-    from mocoinfer import aisform, runner
-    from mocoinfer.perf import summary_line
+def _ais_main(argv: List[str], argv_given: bool) -> int:
+    """ais_bench's command line: its flags, its output layout, its summary files and lines."""
+    from mocoinfer import aisform
+    from mocoinfer.formats import AIS_STYLE
     from mocoinfer.progress import setup_logging
 
     args = aisform.parser(add_shared_args).parse_args(argv)
+    aisform.check_flags(args)
     if args.debug:
         setup_logging(verbose=True)
-    result_dir = aisform.folders(args)
-    providers = [x for x in args.providers.split(",") if x] if args.providers else None
-    devices = aisform.device_ids(args.device, args.divide_input)
-    summary_file = result_dir + "_summary.json" if result_dir else None
-    common = dict(batch_size=aisform.batch_size(args), device_id=devices,
-                  backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
-                  precision=args.precision, loop=args.loop, write_perf=False, summary_file=summary_file,
-                  write_summary=False)
-    if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
-        summary = runner.run_pure_inference(args.model, output=args.output,
-                                            pure_data=aisform.PURE_TYPES[args.pure_data_type], **common)
-        if summary_file:
-            aisform.write_summary(summary, summary_file, argv)
-        print(aisform.summary_text(summary, args.display_all_summary))
-        return 0
-    if result_dir is None:
-        raise UserError("--input without --output: ais_bench would not keep the results; give --output "
-                        "(and --output_dirname for a fixed folder name)")
+    if args.output is None and args.output_dirname is not None:  # benchmark_process.args_rules
+        raise UserError("--output_dirname needs --output (the folder it is created in)")
+    ids = aisform.device_ids(args.device)
+    aisform.batch_size(args)  # the ranges, before any folder is made
+    run = _AisRun(args, [aisform.program(argv_given)] + list(argv), ids)
+    run.common = dict(batch_size=aisform.batch_size(args) if args.dymBatch else None,
+                      batch_hint=None if args.dymBatch else args.batchsize, backend=args.backend,
+                      providers=[x for x in args.providers.split(",") if x] if args.providers else None,
+                      warmup=args.warmup_count, threads=args.threads, precision=args.precision, loop=args.loop,
+                      write_perf=False, outfmt=args.outfmt.lower(), first_index=0, style=AIS_STYLE)
+    if args.input is not None:
+        run.inputs = aisform.input_list(args.input)
+    created = None
+    if args.output is not None:
+        if args.output_dirname is not None:
+            run.folder = aisform.folder_name(args.output, args.output_dirname)
+        else:
+            run.folder = created = aisform.new_time_stamped_folder(args.output)
     try:
-        summary = runner.run_inference(args.model, aisform.input_list(args.input), args.output,
-                                       outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
-                                       overwrite=args.overwrite, progress=False if args.no_progress else None,
-                                       **common)
-    except KeyboardInterrupt as exc:  # the partial summary, in ais_bench's file as the own form's
-        if getattr(exc, "summary", None) is not None:
-            aisform.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]
+        with _scratch(args.output is None and args.input is not None) as scratch:
+            if scratch:  # ais_bench runs and keeps nothing: the results go to a folder deleted after
+                run.output, run.folder = scratch, os.path.join(scratch, "results")
+            if len(ids) > 1:
+                return run.several_devices()
+            return run.pure() if args.input is None else run.files()
+    except BaseException:
+        if created and os.path.isdir(created) and not os.listdir(created):
+            os.rmdir(created)  # made by this run, still empty: nothing to keep
         raise
-    if not summary.get("nothing_to_do"):
-        aisform.write_summary(summary, summary_file, argv)
-    if summary.get("nothing_to_do"):
-        print(summary_line(summary))
-        return 0
-    print(aisform.summary_text(summary, args.display_all_summary))
-    if "devices" in summary:
-        from mocoinfer.devices import summary_line as devices_line
 
-        print(devices_line(summary))
-    else:
-        print(summary_line(summary))
-    return 0
+
+@contextlib.contextmanager
+def _scratch(wanted: bool):
+    """A temporary output folder for a run that keeps nothing (None when not `wanted`)."""
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="mocoinfer-ais-") as tmp:
+        yield tmp
+
+
+class _AisRun:
+    """One ais_bench command line's run: its folders, summary files and printed lines."""
+
+    def __init__(self, args, argv: List[str], ids: List[int]) -> None:
+        self.args, self.argv, self.ids = args, argv, ids
+        self.common: dict = {}
+        self.inputs: Optional[List[str]] = None
+        self.folder: Optional[str] = None
+        self.output = args.output
+        self.keep = args.output is not None
+
+    def _summary_file(self, folder: Optional[str]) -> Optional[str]:
+        from mocoinfer import aisform
+
+        if folder is None or not self.keep:
+            return None
+        path = aisform.summary_path(folder)
+        aisform.check_summary_file(path)
+        return path
+
+    def _report(self, s: dict, folder: Optional[str], filesinfo: dict) -> None:
+        from mocoinfer import aisform
+
+        print(aisform.summary_text(s, self.args.display_all_summary, self.args.batchsize))
+        path = self._summary_file(folder)
+        if path:
+            aisform.write_summary(path, aisform.summary_doc(s, self.argv, self.args.batchsize, filesinfo))
+            s["summary_file"] = path
+
+    def _input_arg(self):
+        assert self.inputs is not None
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs
+
+    def _paths(self) -> List[str]:
+        from mocoinfer.inputs import list_bin_inputs, list_many
+
+        suffixes = (".bin", ".BIN")
+        arg = self._input_arg()
+        return list_bin_inputs(arg, suffixes)[0] if isinstance(arg, str) else list_many(arg, suffixes)[0]
+
+    def _filesinfo(self, paths: List[str], folder: str, n_outputs: int) -> dict:
+        from mocoinfer import aisform
+        from mocoinfer.formats import AIS_STYLE, result_filename
+
+        fmt = self.common["outfmt"]
+        outs = [[os.path.join(folder, result_filename(p, fmt, k, AIS_STYLE)) for k in range(n_outputs)]
+                for p in paths]
+        return aisform.files_info(paths, outs)
+
+    def pure(self) -> int:
+        from mocoinfer import aisform, runner
+
+        self._summary_file(self.folder)  # checked before the model loads
+        s = runner.run_pure_inference(self.args.model, output=None, result_dir=self.folder,
+                                      pure_data=aisform.PURE_TYPES[self.args.pure_data_type], **self.common)
+        info = aisform.files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.folder else {}
+        self._report(s, self.folder, info)
+        return 0
+
+    def files(self) -> int:
+        from mocoinfer import aisform, perf, runner
+
+        assert self.folder is not None
+        self._summary_file(self.folder)
+        a = self.args
+        summary = runner.run_inference(a.model, self._input_arg(), self.output, result_dir=self.folder,
+                                       summary_file=aisform.summary_path(self.folder), write_summary=False,
+                                       overwrite=a.overwrite, progress=False if a.no_progress else None, **self.common)
+        if summary.get("nothing_to_do"):
+            print(perf.summary_line(summary))
+            return 0
+        self._report(summary, self.folder, self._filesinfo(self._paths(), self.folder, summary["n_outputs"]))
+        if self.keep:
+            print(perf.summary_line(summary))
+        return 0
+
+    def several_devices(self) -> int:
+        """`benchmark_process.multidevice_run`: each device in `{folder}/device{id}_{i}/`."""
+        from mocoinfer import aisform, devices, runner
+
+        a = self.args
+        base = self.folder
+        dirs = [aisform.device_folder(base, dev, i) if base else None for i, dev in enumerate(self.ids)]
+        for d in dirs:
+            self._summary_file(d)
+        log_note(f"multidevice:{self.ids} run begin")
+        if self.inputs is None:
+            summaries = devices.run_pure_each_device(a.model, self.ids, dirs if self.keep else [None] * len(dirs),
+                                                     pure_data=aisform.PURE_TYPES[a.pure_data_type], **self.common)
+            for dev, d, s in zip(self.ids, dirs, summaries):
+                print(f"[INFO] device {dev}:")
+                info = aisform.files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.keep else {}
+                self._report(s, d, info)
+            print(aisform.devices_text(self.ids, summaries, a.batchsize))
+            return 0
+        total = runner.run_inference_per_device(a.model, self._input_arg(), self.output, dirs, a.divide_input,
+                                                device_id=self.ids, overwrite=a.overwrite,
+                                                progress=False if a.no_progress else None, **self.common)
+        by_dev = {s["device_id"]: s for s in total["devices"]}
+        paths = self._paths()
+        shares = devices.shards(len(paths), len(self.ids)) if a.divide_input else [(0, len(paths))] * len(self.ids)
+        ran, summaries = [], []
+        for dev, d, (lo, hi) in zip(self.ids, dirs, shares):
+            s = by_dev.get(dev)
+            if s is not None:
+                ran.append(dev)
+                summaries.append(s)
+                print(f"[INFO] device {dev}:")
+                self._report(s, d, self._filesinfo(paths[lo:hi], d, s["n_outputs"]))
+        if not summaries:
+            print(f"every result in {', '.join(dirs)} is proven: nothing to run (--overwrite redoes them)")
+            return 0
+        print(aisform.devices_text(ran, summaries, a.batchsize))
+        return 0
 
 
 if __name__ == "__main__":

@@ -44,9 +44,13 @@ from .labels import format_labels, read_labels
 from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, natural_key, shown
 from .perffile import format_perf, format_pure_perf, parse_perf, perf_filename, pure_perf_filename
 from .results import (
+    AIS_STYLE,
+    BENCHMARK_STYLE,
     RESULT_FORMATS,
+    STYLES,
     ResultFile,
     decode_result,
+    encode_ais_result,
     encode_result,
     is_result_name,
     iter_results,
@@ -54,6 +58,7 @@ from .results import (
     read_result,
     result_filename,
     result_key,
+    result_stem,
     write_result,
 )
 from .summaries import (
@@ -79,7 +84,8 @@ __all__ = [
     # labels
     "read_labels", "format_labels",
     # results
-    "RESULT_FORMATS", "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
+    "RESULT_FORMATS", "BENCHMARK_STYLE", "AIS_STYLE", "STYLES", "result_stem", "encode_ais_result",
+    "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
     "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
     # perf
     "perf_filename", "pure_perf_filename", "format_pure_perf", "format_perf", "parse_perf",
