@@ -30,7 +30,6 @@ from typing import Dict, List, Optional, Sequence
 
 from mocoinfer.cli import run_main
 from mocoinfer.errors import UserError
-from mocoinfer.pure import PURE_INFER_NAME
 
 CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
@@ -339,21 +338,22 @@ class _AisRun:
         self.keep = args.output is not None
 
     def _summary_file(self, folder: Optional[str]) -> Optional[str]:
-        from mocoinfer import aisform
+        from mocoinfer import formats as F
 
         if folder is None or not self.keep:
             return None
-        path = aisform.summary_path(folder)
-        aisform.check_summary_file(path)
+        path = F.ais_summary_path(folder)
+        F.check_ais_summary_file(path)
         return path
 
     def _report(self, s: dict, folder: Optional[str], filesinfo: dict) -> None:
         from mocoinfer import aisform
+        from mocoinfer import formats as F
 
         print(aisform.summary_text(s, self.args.display_all_summary, self.args.batchsize))
         path = self._summary_file(folder)
         if path:
-            aisform.write_summary(path, aisform.summary_doc(s, self.argv, self.args.batchsize, filesinfo))
+            F.write_ais_summary(path, F.ais_summary_doc(s, self.argv, self.args.batchsize, filesinfo))
             s["summary_file"] = path
 
     def _input_arg(self):
@@ -368,32 +368,35 @@ class _AisRun:
         return list_bin_inputs(arg, suffixes)[0] if isinstance(arg, str) else list_many(arg, suffixes)[0]
 
     def _filesinfo(self, paths: List[str], folder: str, n_outputs: int) -> dict:
-        from mocoinfer import aisform
+        from mocoinfer import formats as F
         from mocoinfer.formats import AIS_STYLE, result_filename
 
         fmt = self.common["outfmt"]
         outs = [[os.path.join(folder, result_filename(p, fmt, k, AIS_STYLE)) for k in range(n_outputs)]
                 for p in paths]
-        return aisform.files_info(paths, outs)
+        return F.ais_files_info(paths, outs)
 
     def pure(self) -> int:
         from mocoinfer import aisform, runner
+        from mocoinfer import formats as F
+        from mocoinfer.pure import PURE_INFER_NAME
 
         self._summary_file(self.folder)  # checked before the model loads
         s = runner.run_pure_inference(self.args.model, output=None, result_dir=self.folder,
                                       pure_data=aisform.PURE_TYPES[self.args.pure_data_type], **self.common)
-        info = aisform.files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.folder else {}
+        info = F.ais_files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.folder else {}
         self._report(s, self.folder, info)
         return 0
 
     def files(self) -> int:
-        from mocoinfer import aisform, perf, runner
+        from mocoinfer import formats as F
+        from mocoinfer import perf, runner
 
         assert self.folder is not None
         self._summary_file(self.folder)
         a = self.args
         summary = runner.run_inference(a.model, self._input_arg(), self.output, result_dir=self.folder,
-                                       summary_file=aisform.summary_path(self.folder), write_summary=False,
+                                       summary_file=F.ais_summary_path(self.folder), write_summary=False,
                                        overwrite=a.overwrite, progress=False if a.no_progress else None, **self.common)
         if summary.get("nothing_to_do"):
             print(perf.summary_line(summary))
@@ -406,6 +409,8 @@ class _AisRun:
     def several_devices(self) -> int:
         """`benchmark_process.multidevice_run`: each device in `{folder}/device{id}_{i}/`."""
         from mocoinfer import aisform, devices, runner
+        from mocoinfer import formats as F
+        from mocoinfer.pure import PURE_INFER_NAME
 
         a = self.args
         base = self.folder
@@ -418,7 +423,7 @@ class _AisRun:
                                                      pure_data=aisform.PURE_TYPES[a.pure_data_type], **self.common)
             for dev, d, s in zip(self.ids, dirs, summaries):
                 print(f"[INFO] device {dev}:")
-                info = aisform.files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.keep else {}
+                info = F.ais_files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.keep else {}
                 self._report(s, d, info)
             print(aisform.devices_text(self.ids, summaries, a.batchsize))
             return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import re
 import sys
@@ -29,6 +28,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import UserError
+from .formats import ais_compute, ais_stats, ais_throughput
 
 AIS = "ais_bench"
 BENCHMARK = "benchmark"
@@ -306,11 +306,6 @@ def device_folder(folder: str, device_id: int, i: int) -> str:
     return os.path.join(folder, f"device{device_id}_{i}")
 
 
-def summary_path(folder: str) -> str:
-    """`{folder}_summary.json` (`summary.Summary.report`: output_prefix + "_summary.json")."""
-    return folder + "_summary.json"
-
-
 #: what ais_bench's --input folder listing takes (`utils.get_fileslist_from_dir`); .npy files
 #: are refused by `input_list` (see there)
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
@@ -341,67 +336,7 @@ def _has_npy(folder: str) -> bool:
         return False
 
 
-def check_summary_file(path: str) -> None:
-    """A summary file may replace only an earlier summary (ais_bench's keys), never a user's file."""
-    from .atomic import check_target
-
-    check_target(path, "summary file")
-    if not os.path.lexists(path):
-        return
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        doc = None
-    if not (isinstance(doc, dict) and "NPU_compute_time" in doc and "throughput" in doc):
-        raise UserError(f"{path}: exists and is not an ais_bench summary; move it away or give another "
-                        "--output_dirname")
-
-
-# What ais_bench prints and writes.
-
-def _stats(phase: Optional[dict]) -> Dict[str, float]:
-    """One of `summary.Summary.record`'s entries (ms per execution; zeros for an unmeasured phase,
-    as `Summary.get_list_info` of an empty list)."""
-    lat = (phase or {}).get("latency_ms") or {}
-    return {"min": lat.get("min", 0.0), "max": lat.get("max", 0.0), "mean": lat.get("mean", 0.0),
-            "median": lat.get("median", 0.0), "percentile(99%)": lat.get("p99", 0.0),
-            "count": int(lat.get("count", 0))}
-
-
-def _compute(s: dict) -> Optional[dict]:
-    p = s["phases"]
-    return p.get("compute", p.get("run"))
-
-
-def throughput(s: dict, figure_batch: Optional[int]) -> float:
-    """`summary.Summary.report`: 1000 * batchsize / NPU_compute_time.mean, batchsize being
-    --batchsize when given, else the model's (`benchmark_process.set_session_options`)."""
-    mean = _stats(_compute(s))["mean"]
-    return 1000.0 * (figure_batch or s["batch_size"]) / mean if mean else 0.0
-
-
-def files_info(inputs: Sequence[str], outputs: Sequence[Sequence[str]]) -> Dict[str, dict]:
-    """`filesinfo`: sample id (its place in the input order, from 0) → its input files (one per
-    model input) and output files (one per model output) (`Summary.add_sample_id_infiles`)."""
-    return {str(i): {"infiles": [p], "outfiles": list(outs)} for i, (p, outs) in enumerate(zip(inputs, outputs))}
-
-
-def summary_doc(s: dict, argv: Sequence[str], figure_batch: Optional[int], filesinfo: Dict[str, dict]) -> dict:
-    """The summary file as `summary.Summary` writes it: its keys in its order, times in ms."""
-    p = s["phases"]
-    return {"filesinfo": filesinfo, "args": list(argv), "NPU_compute_time": _stats(_compute(s)),
-            "H2D_latency": _stats(p.get("h2d")), "D2H_latency": _stats(p.get("d2h")),
-            "npu_compute_time_list": list(s.get("compute_ms", [])), "throughput": throughput(s, figure_batch),
-            "pid": os.getpid()}
-
-
-def write_summary(path: str, doc: dict) -> None:
-    """`json.dump(infodict, f)` as ais_bench writes it (one line), written whole by rename."""
-    from .atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(doc))
-
+# What ais_bench prints (its summary file: formats/aissummary.py).
 
 def summary_text(s: dict, display_all: bool, figure_batch: Optional[int]) -> str:
     """`summary.Summary.display`'s lines (`[INFO] ` as its logger prints them), after one line
@@ -409,18 +344,18 @@ def summary_text(s: dict, display_all: bool, figure_batch: Optional[int]) -> str
     scrapers written for ais_bench read it; H2D/D2H are 0 where the runtime does not separate them."""
     p = s["phases"]
     rows = [("H2D_latency", p.get("h2d"))] if display_all else []
-    rows.append(("NPU_compute_time", _compute(s)))
+    rows.append(("NPU_compute_time", ais_compute(s)))
     if display_all:
         rows.append(("D2H_latency", p.get("d2h")))
     lines = [f"[INFO] backend: {s['backend']} ({s.get('device') or 'cpu'}), batch size {s['batch_size']}",
              "[INFO] -----------------Performance Summary------------------"]
     for label, phase in rows:
-        st = _stats(phase)
+        st = ais_stats(phase)
         lines.append(f"[INFO] {label} (ms): min = {st['min']}, max = {st['max']}, mean = {st['mean']}, "
                      f"median = {st['median']}, percentile(99%) = {st['percentile(99%)']}")
-    mean = _stats(_compute(s))["mean"]
+    mean = ais_stats(ais_compute(s))["mean"]
     lines.append(f"[INFO] throughput 1000*batchsize.mean({figure_batch or s['batch_size']})/NPU_compute_time.mean"
-                 f"({mean}): {throughput(s, figure_batch)}")
+                 f"({mean}): {ais_throughput(s, figure_batch)}")
     lines.append("[INFO] ------------------------------------------------------")
     return "\n".join(lines)
 
@@ -430,9 +365,9 @@ def devices_text(ids: Sequence[int], summaries: Sequence[dict], figure_batch: Op
     lines = []
     for i, (dev, s) in enumerate(zip(ids, summaries)):
         start, end = s.get("first_read", s.get("started")), s.get("last_write", s.get("ended"))
-        lines.append(f"[INFO] i:{i} device_{dev} throughput:{throughput(s, figure_batch)}                 "
+        lines.append(f"[INFO] i:{i} device_{dev} throughput:{ais_throughput(s, figure_batch)}                 "
                      f"start_time:{start} end_time:{end}")
-    lines.append(f"[INFO] summary throughput:{sum(throughput(s, figure_batch) for s in summaries)}")
+    lines.append(f"[INFO] summary throughput:{sum(ais_throughput(s, figure_batch) for s in summaries)}")
     return "\n".join(lines)
 
 

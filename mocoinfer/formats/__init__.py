@@ -17,6 +17,7 @@ the split below can change without touching any caller.
   `ais_bench` (k = 0) write them.
 - `perffile`: the perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`, the benchmark's five
   lines) and the pure-inference one.
+- `aissummary`: ais_bench's `{result folder}_summary.json` (its form only).
 - `summaries`: result.json (the guide's one-line "Overall statistical evaluation"), the JSON
   side files and the run settings file.
 
@@ -28,6 +29,16 @@ helpers and the output policy live in `atomic.py`; the exact txt number parser i
 
 from __future__ import annotations
 
+from .aissummary import (
+    ais_compute,
+    ais_files_info,
+    ais_stats,
+    ais_summary_doc,
+    ais_summary_path,
+    ais_throughput,
+    check_ais_summary_file,
+    write_ais_summary,
+)
 from .bins import (
     BIN_DTYPES,
     BIN_SUFFIX,
@@ -89,6 +100,9 @@ __all__ = [
     "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
     # perf
     "perf_filename", "pure_perf_filename", "format_pure_perf", "format_perf", "parse_perf",
+    # ais_bench's summary file
+    "ais_summary_path", "ais_stats", "ais_compute", "ais_throughput", "ais_files_info", "ais_summary_doc",
+    "write_ais_summary", "check_ais_summary_file",
     # summaries
     "format_accuracy", "result_json_text", "write_result_json", "read_result_json", "read_json",
     "RUN_SETTINGS_NAME", "RUN_SETTING_KEYS", "write_run_settings", "read_run_settings",
