@@ -312,8 +312,21 @@ def _ais_main(argv: List[str], argv_given: bool) -> int:
             return run.pure() if args.input is None else run.files()
     except BaseException:
         if created and os.path.isdir(created) and not os.listdir(created):
-            os.rmdir(created)  # made by this run, still empty: nothing to keep
+            _remove_fresh_folder(created)
         raise
+
+
+def _remove_fresh_folder(folder: str) -> None:
+    """A time-stamped folder this run made (no other run has its name) and left empty: it goes,
+    with the bookkeeping its lock left beside it, which only this run can have written."""
+    import shutil
+
+    from mocoinfer.temporaries import bookkeeping_dir
+
+    side = bookkeeping_dir(folder)
+    os.rmdir(folder)
+    if os.path.isdir(side) and not os.path.islink(side):
+        shutil.rmtree(side, ignore_errors=True)
 
 
 @contextlib.contextmanager

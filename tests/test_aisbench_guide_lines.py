@@ -482,3 +482,24 @@ def test_guides_reuse_one_dirname_across_batch_sizes(work, models, capsys):
     with open(work / "result_summary.json") as f:
         assert json.load(f)["NPU_compute_time"]["count"] == 2  # the bs4 run: 2 executions
     _check_results(work / "result", "txt", models)
+
+
+def test_a_refused_run_leaves_no_time_stamped_folder(work, capsys):
+    """A run refused before any result (a missing model) removes the time-stamped folder it made,
+    and the bookkeeping beside it: `--output` is as it was (os.listdir)."""
+    (work / "o").mkdir()
+    rc, out, err, _ = _run("--model none.om --input ./prep_dataset --output o", capsys)
+    assert rc == 1 and "model not found" in err, err
+    assert os.listdir(work / "o") == []
+
+
+def test_the_layout_choice_is_one_line_only_where_a_line_reads_both_ways(work, capsys):
+    """Hand-listed cases: a folder of .bin files with only shared flags is read both ways (a note,
+    ais_bench's layout); an own-form flag decides without a note; `--outfmt txt` (lower case,
+    which ais_bench's choices refuse) is the own form's, with a note."""
+    rc, out, err, _ = _run("--model moco-v2-bs1.om --input prep_dataset --output a", capsys)
+    assert rc == 0 and err.count("note:") == 1 and any(TIME_STAMP.match(n) for n in _entries(work / "a")), err
+    rc, out, err, _ = _run("--model moco-v2-bs1.om --input prep_dataset --output b --warmup 1", capsys)
+    assert rc == 0 and "note:" not in err and "dumpOutput_device0" in _entries(work / "b"), err
+    rc, out, err, _ = _run("--model moco-v2-bs1.om --input prep_dataset --output c --outfmt txt", capsys)
+    assert rc == 0 and err.count("note:") == 1 and "dumpOutput_device0" in _entries(work / "c"), err
