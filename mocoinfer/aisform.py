@@ -28,7 +28,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import UserError
-from .formats import ais_compute, ais_stats, ais_throughput
+from .formats import AIS_INPUT_SUFFIXES, ais_compute, ais_stats, ais_throughput
 
 AIS = "ais_bench"
 BENCHMARK = "benchmark"
@@ -144,7 +144,7 @@ def _own_only_input(source: str) -> Optional[str]:
             names = [n for n in os.listdir(source) if not n.startswith(".")]
         except OSError:
             return None
-        if names and not any(n.endswith(INPUT_SUFFIXES) for n in names):
+        if names and not any(n.endswith(AIS_INPUT_SUFFIXES) for n in names):
             try:
                 return "a folder of images" if is_image_input(source) else None
             except UserError:
@@ -306,9 +306,6 @@ def device_folder(folder: str, device_id: int, i: int) -> str:
     return os.path.join(folder, f"device{device_id}_{i}")
 
 
-#: what ais_bench's --input folder listing takes (`utils.get_fileslist_from_dir`); .npy files
-#: are refused by `input_list` (see there)
-INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
 
 
 def input_list(value: str) -> List[str]:
@@ -321,19 +318,7 @@ def input_list(value: str) -> List[str]:
     if len(parts) > 1 and os.path.isdir(parts[0]):
         raise UserError(f"--input {value}: {len(parts)} folders; ais_bench takes one folder per model input, and the "
                         "models this runner takes have one input: give one folder, or a comma list of files")
-    for p in parts:
-        if p.endswith((".npy", ".NPY")) or (os.path.isdir(p) and _has_npy(p)):
-            where = p if not os.path.isdir(p) else f"{p} holds .npy files"
-            raise UserError(f"--input {where}: .npy inputs are not supported by this runner; give the "
-                            ".bin files of imagenet_torch_preprocess.py (or array.tofile(name + '.bin'))")
     return parts
-
-
-def _has_npy(folder: str) -> bool:
-    try:
-        return any(n.endswith((".npy", ".NPY")) for n in os.listdir(folder))
-    except OSError:
-        return False
 
 
 # What ais_bench prints (its summary file: formats/aissummary.py).

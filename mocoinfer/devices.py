@@ -7,7 +7,9 @@ Runtime's thread pools) is ever inherited. Each worker opens its own backend on 
 that NPU; torch: `cuda:{id}`; ONNX Runtime: the CUDA provider's `device_id`, or on a CPU a worker
 with its own contiguous share of the usable cores, pinned to them, as many threads as cores),
 runs its shard through the one pass every run uses (`onepass.run_pass`) into the ONE result
-folder the metric reads (`dumpOutput_device{first id}`), and writes its own perf file. This
+folder the metric reads (`dumpOutput_device{first id}`), and writes its own perf file. ais_bench's
+form gives each device its own folder instead (`run_each_device`: every input on every device,
+or a share each), and its pure inference runs on each device at once (`run_pure_each_device`). This
 module is the fan-out only: it imports the pass, never the runner that calls it. The parent
 merges the figures (`merge`): each device's and the total, images over the wall time from the
 first read on any device to the last result written on any device.

@@ -15,7 +15,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
-from .formats import BENCHMARK_STYLE, natural_key, read_info, result_filename
+from .formats import BENCHMARK_STYLE, NPY_SUFFIXES, natural_key, npy_data_span, read_info, result_filename
 from .imagetree import check_one_kind
 
 
@@ -51,10 +51,15 @@ def list_bin_inputs(input_path: str, suffixes: Tuple[str, ...] = (".bin",)) -> T
 
 
 def stat_inputs(paths: Sequence[str], source: str) -> List[int]:
-    """The size in bytes of each input; a missing or unreadable one is a one-line error."""
+    """The size in bytes of each input (of a `.npy` file: its array data); a missing or
+    unreadable one is a one-line error."""
     sizes = []
     for i, p in enumerate(paths):
         try:
+            if p.endswith(NPY_SUFFIXES):
+                with open(p, "rb") as f:
+                    sizes.append(npy_data_span(f, p)[1])
+                continue
             sizes.append(os.stat(p).st_size)
         except FileNotFoundError:
             raise UserError(f"{p}: input file not found (entry {i} of {source})") from None

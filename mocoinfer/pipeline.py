@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends import Backend
 from .errors import UserError
-from .formats import AIS_STYLE, BENCHMARK_STYLE, write_result
+from .formats import AIS_STYLE, BENCHMARK_STYLE, NPY_SUFFIXES, npy_data_span, write_result
 from .sidecar import read_proof
 from .transforms import normalize_batch
 
@@ -157,6 +157,8 @@ class FileReader(StageThread):
                 path = self.paths[batch.start + i]
                 with open(path, "rb", buffering=0) as f:
                     st = os.fstat(f.fileno())
+                    if path.endswith(NPY_SUFFIXES):  # ais_bench's form: the array data after the header
+                        npy_data_span(f, path)
                     got = f.readinto(view[i * sb:(i + 1) * sb])
                 if got != sb:
                     raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")

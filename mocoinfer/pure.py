@@ -1,7 +1,8 @@
 """Pure inference: time batches of generated data on a model, as ais_bench's pure-data mode and
-the benchmark's `-round=N` do. No input files, no result files: throughput and latency only,
-written as pure_summary.json (never a file run's summary.json) and the benchmark's PureInfer
-perf file.
+the benchmark's `-round=N` do. No input files: throughput and latency, written as
+pure_summary.json (never a file run's summary.json) and the benchmark's PureInfer perf file; in
+ais_bench's form with --output, the generated batch's outputs too (`pure_infer_data_{k}`, as
+its `io_oprations.PURE_INFER_FAKE_FILE` names them).
 """
 
 from __future__ import annotations

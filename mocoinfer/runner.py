@@ -17,7 +17,8 @@ runner's own form, ais_bench's form: run_om_infer.py translates each into keywor
 A run stopped by Ctrl-C or SIGTERM keeps its finished results, records them in the manifest and
 writes a summary marked `"partial": true` before the stop reaches the caller; the exception
 carries that summary as `.summary`, so a front end with its own summary file writes it too.
-Pure inference is `pure.run_pure_inference` (re-exported here).
+Pure inference is `pure.run_pure_inference` (re-exported here). ais_bench's several devices, a
+result folder per device, are `run_inference_per_device`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Optional, Sequence, Union
 from .atomic import atomic_write_text, check_output, write_json
 from .cli import parse_device_ids
 from .errors import UserError
-from .formats import AIS_STYLE, RESULT_FORMATS, perf_filename, result_stem
+from .formats import AIS_INPUT_SUFFIXES, AIS_STYLE, RESULT_FORMATS, perf_filename, result_stem
 from .inputs import check_names, check_preprocessing_record, input_kind, list_bin_inputs, list_many, stat_inputs
 from .onepass import RESULT_SUBDIR, RunSettings, probe, run_pass, warn_stale_results
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
@@ -67,7 +68,9 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
     if cls is not None:
         cls.check_precision(model, settings.precision)
     backend_name = cls.name if cls is not None else settings.backend.name  # type: ignore[union-attr]
-    feed = open_feed(input_path, stream, output) if isinstance(input_path, str) else None
+    # ais_bench's form reads files only (a folder of .npy files is not one of images)
+    streams = isinstance(input_path, str) and settings.style != AIS_STYLE
+    feed = open_feed(input_path, stream, output) if streams else None
     if feed is not None:  # images: decoded as they are run (stream.py)
         if len(device_ids) > 1:
             raise UserError(f"{input_path}: streamed images run on one device; give one --device-id, or "
@@ -136,7 +139,7 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
 def _file_inputs(model: str, cls, input_path: Union[str, Sequence[str]], settings: RunSettings):
     """The input files in order, their sizes and what they hold (when the model file tells it
     before any runtime starts), and the inputs as one string; a wrong input never reaches a device."""
-    suffixes = (".bin", ".BIN") if settings.style == AIS_STYLE else (".bin",)
+    suffixes = AIS_INPUT_SUFFIXES if settings.style == AIS_STYLE else (".bin",)
     if isinstance(input_path, str):
         paths, where = list_bin_inputs(input_path, suffixes)
     else:

@@ -503,3 +503,22 @@ def test_the_layout_choice_is_one_line_only_where_a_line_reads_both_ways(work, c
     assert rc == 0 and "note:" not in err and "dumpOutput_device0" in _entries(work / "b"), err
     rc, out, err, _ = _run("--model moco-v2-bs1.om --input prep_dataset --output c --outfmt txt", capsys)
     assert rc == 0 and err.count("note:") == 1 and "dumpOutput_device0" in _entries(work / "c"), err
+
+
+def test_npy_inputs_are_read_as_their_arrays(work, models, capsys):
+    """A folder's .npy/.NPY files are inputs (utils.get_fileslist_from_dir; get_file_content
+    np.load's them), with ais_bench's batch axis (1, 3, 224, 224); each gives the result its
+    .bin twin gives, byte for byte, and PyTorch's values."""
+    (work / "npys").mkdir()
+    for i, x in enumerate(models["data"][:2]):
+        np.save(work / "npys" / f"img{i}.npy", x[None])
+    os.rename(work / "npys" / "img1.npy", work / "npys" / "img1.NPY")
+    rc, out, err, _ = _run("--model moco-v2-bs1.om --input npys --output o --output_dirname n", capsys)
+    assert rc == 0, err
+    rc, out, err, _ = _run("--model moco-v2-bs1.om --input prep_dataset --output o --output_dirname b", capsys)
+    assert rc == 0, err
+    assert _entries(work / "o" / "n") == ["img0_0.bin", "img1_0.bin"]
+    for name in ("img0_0.bin", "img1_0.bin"):
+        assert (work / "o" / "n" / name).read_bytes() == (work / "o" / "b" / name).read_bytes()
+    np.testing.assert_allclose(np.fromfile(work / "o" / "n" / "img1_0.bin", dtype=np.float32), models["ref"][1],
+                               atol=ATOL, rtol=RTOL)

@@ -40,13 +40,16 @@ from .aissummary import (
     write_ais_summary,
 )
 from .bins import (
+    AIS_INPUT_SUFFIXES,
     BIN_DTYPES,
     BIN_SUFFIX,
     DEFAULT_BIN_DTYPE,
     FAILED_LIST_NAME,
+    NPY_SUFFIXES,
     bin_file_size,
     bin_name,
     format_failed,
+    npy_data_span,
     read_failed,
     write_failed,
 )
@@ -91,7 +94,8 @@ __all__ = [
     "InfoEntry", "format_info", "write_info", "read_info",
     # bins
     "BIN_DTYPES", "DEFAULT_BIN_DTYPE", "bin_file_size", "BIN_SUFFIX", "FAILED_LIST_NAME", "bin_name",
-    "format_failed", "write_failed", "read_failed",
+    "format_failed", "write_failed", "read_failed", "NPY_SUFFIXES", "AIS_INPUT_SUFFIXES",
+    "npy_data_span",
     # labels
     "read_labels", "format_labels",
     # results
