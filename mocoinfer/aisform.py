@@ -128,9 +128,11 @@ def detect(argv: Sequence[str]) -> Tuple[str, Optional[str]]:
     if fmt is not None:  # lower case: the own form's spelling (ais_bench's choices are upper case)
         return OWN, (f"note: --outfmt {fmt} is spelled as this runner's own form (ais_bench takes BIN, TXT or NPY): "
                      "its layout, results in {output}/dumpOutput_device0/")
+    kept = (" and layout ({output}/<time stamp or --output_dirname>/<name>_0.bin)" if _value(argv, "--output", "-o")
+            else ", which without --output runs every input and keeps nothing")
     return AIS, ("note: no flag of this runner's own form (--batch-size, --device-id, --warmup, ...): ais_bench's "
-                 "command line and layout ({output}/<time stamp or --output_dirname>/<name>_0.bin); add "
-                 "--device-id 0 for the own layout ({output}/dumpOutput_device0/<name>_1.txt)")
+                 f"command line{kept}; add --device-id 0 for the own layout "
+                 "({output}/dumpOutput_device0/<name>_1.txt)")
 
 
 def _own_only_input(source: str) -> Optional[str]:

@@ -70,6 +70,9 @@ FORMS = {
             "result/dumpOutput_device0"),
     "ais_bench": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
                    "--output_dirname", "out", "--outfmt", "TXT"], "result/out"),
+    # ais_bench's several devices: every input on every device, each in its own folder (issue 19)
+    "ais_devices": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
+                     "--output_dirname", "out", "--outfmt", "TXT", "--device", "0,1"], "result/out/device1_1"),
     "devices": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
                  "--device-id", "0,1"], "result/dumpOutput_device0"),
     "streamed": (["--model", "moco-v2-bs1.onnx", "--input", "val", "--output", "result"],
