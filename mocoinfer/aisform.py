@@ -139,8 +139,8 @@ def _own_only_input(source: str) -> Optional[str]:
     """What an --input is when only the own form reads it, else None."""
     from .decoding import is_image_input
 
-    if source.endswith(".info"):
-        return "a get_info.py info file"
+    if source.endswith(".info") or (os.path.isfile(source) and not source.endswith(AIS_INPUT_SUFFIXES)):
+        return "a get_info.py info file"  # ais_bench would read it as one sample's raw bytes
     if os.path.isdir(source):
         try:
             names = [n for n in os.listdir(source) if not n.startswith(".")]
