@@ -222,10 +222,12 @@ def _main(argv) -> int:
     spelled: Dict[str, str] = {}
     try:
         if form == aisform.AIS:
+            if any(a == "--dymBatch" or a.startswith("--dymBatch=") for a in argv):
+                spelled["--batch-size"] = "--dymBatch"  # the only ais flag that sets the run's batch
             return _ais_main(argv, argv_given)
         return _own_main(argv, spelled)
     except UserError as exc:  # options named as the user wrote them (-batch_size=2, --batchsize 2)
-        raise UserError(aisform.respell(str(exc), form, spelled if form == aisform.BENCHMARK else None)) from None
+        raise UserError(aisform.respell(str(exc), form, spelled)) from None
 
 
 def log_note(line: str) -> None:

@@ -179,6 +179,9 @@ def test_errors_echo_the_users_spelling(work, capsys):
     rc, out, err = _run(["-om_path=moco-v2-bs16.onnx", "-input_text_path=prep_dataset", "-batch_size=2",
                          "-device_id=0"], capsys)
     assert rc == 1 and "-batch_size=2 does not fit" in err and "--batch-size" not in err, err
+    rc, out, err = _run(["--model", "moco-v2-bs16.onnx", "--input", "prep_dataset", "--output", "o",
+                         "--dymBatch", "2"], capsys)
+    assert rc == 1 and "--dymBatch 2 does not fit" in err and "--batch" not in err, err
     rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "o",
                          "--warmup_count", "-1"], capsys)
     assert rc == 1 and "--warmup_count >= 0" in err and "--warmup " not in err, err

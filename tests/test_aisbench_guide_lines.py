@@ -210,6 +210,8 @@ def test_lines4_and_6_performance_keep_nothing(work, capsys, line, batch, loops)
 
 
 def test_line5_mobilenet(work, models, capsys):
+    """--output ./output --output_dirname subdir: benchmark_process.main's join; the bs4 model's
+    5 inputs are 2 executions (io_oprations.get_files_count_per_batch, by hand)."""
     rc, out, err, argv = _run("--model mobilenet_v2_bs4.om --input ./prep_dataset --output ./output "
                               "--output_dirname subdir --outfmt 'TXT' --batchsize 4", capsys)
     assert rc == 0, err
@@ -232,6 +234,7 @@ def test_line7_se_resnet50_time_stamped(work, models, capsys):
 
 
 def test_line8_pamtri_bin(work, models, capsys):
+    """--outfmt BIN: ndarray.tofile of each float32 output (utils.save_data_to_files); PyTorch's values."""
     rc, out, err, argv = _run("--model pamtri_bs1.om --input ./prep --output ./ --output_dirname res --outfmt BIN "
                               "--device 0 --batchsize 1 --loop 1", capsys)
     assert rc == 0, err
@@ -440,6 +443,7 @@ def test_pure_inference_with_output_keeps_its_batch(work, models, capsys):
 
 
 def test_help_lists_the_three_forms(capsys):
+    """Oracle: the flags each form's parser takes (hand list); compact, as issue 21 asks."""
     assert run_main(run_om_infer.main, ["--help"]) == 0
     out = capsys.readouterr().out
     for needle in ("own form:", "benchmark form:", "ais_bench form", "--output_dirname", "--batch-size",
