@@ -5,16 +5,17 @@ Guide form (Ascend's benchmark command line, program name swapped), accepted unc
     python3 run_om_infer.py -model_type=vision -batch_size=1 -device_id=0 \
         -input_text_path=./dataset_prep_bin.info -input_width=224 -input_height=224 \
         -om_path=./moco-v2-atc-bs1.om -useDvpp=False -output_binary=False
-Own form:
-    python3 run_om_infer.py --model moco-v2-bs1.onnx --input ./prep_dataset --output result
+Own form (a flag only it has: --batch-size, --device-id, --warmup, --pure-data, ...; or an info
+file or a folder of images as --input, which ais_bench cannot read):
+    python3 run_om_infer.py --model moco-v2-bs1.onnx --input ./dataset_prep_bin.info --output result
 Streamed (no .bin files; a pool of worker processes decodes the images as the model runs):
     python3 run_om_infer.py --model moco-v2-bs1.onnx --input /opt/npu/imagenet/val --output result
 Writes result/dumpOutput_device{id}/<name>_1.txt per image, the benchmark's perf file and summary.json.
-ais_bench's form (the newer guides), detected from its flags (mixing forms is an error):
-    python3 run_om_infer.py --model moco-v2-bs1.om --input ./prep_dataset --output ./result \
-        --output_dirname dumpOutput_device0 --outfmt TXT --batchsize 1 --device 0
+ais_bench's form (the newer guides): any other line with --model (mixing forms is an error):
+    python3 run_om_infer.py --model moco-v2-bs1.om --input ./prep_dataset --output ./ \
+        --output_dirname ./result/ --outfmt TXT --batchsize 1
     python3 run_om_infer.py --model moco-v2-bs16.om --loop 100 --batchsize 16
-writes what ais_bench writes (`mocoinfer/aisform.py`). The benchmark's pure inference
+writes what ais_bench writes (`mocoinfer/aisform.py`, docs/ais_bench.md). The benchmark's pure inference
 (`-round=N -om_path=... -device_id=0 -batch_size=1`) writes result/PureInfer_perf_of_{om}_in_device_{id}.txt.
 """
 
@@ -178,6 +179,33 @@ def parse_args(argv, spelled: Optional[Dict[str, str]] = None):
     return args
 
 
+HELP = """\
+usage: run_om_infer.py ARGS   (three command-line forms, told apart by their flags; flags of two forms
+together are an error; a line with --model and no flag of the own form is ais_bench's, unless its
+--input is an info file or a folder of images, which only the own form reads)
+
+own form:  --model M --input DIR|INFO|IMAGES [--output result] [--batch-size N] [--device-id 0[,1..]]
+           [--outfmt txt|bin|npy] [--warmup 1] [--loop 1] [--pure-data zeros|random]
+           images: [--workers N] [--interpolation bilinear] [--resize 256] [--crop 224] [--skip-bad]
+  → OUTPUT/dumpOutput_device{id}/<name>_1.txt, OUTPUT/perf_vision_batchsize_{bs}_device_{id}.txt and
+    OUTPUT/summary.json (several devices: one folder, the inputs divided; --pure-data: pure_summary.json)
+benchmark form:  -model_type=vision -batch_size=N -device_id=N -input_text_path=INFO -input_width=224
+           -input_height=224 -om_path=M -useDvpp=False -output_binary=False  |  -round=N (pure inference)
+  → the own form's layout
+ais_bench form (python3 -m ais_bench's flags, docs/ais_bench.md):  --model M [--input DIR|FILE,FILE..]
+           [--output O] [--output_dirname D] [--outfmt BIN|TXT|NPY] [--batchsize N] [--device 0[,1..]]
+           [--divide_input 1] [--loop 1] [--warmup_count 1] [--dymBatch N] [--pure_data_type zero|random]
+           [--display_all_summary 1] [--debug 1]; harmless: --profiler 0, --run_mode array, ...
+  → O/D (or O/YYYY_MM_DD-HH_MM_SS)/<name>_0.bin and O/D_summary.json; several devices: O/D/device{id}_{i}/
+    and O/D/device{id}_{i}_summary.json each; no --input: pure inference; no --output: nothing kept
+every form:  --backend auto|acl|onnxruntime|torch  --providers P  --precision fp32|bf16|fp16  --threads N
+           --overwrite  --no-progress
+figures: summary.json's e2e, run, compute and latency_ms are the perf file's [e2e] throughputRate, [infer]
+throughputRate, [infer] Interface throughputRate and moduleLatency; padding of a short last batch counts
+in none. The own form's every option: python3 -c 'import run_om_infer; run_om_infer.parse_args(["-h"])'
+"""
+
+
 def main(argv=None) -> int:
     from mocoinfer.cli import signals_as_interrupt
 
@@ -188,15 +216,38 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     from mocoinfer import aisform
 
+    argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    form = aisform.detect(argv)
+    if "-h" in argv or "--help" in argv:
+        print(HELP, end="")
+        return 0
+    form, why = aisform.detect(argv)
+    if why:
+        log_note(why.replace("{output}", _output_of(argv)))
     spelled: Dict[str, str] = {}
     try:
         if form == aisform.AIS:
-            return _ais_main(argv)
+            if any(a == "--dymBatch" or a.startswith("--dymBatch=") for a in argv):
+                spelled["--batch-size"] = "--dymBatch"  # the only ais flag that sets the run's batch
+            return _ais_main(argv, argv_given)
         return _own_main(argv, spelled)
     except UserError as exc:  # options named as the user wrote them (-batch_size=2, --batchsize 2)
-        raise UserError(aisform.respell(str(exc), form, spelled if form == aisform.BENCHMARK else None)) from None
+        raise UserError(aisform.respell(str(exc), form, spelled)) from None
+
+
+def log_note(line: str) -> None:
+    from mocoinfer.progress import log
+
+    log.info(line)
+
+
+def _output_of(argv: Sequence[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg in ("--output", "-o") and i + 1 < len(argv):
+            return argv[i + 1].rstrip("/") or "/"
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1].rstrip("/") or "/"
+    return "result"
 
 
 def _own_main(argv, spelled: Dict[str, str]) -> int:
@@ -229,55 +280,11 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
     return 0
 
 
-def _ais_main(argv) -> int:
-    """ais_bench's command line: its flags, its output layout, its summary labels."""
-    from mocoinfer import aisform, runner
-    from mocoinfer.perf import summary_line
-    from mocoinfer.progress import setup_logging
+def _ais_main(argv: List[str], argv_given: bool) -> int:
+    """ais_bench's command line: its flags, its output layout, its summary files and lines."""
+    from mocoinfer import aisrun
 
-    args = aisform.parser(add_shared_args).parse_args(argv)
-    if args.debug:
-        setup_logging(verbose=True)
-    result_dir = aisform.folders(args)
-    providers = [x for x in args.providers.split(",") if x] if args.providers else None
-    devices = aisform.device_ids(args.device, args.divide_input)
-    summary_file = result_dir + "_summary.json" if result_dir else None
-    common = dict(batch_size=aisform.batch_size(args), device_id=devices,
-                  backend=args.backend, providers=providers, warmup=args.warmup_count, threads=args.threads,
-                  precision=args.precision, loop=args.loop, write_perf=False, summary_file=summary_file,
-                  write_summary=False)
-    if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
-        summary = runner.run_pure_inference(args.model, output=args.output,
-                                            pure_data=aisform.PURE_TYPES[args.pure_data_type], **common)
-        if summary_file:
-            aisform.write_summary(summary, summary_file, argv)
-        print(aisform.summary_text(summary, args.display_all_summary))
-        return 0
-    if result_dir is None:
-        raise UserError("--input without --output: ais_bench would not keep the results; give --output "
-                        "(and --output_dirname for a fixed folder name)")
-    try:
-        summary = runner.run_inference(args.model, aisform.input_list(args.input), args.output,
-                                       outfmt=args.outfmt.lower(), result_dir=result_dir, first_index=0,
-                                       overwrite=args.overwrite, resume=args.resume,
-                                       progress=False if args.no_progress else None, **common)
-    except KeyboardInterrupt as exc:  # the partial summary, in ais_bench's file as the own form's
-        if getattr(exc, "summary", None) is not None:
-            aisform.write_summary(exc.summary, summary_file, argv)  # type: ignore[attr-defined]
-        raise
-    if not summary.get("nothing_to_do"):
-        aisform.write_summary(summary, summary_file, argv)
-    if summary.get("nothing_to_do"):
-        print(summary_line(summary))
-        return 0
-    print(aisform.summary_text(summary, args.display_all_summary))
-    if "devices" in summary:
-        from mocoinfer.devices import summary_line as devices_line
-
-        print(devices_line(summary))
-    else:
-        print(summary_line(summary))
-    return 0
+    return aisrun.main(argv, argv_given, add_shared_args)
 
 
 if __name__ == "__main__":

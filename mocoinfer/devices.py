@@ -7,7 +7,9 @@ Runtime's thread pools) is ever inherited. Each worker opens its own backend on 
 that NPU; torch: `cuda:{id}`; ONNX Runtime: the CUDA provider's `device_id`, or on a CPU a worker
 with its own contiguous share of the usable cores, pinned to them, as many threads as cores),
 runs its shard through the one pass every run uses (`onepass.run_pass`) into the ONE result
-folder the metric reads (`dumpOutput_device{first id}`), and writes its own perf file. This
+folder the metric reads (`dumpOutput_device{first id}`), and writes its own perf file. ais_bench's
+form gives each device its own folder instead (`run_each_device`: every input on every device,
+or a share each), and its pure inference runs on each device at once (`run_pure_each_device`). This
 module is the fan-out only: it imports the pass, never the runner that calls it. The parent
 merges the figures (`merge`): each device's and the total, images over the wall time from the
 first read on any device to the last result written on any device.
@@ -150,46 +152,68 @@ def run_on_devices(model: str, paths: Sequence[str], sizes: Sequence[int], setti
     """Run checked inputs on several devices, one worker process each; each result a worker puts
     in place is recorded in `folder` (the run's `resume.ResultFolder`) against input `todo[i]`,
     also when a device fails. Returns the run's figures with a "devices" list and the total."""
-    from .backends import Backend
+    _check_kind(paths, sizes, kind)
+    n = len(paths)
+    used = list(device_ids[:n])
+    if len(used) < len(device_ids):
+        log.warning(f"{n} input(s) for {len(device_ids)} devices: devices "
+                    f"{', '.join(map(str, device_ids[n:]))} get none and are not opened")
+    jobs = []
+    for dev, (a, b) in zip(used, shards(n, len(used))):
+        jobs.append((dev, list(paths[a:b]), list(sizes[a:b]), folder, list(todo[a:b])))
+    return _fan_out(model, settings, kind, jobs, n)
 
-    if isinstance(settings.backend, Backend):
-        raise UserError(f"{model}: an open backend runs on its one device; pass a backend name for --device-id "
-                        f"{','.join(map(str, device_ids))}")
+
+def run_each_device(model: str, settings: RunSettings, kind, jobs: Sequence[Tuple]) -> dict:
+    """ais_bench's several devices: each job `(device id, paths, sizes, folder, todo)` runs its
+    inputs into its own folder (a `resume.ResultFolder`), input i's results recorded there against
+    `todo[i]`. Returns the figures with a "devices" list (in the jobs' order) and the total."""
+    for _, paths, sizes, _, _ in jobs:
+        _check_kind(paths, sizes, kind)
+    return _fan_out(model, settings, kind, jobs, sum(len(j[1]) for j in jobs))
+
+
+def _check_kind(paths: Sequence[str], sizes: Sequence[int], kind) -> None:
     if kind is None and len(set(sizes)) > 1:
         # Only a loaded .om tells what its input is, and each worker sees only its shard: the
         # one-kind-of-file rule is checked across all the shards here.
         other = next(i for i, size in enumerate(sizes) if size != sizes[0])
         raise UserError(f"{paths[other]}: {sizes[other]} bytes, but {paths[0]} holds {sizes[0]}; one run takes one "
                         "kind of file (preprocess them all with the same --dtype)")
-    n = len(paths)
-    used = list(device_ids[:n])
-    if len(used) < len(device_ids):
-        log.warning(f"{n} input(s) for {len(device_ids)} devices: devices "
-                    f"{', '.join(map(str, device_ids[n:]))} get none and are not opened")
-    result_dir = folder.result_dir
+
+
+def _fan_out(model: str, settings: RunSettings, kind, jobs: Sequence[Tuple], n: int) -> dict:
+    """One worker process per job `(device id, paths, sizes, folder, todo)`, all at once."""
+    from .backends import Backend
+
+    used = [j[0] for j in jobs]
+    if isinstance(settings.backend, Backend):
+        raise UserError(f"{model}: an open backend runs on its one device; pass a backend name for --device-id "
+                        f"{','.join(map(str, used))}")
+    by_dev = {j[0]: j for j in jobs}
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     cancel = ctx.Event()
     cores = cpu_shares(len(used))
-    starts = {dev: a for dev, (a, _) in zip(used, shards(n, len(used)))}
     procs: Dict[int, multiprocessing.process.BaseProcess] = {}
     done: Dict[int, dict] = {}
     failed: Dict[int, str] = {}  # in the order the errors arrived
     stopped: Dict[int, str] = {}
 
     def record(dev: int, entries) -> None:
+        _, _, _, folder, todo = by_dev[dev]
         for i, k, name, proof in entries:
-            index = todo[starts[dev] + i]
+            index = todo[i]
             folder.proofs[index] = proof
             folder.record(index, k, name)
 
     bar = progress_bar(n, f"infer on {len(used)} devices", settings.progress)
     t0 = time.perf_counter()
     try:
-        for dev, (a, b), share in zip(used, shards(n, len(used)), cores):
+        for (dev, paths, sizes, folder, _), share in zip(jobs, cores):
             worker_settings = dataclasses.replace(settings, device_id=dev, progress=False)
             proc = ctx.Process(target=_worker, name=f"mocoinfer-device{dev}",
-                               args=(model, list(paths[a:b]), list(sizes[a:b]), folder.output, result_dir,
+                               args=(model, list(paths), list(sizes), folder.output, folder.result_dir,
                                      worker_settings, kind, share, os.getpid(), events, cancel))
             proc.start()
             procs[dev] = proc
@@ -204,14 +228,17 @@ def run_on_devices(model: str, paths: Sequence[str], sizes: Sequence[int], setti
                 proc.terminate()
                 proc.join(5)
         _drain(events, record)
-        with contextlib.suppress(UserError, OSError):
-            folder.flush()
+        for folder in {id(j[3]): j[3] for j in jobs}.values():
+            with contextlib.suppress(UserError, OSError):
+                folder.flush()
     wall_with_startup = time.perf_counter() - t0
     if failed:
         dev, message = next(iter(failed.items()))
         others = "".join(f"; device {d} failed too: {m.splitlines()[0]}" for d, m in list(failed.items())[1:])
-        raise UserError(f"device {dev}: {message.rstrip()}{others} (run stopped; {len(folder.done)} result files "
-                        f"kept in {result_dir})")
+        folders = list({j[3].result_dir: j[3] for j in jobs}.values())
+        kept = sum(len(f.done) for f in folders)
+        raise UserError(f"device {dev}: {message.rstrip()}{others} (run stopped; {kept} result files "
+                        f"kept in {', '.join(f.result_dir for f in folders)})")
     return merge(done, used, n, wall_with_startup)
 
 
@@ -290,3 +317,31 @@ def summary_line(s: dict) -> str:
     return (f"{s['images']} inputs → {s['result_files']} result files in {s['result_dir']} on "
             f"{len(s['devices'])} devices (batch {s['batch_size']}{pad}); total e2e "
             f"{s['e2e']['throughput_images_per_s']:.1f} img/s; {per}{files}")
+
+
+def _pure_worker(model: str, device_id: int, cores: List[int], options: dict) -> dict:
+    """One device's pure inference, in its own process (host cores pinned as `_worker` does)."""
+    from .backends import choose_backend
+    from .pure import run_pure_inference
+
+    cls = choose_backend(model, options.get("backend", "auto"))
+    if cores and cls.computes_on_host(options.get("providers")):
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cores)
+        if not options.get("threads"):
+            options = dict(options, threads=len(cores))
+    return run_pure_inference(model, device_id=device_id, **options)
+
+
+def run_pure_each_device(model: str, device_ids: Sequence[int], result_dirs: Sequence[Optional[str]],
+                         **options) -> List[dict]:
+    """Pure inference on each device at once (ais_bench's `--device 0,1` without `--input`: its
+    `multidevice_run` starts `main` on every device), one worker process each; device
+    `device_ids[j]` keeps its outputs in `result_dirs[j]` (None: nowhere). `options` are
+    `pure.run_pure_inference`'s. Returns each device's summary, in order; the first error stops all."""
+    ctx = multiprocessing.get_context("spawn")
+    cores = cpu_shares(len(device_ids))
+    with ctx.Pool(len(device_ids)) as pool:
+        pending = [pool.apply_async(_pure_worker, (model, dev, share, dict(options, result_dir=d)))
+                   for dev, share, d in zip(device_ids, cores, result_dirs)]
+        return [p.get() for p in pending]

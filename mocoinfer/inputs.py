@@ -15,29 +15,30 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
-from .formats import natural_key, read_info, result_filename
+from .formats import BENCHMARK_STYLE, NPY_SUFFIXES, natural_key, npy_data_span, read_info, result_filename
 from .imagetree import check_one_kind
 
 
-def list_bin_inputs(input_path: str) -> Tuple[List[str], str]:
+def list_bin_inputs(input_path: str, suffixes: Tuple[str, ...] = (".bin",)) -> Tuple[List[str], str]:
     """Input `.bin` paths in order, and a description of where they came from.
 
     A folder gives its `.bin` files in natural order; an info file gives its lines in order
     (relative paths against the current folder as the benchmark resolves them, else against the
-    info file's folder); a single `.bin` file gives itself.
+    info file's folder); a single `.bin` file gives itself. `suffixes`: the names taken as
+    input files (ais_bench's form also takes `.BIN`, as its `utils.get_fileslist_from_dir`).
     """
     if os.path.isdir(input_path):
         visible = [e for e in os.scandir(input_path) if not e.name.startswith(".")]
         # A folder of .bin files with images in it is a mix, refused as every stage refuses it.
         check_one_kind(input_path, (e.name for e in visible))
-        names = [e.name for e in visible if e.name.endswith(".bin") and e.is_file()]
+        names = [e.name for e in visible if e.name.endswith(suffixes) and e.is_file()]
         if not names:
-            raise UserError(f"{input_path}: no .bin files in this folder")
+            raise UserError(f"{input_path}: no {'/'.join(suffixes)} files in this folder")
         names.sort(key=natural_key)
         return [os.path.join(input_path, n) for n in names], f"folder {input_path}"
     if not os.path.exists(input_path):
         raise UserError(f"{input_path}: input not found (expected an info file or a folder of .bin files)")
-    if input_path.endswith(".bin"):
+    if input_path.endswith(suffixes):
         return [input_path], f"file {input_path}"
     base = os.path.dirname(os.path.abspath(input_path))
     paths = []
@@ -50,10 +51,15 @@ def list_bin_inputs(input_path: str) -> Tuple[List[str], str]:
 
 
 def stat_inputs(paths: Sequence[str], source: str) -> List[int]:
-    """The size in bytes of each input; a missing or unreadable one is a one-line error."""
+    """The size in bytes of each input (of a `.npy` file: its array data); a missing or
+    unreadable one is a one-line error."""
     sizes = []
     for i, p in enumerate(paths):
         try:
+            if p.endswith(NPY_SUFFIXES):
+                with open(p, "rb") as f:
+                    sizes.append(npy_data_span(f, p)[1])
+                continue
             sizes.append(os.stat(p).st_size)
         except FileNotFoundError:
             raise UserError(f"{p}: input file not found (entry {i} of {source})") from None
@@ -62,11 +68,11 @@ def stat_inputs(paths: Sequence[str], source: str) -> List[int]:
     return sizes
 
 
-def check_names(paths: Sequence[str], fmt: str) -> None:
-    """Refuse two inputs that would write the same result file."""
+def check_names(paths: Sequence[str], fmt: str, style: str = BENCHMARK_STYLE) -> None:
+    """Refuse two inputs that would write the same result file (`style`: `formats.STYLES`)."""
     seen: Dict[str, str] = {}
     for p in paths:
-        name = result_filename(p, fmt)
+        name = result_filename(p, fmt, style=style)
         if name in seen:
             raise UserError(f"{p}: writes the same result file {name} as {seen[name]}; input names must be unique")
         seen[name] = p
@@ -146,9 +152,9 @@ def check_preprocessing_record(paths: Sequence[str], kind: InputKind, shape: Seq
                             f"{taken}: preprocess for this model, or give the model they were made for")
 
 
-def list_many(inputs: Sequence[str]) -> Tuple[List[str], str]:
+def list_many(inputs: Sequence[str], suffixes: Tuple[str, ...] = (".bin",)) -> Tuple[List[str], str]:
     """Several inputs, as ais_bench's comma list: each folder, info file or .bin file in turn."""
     paths: List[str] = []
     for one in inputs:
-        paths += list_bin_inputs(one)[0]
+        paths += list_bin_inputs(one, suffixes)[0]
     return paths, f"inputs {','.join(inputs)}"

@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Set, Tuple, Type, Union
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Type, Union
 
 import numpy as np
 
 from .backends import Backend, Probe, choose_backend, open_backend
 from .errors import UserError
-from .formats import is_result_name, natural_key, result_filename
+from .formats import BENCHMARK_STYLE, STYLES, is_result_name, natural_key, result_filename
 from .pipeline import batch_buffers, run_pipeline
 from .progress import log
 from .sizes import available_memory, two_sizes
@@ -59,6 +59,11 @@ class RunSettings:
     first_index: int = 1
     #: fp32, or bf16 / fp16 where the backend takes them (torch; fp16 with ORT's TensorRT provider)
     precision: str = "fp32"
+    #: the result files' names and bytes: the benchmark's, or ais_bench's (`formats.STYLES`)
+    style: str = BENCHMARK_STYLE
+    #: ais_bench's --batchsize: the batch where the model's batch axis is free; a fixed batch is
+    #: kept (with a note), as ais_bench only scales its throughput figure by it
+    batch_hint: Optional[int] = None
 
     def check(self) -> None:
         """Every range, before any file is read or any runtime starts."""
@@ -68,6 +73,8 @@ class RunSettings:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.device_id < 0:
             raise UserError(f"--device-id must be >= 0, got {self.device_id}")
+        if self.style not in STYLES:
+            raise UserError(f"unknown result file style {self.style!r} (choose from {', '.join(STYLES)})")
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0 (0: one per usable CPU), got {self.threads}")
         if self.overwrite and self.resume:
@@ -94,13 +101,23 @@ def probe(cls: Optional[Type[Backend]], model: str) -> Optional[Probe]:
     return cls.probe(model)
 
 
-def resolve_batch_size(backend: Backend, requested: Optional[int], n_inputs: Optional[int] = None) -> int:
+def resolve_batch_size(backend: Backend, requested: Optional[int], n_inputs: Optional[int] = None,
+                       hint: Optional[int] = None) -> int:
     """The run's batch size: the model's own when fixed, else the request (default 1, or the
     largest size a dynamic-batch OM lists). On a free batch axis a request above `n_inputs` is
-    capped to it, with a note: a bigger batch would only allocate memory for nothing."""
+    capped to it, with a note: a bigger batch would only allocate memory for nothing. `hint`
+    (ais_bench's --batchsize) is a request that a fixed batch overrides, with a note."""
     if requested is not None and requested < 1:
         raise UserError(f"--batch-size must be >= 1, got {requested}")
     fixed = backend.batch_size
+    if requested is None and hint is not None:
+        if fixed is not None and hint != fixed:
+            log.info(f"note: --batchsize {hint}: {backend.model_path} has a fixed batch of {fixed}, which the run "
+                     f"uses; as in ais_bench, --batchsize {hint} only scales the throughput figure")
+            return fixed
+        if fixed is None and backend.batch_choices and hint not in backend.batch_choices:
+            return max(backend.batch_choices)
+        requested = hint
     if fixed is not None:
         if requested is not None and requested != fixed:
             raise UserError(f"--batch-size {requested} does not fit {backend.model_path}: the model has a fixed "
@@ -160,6 +177,13 @@ def run_phases(be: Backend, images: int, run_seconds: Sequence[float]) -> Dict[s
     return phases
 
 
+def compute_ms(be: Backend, run_seconds: Sequence[float]) -> List[float]:
+    """Each timed execution's compute time in ms (ais_bench's `npu_compute_time_list`): the
+    runtime's compute phase where it separates one, else the whole run call."""
+    seconds = dict(be.timing.phases()).get("compute", run_seconds)
+    return [1000.0 * t for t in seconds]
+
+
 def backend_facts(be: Backend) -> Dict[str, object]:
     """What every summary says of the runtime that ran: its device, precision, the label of its
     compute phase (ais_bench's `NPU_compute_time` on an NPU), and what it adds itself."""
@@ -175,7 +199,7 @@ def check_against_model(be: Backend, source, settings: RunSettings) -> int:
     result is proven and nothing runs, so arguments are checked the same either way."""
     source.check_model(be)
     check_hw(be, settings.expect_hw)
-    return resolve_batch_size(be, settings.batch_size, source.batch_cap)
+    return resolve_batch_size(be, settings.batch_size, source.batch_cap, settings.batch_hint)
 
 
 def run_pass(be: Backend, source, settings: RunSettings, result_dir: str, bar, cancel=None,
@@ -199,26 +223,28 @@ def run_pass(be: Backend, source, settings: RunSettings, result_dir: str, bar, c
     written = None if on_written is None else (lambda i, k, name: on_written(source.index(i), k, name))
     times = run_pipeline(be, source.names, plan, bs, result_dir, settings.outfmt, settings.loop, bar,
                          first_index=settings.first_index, on_written=written, on_batch=on_batch, cancel=cancel,
-                         **source.pipeline_options(bs, be))
+                         style=settings.style, **source.pipeline_options(bs, be))
     n = len(source.names)
     phases = {"read": phase(n, times.read), "preprocess": phase(n, times.prepare)}
     phases.update(run_phases(be, n * settings.loop, times.run))
+    compute_list = compute_ms(be, times.run)
     phases["write"] = phase(n, times.write)
     summary = {"images": n, "batch_size": bs, "batches": times.batches, "padded_images": times.padded_images,
                "result_files": times.result_files, "wall_seconds": times.wall,
                "e2e": {"throughput_images_per_s": rate(n, times.wall), "latency_ms": times.wall * 1000.0},
                "phases": phases, "device_id": settings.device_id, "warmup": settings.warmup,
                "loop": settings.loop, "n_outputs": times.n_outputs, "input_files": source.describe(be),
-               "result_dir": result_dir, "first_read": times.started, "last_write": times.ended}
+               "result_dir": result_dir, "first_read": times.started, "last_write": times.ended,
+               "compute_ms": compute_list}
     summary.update(backend_facts(be))
     verify_results(result_dir, source.names, settings.outfmt, times.n_outputs, times.result_files,
-                   settings.first_index)
+                   settings.first_index, settings.style)
     return summary
 
 
-def result_names(names: Sequence[str], fmt: str, ks: Sequence[int]) -> Set[str]:
+def result_names(names: Sequence[str], fmt: str, ks: Sequence[int], style: str = BENCHMARK_STYLE) -> Set[str]:
     """The result file names that inputs `names` give for the outputs numbered `ks`."""
-    return {result_filename(p, fmt, k) for p in names for k in ks}
+    return {result_filename(p, fmt, k, style) for p in names for k in ks}
 
 
 def results_in(result_dir: str) -> Set[str]:
@@ -228,9 +254,9 @@ def results_in(result_dir: str) -> Set[str]:
 
 
 def verify_results(result_dir: str, names: Sequence[str], fmt: str, n_outputs: int, written: int,
-                   first_index: int = 1) -> None:
+                   first_index: int = 1, style: str = BENCHMARK_STYLE) -> None:
     """The N inputs run must have given exactly N result files per output, all in place."""
-    expected = result_names(names, fmt, range(first_index, first_index + n_outputs))
+    expected = result_names(names, fmt, range(first_index, first_index + n_outputs), style)
     missing = expected - results_in(result_dir)
     if missing or written != len(expected):
         example = sorted(missing, key=natural_key)[:3]
@@ -239,10 +265,10 @@ def verify_results(result_dir: str, names: Sequence[str], fmt: str, n_outputs: i
 
 
 def warn_stale_results(result_dir: str, names: Sequence[str], fmt: str, n_outputs: int, first_index: int,
-                       summary: dict) -> None:
+                       summary: dict, style: str = BENCHMARK_STYLE) -> None:
     """Point out result files in the folder that none of the run's inputs (`names`, skipped ones
     included) gives: a metric over the folder would count them."""
-    expected = result_names(names, fmt, range(first_index, first_index + n_outputs))
+    expected = result_names(names, fmt, range(first_index, first_index + n_outputs), style)
     stale = results_in(result_dir) - expected
     summary["stale_result_files"] = len(stale)
     if stale:

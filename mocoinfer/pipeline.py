@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends import Backend
 from .errors import UserError
-from .formats import write_result
+from .formats import AIS_STYLE, BENCHMARK_STYLE, NPY_SUFFIXES, npy_data_span, write_result
 from .sidecar import read_proof
 from .transforms import normalize_batch
 
@@ -157,6 +157,8 @@ class FileReader(StageThread):
                 path = self.paths[batch.start + i]
                 with open(path, "rb", buffering=0) as f:
                     st = os.fstat(f.fileno())
+                    if path.endswith(NPY_SUFFIXES):  # ais_bench's form: the array data after the header
+                        npy_data_span(f, path)
                     got = f.readinto(view[i * sb:(i + 1) * sb])
                 if got != sb:
                     raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
@@ -181,10 +183,10 @@ class _Writer(StageThread):
 
     def __init__(self, folder: str, paths: Sequence[str], fmt: str, todo: queue.Queue,
                  stop: threading.Event, first_index: int = 1,
-                 on_written: Optional[Callable[[int, int, str], None]] = None) -> None:
+                 on_written: Optional[Callable[[int, int, str], None]] = None, style: str = BENCHMARK_STYLE) -> None:
         super().__init__("mocoinfer-writer", stop)
         self.folder, self.paths, self.fmt, self.todo = folder, paths, fmt, todo
-        self.first_index, self.on_written = first_index, on_written
+        self.first_index, self.on_written, self.style = first_index, on_written, style
         self.seconds: List[float] = []
         self.written = 0
 
@@ -197,7 +199,9 @@ class _Writer(StageThread):
             t0 = time.perf_counter()
             for k, out in enumerate(outputs, self.first_index):
                 for i in range(n):
-                    path = write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
+                    # ais_bench keeps the batch axis of each sample: (1, classes)
+                    row = out[i:i + 1] if self.style == AIS_STYLE else out[i]
+                    path = write_result(self.folder, self.paths[start + i], row, self.fmt, index=k, style=self.style)
                     self.written += 1
                     if self.on_written is not None:
                         self.on_written(start + i, k, os.path.basename(path))
@@ -229,11 +233,12 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
                  proofs: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
                  on_written: Optional[Callable[[int, int, str], None]] = None,
                  on_batch: Optional[Callable[[], None]] = None, host_normalize: bool = False,
-                 cancel=None, make_reader=None) -> PipelineTimes:
+                 cancel=None, make_reader=None, style: str = BENCHMARK_STYLE) -> PipelineTimes:
     """Run every batch of `plan` through `be` (each `loop` times), writing results into
     `result_dir`; `bar` (a progress bar) advances by the real images of each batch.
 
-    Result files are numbered from `first_index` (1: the benchmark, 0: ais_bench). With
+    Result files are numbered from `first_index` (1: the benchmark, 0: ais_bench) and written in
+    `style` (`formats.STYLES`: the benchmark's files or ais_bench's). With
     `proofs`, the reader stores each input's proof (`sidecar.read_proof`) at `proofs[index_of[i]]`;
     `on_written(i, k, name)` is called by a writer thread once result `name` of input i is in
     place, and `on_batch()` by this thread after each batch (the resume manifest's hooks).
@@ -264,7 +269,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         reader = make_reader(paths, plan, be.sample_bytes, free, ready, stop)
     else:
         reader = FileReader(paths, plan, file_bytes, free, ready, stop, proofs, index_of, staging)
-    writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written)
+    writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written, style)
                for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
     n_outputs = 0

@@ -1,7 +1,8 @@
 """Pure inference: time batches of generated data on a model, as ais_bench's pure-data mode and
-the benchmark's `-round=N` do. No input files, no result files: throughput and latency only,
-written as pure_summary.json (never a file run's summary.json) and the benchmark's PureInfer
-perf file.
+the benchmark's `-round=N` do. No input files: throughput and latency, written as
+pure_summary.json (never a file run's summary.json) and the benchmark's PureInfer perf file; in
+ais_bench's form with --output, the generated batch's outputs too (`pure_infer_data_{k}`, as
+its `io_oprations.PURE_INFER_FAKE_FILE` names them).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import numpy as np
 from .atomic import atomic_write_text, check_output, make_folder, remove_empty_folders, write_json
 from .cli import parse_device_ids
 from .errors import UserError
-from .formats import format_pure_perf, pure_perf_filename
-from .onepass import RunSettings, backend_facts, check_batch_memory, resolve_batch_size, run_phases, warm_up
+from .formats import format_pure_perf, pure_perf_filename, result_filename, write_result
+from .onepass import RunSettings, backend_facts, check_batch_memory, compute_ms, resolve_batch_size, run_phases, warm_up
 from .perf import DEFINITIONS, PURE_SUMMARY_NAME
 
 PURE_DATA = ("zeros", "random")
+#: the input name of ais_bench's generated data (`io_oprations.PURE_INFER_FAKE_FILE`), which names its results
+PURE_INFER_NAME = "pure_infer_data"
 
 
 def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str = "zeros", seed: int = 0,
@@ -31,7 +34,7 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
     options.setdefault("loop", 10)
     device_ids = parse_device_ids(options.get("device_id", 0))
     if len(device_ids) > 1:
-        raise UserError(f"pure inference (--pure-data) measures one device; give one --device-id, "
+        raise UserError(f"pure inference measures one device at a time; give one --device-id, "
                         f"not {len(device_ids)}")
     options["device_id"] = device_ids[0]
     settings = RunSettings(**options)
@@ -49,6 +52,9 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
             summary_file = settings.summary_file or os.path.join(output, PURE_SUMMARY_NAME)
             created = _check_output_folder(output, [summary_file] + (
                 [os.path.join(output, perf_name)] if perf_name else []), [model])
+        if settings.result_dir:  # ais_bench's form keeps the last batch's outputs, as its pure mode does
+            created += _check_output_folder(settings.result_dir, [os.path.join(settings.result_dir, result_filename(
+                PURE_INFER_NAME, settings.outfmt, 0, settings.style))], [model])
         return _pure(model, output, pure_data, seed, write_summary, settings, cls, perf_name, summary_file)
     except BaseException:
         remove_empty_folders(created)  # a refused run leaves no empty output folder behind
@@ -60,7 +66,7 @@ def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_su
     """The timed loop and the files, once the arguments and the output folder are checked."""
     loop = settings.loop
     with settings.opened(model, cls) as be:
-        bs = resolve_batch_size(be, settings.batch_size)
+        bs = resolve_batch_size(be, settings.batch_size, hint=settings.batch_hint)
         # The generated batch, the warm-up's and the runtime's copy.
         check_batch_memory(bs, be.sample_bytes, 2)
         shape = (bs,) + tuple(be.input_shape)
@@ -70,17 +76,27 @@ def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_su
             data = np.random.default_rng(seed).standard_normal(shape).astype(be.input_dtype)
         warm_up(be, bs, settings.warmup)
         run_seconds: List[float] = []
+        outputs = None
+        started = time.time()
         for _ in range(loop):
             t0 = time.perf_counter()
-            be.run(data)
+            outputs = be.run(data)
             run_seconds.append(time.perf_counter() - t0)
+        ended = time.time()
         phases = run_phases(be, bs * loop, run_seconds)
+        compute_list = compute_ms(be, run_seconds)
     compute = phases.get("compute", phases["run"])
     mean_ms = compute["latency_ms"]["mean"]
     summary = {"model": model, "device_id": settings.device_id, "pure_data": pure_data, "batch_size": bs,
                "loop": loop, "warmup": settings.warmup,
-               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases}
+               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases,
+               "compute_ms": compute_list, "started": started, "ended": ended}
     summary.update(backend_facts(be))
+    if settings.result_dir and outputs is not None:
+        # ais_bench's pure mode saves each output of its one batch whole (`pure_infer_data_{k}`).
+        summary["result_dir"] = settings.result_dir
+        summary["result_paths"] = [write_result(settings.result_dir, PURE_INFER_NAME, out, settings.outfmt, index=k,
+                                                style=settings.style) for k, out in enumerate(outputs)]
     summary["definitions"] = DEFINITIONS
     # Two files written whole by rename: no lock, and no bookkeeping left in the output folder.
     if output and perf_name is not None:

@@ -17,7 +17,8 @@ runner's own form, ais_bench's form: run_om_infer.py translates each into keywor
 A run stopped by Ctrl-C or SIGTERM keeps its finished results, records them in the manifest and
 writes a summary marked `"partial": true` before the stop reaches the caller; the exception
 carries that summary as `.summary`, so a front end with its own summary file writes it too.
-Pure inference is `pure.run_pure_inference` (re-exported here).
+Pure inference is `pure.run_pure_inference` (re-exported here). ais_bench's several devices, a
+result folder per device, are `run_inference_per_device`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Optional, Sequence, Union
 from .atomic import atomic_write_text, check_output, write_json
 from .cli import parse_device_ids
 from .errors import UserError
-from .formats import RESULT_FORMATS, perf_filename
+from .formats import AIS_INPUT_SUFFIXES, AIS_STYLE, RESULT_FORMATS, perf_filename, result_stem
 from .inputs import check_names, check_preprocessing_record, input_kind, list_bin_inputs, list_many, stat_inputs
 from .onepass import RESULT_SUBDIR, RunSettings, check_against_model, probe, run_pass, warn_stale_results
 from .perf import DEFINITIONS, SUMMARY_NAME, perf_text
@@ -39,7 +40,8 @@ from .resume import ResultFolder, model_identity
 from .sources import FileSource, ImageSource
 from .stream import StreamOptions, open_feed
 
-__all__ = ["PURE_DATA", "RESULT_SUBDIR", "RunSettings", "run_inference", "run_pure_inference"]
+__all__ = ["PURE_DATA", "RESULT_SUBDIR", "RunSettings", "run_inference", "run_inference_per_device",
+           "run_pure_inference"]
 
 
 def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str = "result",
@@ -66,7 +68,9 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
     if cls is not None:
         cls.check_precision(model, settings.precision)
     backend_name = cls.name if cls is not None else settings.backend.name  # type: ignore[union-attr]
-    feed = open_feed(input_path, stream, output) if isinstance(input_path, str) else None
+    # ais_bench's form reads files only (a folder of .npy files is not one of images)
+    streams = isinstance(input_path, str) and settings.style != AIS_STYLE
+    feed = open_feed(input_path, stream, output) if streams else None
     if feed is not None:  # images: decoded as they are run (stream.py)
         if len(device_ids) > 1:
             raise UserError(f"{input_path}: streamed images run on one device; give one --device-id, or "
@@ -75,19 +79,7 @@ def run_inference(model: str, input_path: Union[str, Sequence[str]], output: str
         names, sizes, kind = [c.key for c in feed.candidates], [], None
         sources, extra = [model, str(input_path)], feed.options.settings()
     else:
-        if isinstance(input_path, str):
-            paths, where = list_bin_inputs(input_path)
-        else:
-            paths, where = list_many(input_path)
-            input_path = ",".join(input_path)
-        check_names(paths, outfmt)
-        sizes = stat_inputs(paths, where)
-        probed = probe(cls, model)
-        # Checked before any runtime starts or any output is made: a wrong input never reaches the device.
-        kind = None if probed is None else input_kind(paths, sizes, probed.shape, probed.dtype,
-                                                      probed.describe(model))
-        if probed is not None:
-            check_preprocessing_record(paths, kind, probed.shape, probed.dtype, probed.describe(model))
+        paths, sizes, kind, input_path = _file_inputs(model, cls, input_path, settings)
         names, sources, extra = paths, [model] + str(input_path).split(","), {}
     result_dir = settings.result_dir or os.path.join(output, RESULT_SUBDIR.format(device_id=settings.device_id))
     summary_file = settings.summary_file or os.path.join(output, SUMMARY_NAME)
@@ -111,7 +103,7 @@ def _run_planned(model: str, input_path, settings: RunSettings, cls, backend_nam
     recorded = dict(model_identity(model), backend=backend_name, outfmt=outfmt, first_index=settings.first_index,
                     input=",".join(os.path.abspath(p) for p in str(input_path).split(",")),
                     batch_size=settings.batch_size, **extra)
-    todo = folder.plan(paths, recorded, names)
+    todo = folder.plan(paths, recorded, _plan_names(names, settings.style))
     skipped = len(paths) - len(todo)
     base = {"model": model, "backend": backend_name, "device_id": settings.device_id, "input": input_path,
             "outfmt": outfmt, "inputs": feed.total if feed is not None else len(paths), "skipped": skipped,
@@ -154,11 +146,117 @@ def _run_planned(model: str, input_path, settings: RunSettings, cls, backend_nam
     if feed is not None:
         feed.report(summary, output, folder.doc)  # before `finish`: the manifest records its failed.txt
     folder.finish(summary["n_outputs"])  # before the stale check: it removes the replaced run's leftovers
-    warn_stale_results(result_dir, names, outfmt, summary["n_outputs"], settings.first_index, summary)
+    warn_stale_results(result_dir, names, outfmt, summary["n_outputs"], settings.first_index, summary,
+                       settings.style)
     summary.setdefault("definitions", DEFINITIONS)
     if write_summary:
         summary["summary_file"] = summary_file
         write_json(summary_file, summary)
+    return summary
+
+
+def _file_inputs(model: str, cls, input_path: Union[str, Sequence[str]], settings: RunSettings):
+    """The input files in order, their sizes and what they hold (when the model file tells it
+    before any runtime starts), and the inputs as one string; a wrong input never reaches a device."""
+    suffixes = AIS_INPUT_SUFFIXES if settings.style == AIS_STYLE else (".bin",)
+    if isinstance(input_path, str):
+        paths, where = list_bin_inputs(input_path, suffixes)
+    else:
+        paths, where = list_many(input_path, suffixes)
+        input_path = ",".join(input_path)
+    check_names(paths, settings.outfmt, settings.style)
+    sizes = stat_inputs(paths, where)
+    probed = probe(cls, model)
+    kind = None if probed is None else input_kind(paths, sizes, probed.shape, probed.dtype, probed.describe(model))
+    if probed is not None:
+        check_preprocessing_record(paths, kind, probed.shape, probed.dtype, probed.describe(model))
+    return paths, sizes, kind, input_path
+
+
+def _plan_names(names: Sequence[str], style: str) -> Sequence[str]:
+    """The names the manifest derives result names from (it cuts the last extension): ais_bench's
+    stem (`a.b.bin` → `a`) with a stand-in extension."""
+    return names if style != AIS_STYLE else [result_stem(n, style) + ".bin" for n in names]
+
+
+def run_inference_per_device(model: str, input_path: Union[str, Sequence[str]], output: str,
+                             result_dirs: Sequence[str], divide: bool, **options) -> dict:
+    """ais_bench's several devices: device `ids[j]` (`device_id` lists them) runs into
+    `result_dirs[j]` every input (`divide` False, ais_bench's default) or its contiguous share
+    (`divide`: `--divide_input`, shares as ais_bench's `utils.list_share` cuts them: the first
+    devices take one more). Each folder is locked and planned as `run_inference`'s one folder;
+    the devices run at once, one worker process each (`devices.run_each_device`). Returns the
+    figures with a "devices" list (each with its `result_dir`) and their total."""
+    from .devices import shards
+
+    device_ids = parse_device_ids(options.get("device_id", 0))
+    if len(result_dirs) != len(device_ids):
+        raise UserError(f"{len(device_ids)} devices and {len(result_dirs)} result folders")
+    options["device_id"] = device_ids[0]
+    settings = RunSettings(**options)
+    if settings.outfmt not in RESULT_FORMATS:
+        raise UserError(f"unknown --outfmt {settings.outfmt!r} (choose from {', '.join(RESULT_FORMATS)})")
+    settings.check()
+    cls = settings.backend_class(model)
+    if cls is None:
+        raise UserError(f"{model}: an open backend runs on its one device; pass a backend name for several devices")
+    cls.check_precision(model, settings.precision)
+    paths, sizes, kind, joined = _file_inputs(model, cls, input_path, settings)
+    n, k = len(paths), len(device_ids)
+    shares = shards(n, k) if divide else [(0, n)] * k
+    sources = [model] + str(joined).split(",")
+    folders = [ResultFolder(output, d, settings.outfmt, settings.first_index, settings.overwrite, settings.resume)
+               for d in result_dirs]
+    try:
+        for folder, (a, b) in zip(folders, shares):
+            folder.check_paths(paths[a:b], sources, [])
+        return _run_each_planned(model, settings, cls, paths, sizes, kind, joined, device_ids, shares, folders,
+                                 result_dirs)
+    except BaseException:
+        for folder in folders:  # a run refused before any result leaves no empty folder behind
+            folder.remove_created()
+        raise
+
+
+def _run_each_planned(model: str, settings: RunSettings, cls, paths, sizes, kind, joined, device_ids, shares,
+                      folders, result_dirs) -> dict:
+    """`run_inference_per_device` once its folders are checked: lock, plan and run each."""
+    from .devices import run_each_device
+
+    n = len(paths)
+    recorded = dict(model_identity(model), backend=cls.name, outfmt=settings.outfmt,
+                    first_index=settings.first_index, batch_size=settings.batch_size,
+                    input=",".join(os.path.abspath(p) for p in str(joined).split(",")))
+    with contextlib.ExitStack() as stack:
+        jobs = []
+        for dev, folder, (a, b) in zip(device_ids, folders, shares):
+            if a == b:
+                log.warning(f"device {dev}: no input of the {n} left for it (--divide_input); it is not opened")
+                continue
+            stack.enter_context(folder.locked())
+            share = paths[a:b]
+            todo = folder.plan(share, dict(recorded, share=[a, b]), _plan_names(share, settings.style))
+            if not todo:
+                folder.finish()
+                log.info(f"note: device {dev}: every result in {folder.result_dir} is proven; nothing to run there")
+                continue
+            jobs.append((dev, [share[i] for i in todo], [sizes[a + i] for i in todo], folder, todo))
+        if not jobs:
+            # Every result is proven (--resume): the arguments are still checked against the model.
+            with settings.opened(model, cls) as be:
+                check_against_model(be, FileSource(paths, sizes, kind), settings)
+            return {"model": model, "nothing_to_do": True, "inputs": n, "devices": [],
+                    "result_dirs": list(result_dirs)}
+        try:
+            summary = run_each_device(model, settings, kind, jobs)
+        except BaseException:
+            for job in jobs:
+                with contextlib.suppress(UserError, OSError):
+                    job[3].stopped()
+            raise
+        for (_, _, _, folder, _), one in zip(jobs, summary["devices"]):
+            folder.finish(one["n_outputs"])
+    summary.update(model=model, input=joined, outfmt=settings.outfmt, inputs=n, result_dirs=list(result_dirs))
     return summary
 
 

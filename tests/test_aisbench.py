@@ -124,14 +124,22 @@ def test_outfmt_in_any_case_and_dymbatch(work, models, capsys, fmt, ext):
     np.testing.assert_allclose(got, models["ref"], atol=ATOL, rtol=RTOL)
 
 
-def test_comma_list_of_folders(work, models, capsys):
+def test_comma_lists_files_and_one_folder_per_model_input(work, models, capsys):
+    """A comma list of files is run in its order; a comma list of folders is one folder per model
+    input (ais_bench's io_oprations.check_input_parameter: dir count must equal the model's input
+    count), so two folders for a one-input model are refused in one line. Oracle: PyTorch."""
+    rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset/img3.bin,prep_dataset/img1.bin",
+                         "--output", "o", "--output_dirname", "d", "--batchsize", "1"], capsys)
+    assert rc == 0, err
+    assert sorted(os.listdir(work / "o" / "d")) == ["img1_0.bin", "img3_0.bin"]
+    np.testing.assert_allclose(np.fromfile(work / "o" / "d" / "img3_0.bin", dtype=np.float32), models["ref"][3],
+                               atol=ATOL, rtol=RTOL)
     (work / "second").mkdir()
     models["data"][0].tofile(work / "second" / "extra.bin")
     rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset,second", "--output", "o",
-                         "--output_dirname", "d", "--batchsize", "1"], capsys)
-    assert rc == 0, err
-    np.testing.assert_allclose(read_result(str(work / "o" / "d" / "extra_0.bin")), models["ref"][0],
-                               atol=ATOL, rtol=RTOL)
+                         "--output_dirname", "e", "--batchsize", "1"], capsys)
+    assert rc == 1 and "one folder per model input" in err and err.count("\n") == 1, err
+    assert not os.path.exists(work / "o" / "e")
 
 
 def test_benchmark_round_is_pure_inference(work, capsys):
@@ -143,7 +151,7 @@ def test_benchmark_round_is_pure_inference(work, capsys):
 
 
 @pytest.mark.parametrize("flag", ["--profiler", "--dump", "--acl_json_path", "--aipp_config",
-                                  "--energy_consumption", "--dymShape", "--run_mode"])
+                                  "--energy_consumption", "--dymShape", "--dymHW"])
 def test_unsupported_ais_bench_flags_name_the_flag(work, capsys, monkeypatch, flag):
     def never(*a, **k):
         raise AssertionError("the model must not be loaded")
@@ -158,7 +166,7 @@ def test_unsupported_ais_bench_flags_name_the_flag(work, capsys, monkeypatch, fl
     (["--batchsize", "1", "--batch-size", "1"], "--batchsize (ais_bench form) and --batch-size (own form) mixed"),
     (["-batch_size=1", "--warmup_count", "2"], "-batch_size (benchmark form) and --warmup_count (ais_bench form)"),
     (["--outfmt", "TXT", "--warmup", "2"], "mixed"),
-    (["--device", "0,1", "--divide_input", "false"], "every input on every device is not supported"),
+    (["--run_mode", "fast"], "--run_mode fast: expected one of array, files, full, tensor"),
     (["--device", "0,x"], "--device 0,x: 'x' is not a device id"),
     (["--device", "0", "--output_dirname", "x"], "--output_dirname needs --output"),
 ])
@@ -172,8 +180,8 @@ def test_errors_echo_the_users_spelling(work, capsys):
                          "-device_id=0"], capsys)
     assert rc == 1 and "-batch_size=2 does not fit" in err and "--batch-size" not in err, err
     rc, out, err = _run(["--model", "moco-v2-bs16.onnx", "--input", "prep_dataset", "--output", "o",
-                         "--batchsize", "2"], capsys)
-    assert rc == 1 and "--batchsize 2 does not fit" in err, err
+                         "--dymBatch", "2"], capsys)
+    assert rc == 1 and "--dymBatch 2 does not fit" in err and "--batch" not in err, err
     rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "o",
                          "--warmup_count", "-1"], capsys)
     assert rc == 1 and "--warmup_count >= 0" in err and "--warmup " not in err, err
@@ -209,33 +217,3 @@ def test_own_and_benchmark_forms_still_write_their_layout(work, capsys):
     assert os.path.exists(work / "result" / "dumpOutput_device0" / "img0_1.txt")
     with open(work / "result" / "perf_vision_batchsize_1_device_0.txt") as f:
         assert list(parse_perf(f.read())) == ["e2e", "data read", "preprocess", "infer", "post"]
-
-
-def test_device_list_divides_the_inputs_into_one_folder(work, models, capsys):
-    """`--device 0,1` (issue 10 item 5): one worker process per device, each a contiguous share,
-    every `{name}_0` result in the one ais_bench folder, a summary beside it with each device.
-    Oracles: PyTorch for the values, a hand count for the shares (5 inputs: 3 and 2)."""
-    argv = ["--model", "moco-v2-dyn.onnx", "--input", "prep_dataset", "--output", "result", "--output_dirname",
-            "two", "--outfmt", "BIN", "--batchsize", "1", "--device", "0,1", "--no-progress"]
-    rc, out, err = _run(argv, capsys)
-    assert rc == 0, err
-    assert "divided between the 2 devices" in err
-    res = work / "result" / "two"
-    assert sorted(n for n in os.listdir(res) if not n.startswith(".")) == [f"img{i}_0.bin" for i in range(N)]
-    got = np.stack([read_result(str(res / f"img{i}_0.bin")) for i in range(N)])
-    np.testing.assert_allclose(got, models["ref"], atol=ATOL, rtol=RTOL)
-    # No perf file, no summary.json: ais_bench's layout.
-    assert sorted(os.listdir(work / "result")) == [".two.mocoinfer", "two", "two_summary.json"]
-    with open(work / "result" / "two_summary.json") as f:
-        doc = json.load(f)
-    assert sorted(doc["devices"]) == ["0", "1"]
-    assert [d["images"] for d in doc["mocoinfer"]["devices"]] == [3, 2]
-    assert doc["throughput"] == pytest.approx(sum(d["throughput"] for d in doc["devices"].values()))
-    assert all(d["NPU_compute_time"]["count"] > 0 for d in doc["devices"].values())
-    assert "[INFO] device 0:" in out and "[INFO] device 1:" in out
-    assert f"5 inputs → 5 result files in {os.path.join('result', 'two')} on 2 devices" in out
-    # A rerun with --resume proves every result by the folder's manifest and computes nothing.
-    before = {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")}
-    rc, out, err = _run(argv + ["--resume"], capsys)
-    assert rc == 0 and "all with proven results" in out and "nothing to run" in out, (out, err)
-    assert {n: (res / n).read_bytes() for n in os.listdir(res) if not n.startswith(".")} == before

@@ -27,6 +27,9 @@ from mocoinfer.cli import run_main
 from tests.reference_metric import guide_metric
 from tests.tiny_model import tiny_net
 
+#: an own-form flag: this runner's layout; without one the line is ais_bench's (issue 19)
+OWN = ["--device-id", "0"]
+
 N = 7
 RESULT_NAME = re.compile(r"^[^.][^/]*_[01]\.txt$")
 
@@ -63,10 +66,13 @@ FORMS = {
     "guide": (["-model_type=vision", "-batch_size=1", "-device_id=0", "-input_text_path=./prep_bin.info",
                "-input_width=224", "-input_height=224", "-om_path=./moco-v2-bs1.onnx", "-useDvpp=False",
                "-output_binary=False"], "result/dumpOutput_device0"),
-    "own": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result"],
+    "own": (["--model", "moco-v2-bs1.onnx", *OWN, "--input", "prep_dataset", "--output", "result"],
             "result/dumpOutput_device0"),
     "ais_bench": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
                    "--output_dirname", "out", "--outfmt", "TXT"], "result/out"),
+    # ais_bench's several devices: every input on every device, each in its own folder (issue 19)
+    "ais_devices": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
+                     "--output_dirname", "out", "--outfmt", "TXT", "--device", "0,1"], "result/out/device1_1"),
     "devices": (["--model", "moco-v2-bs1.onnx", "--input", "prep_dataset", "--output", "result",
                  "--device-id", "0,1"], "result/dumpOutput_device0"),
     "streamed": (["--model", "moco-v2-bs1.onnx", "--input", "val", "--output", "result"],
@@ -173,7 +179,7 @@ def test_files_whose_size_coincides_are_read_as_preprocessing_made_them(guide_di
     os.symlink(guide_dir / "prep_dataset", tmp_path / "prep_dataset")
     monkeypatch.chdir(tmp_path)
     before = tree(str(guide_dir / "prep_dataset"))
-    assert run_main(run_om_infer.main, ["--model", "m448.onnx", "--input", "prep_dataset", "--output", "r"]) == 1
+    assert run_main(run_om_infer.main, ["--model", "m448.onnx", *OWN, "--input", "prep_dataset", "--output", "r"]) == 1
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "error" in ln]
     assert len(lines) == 1 and "float32 224x224" in lines[0] and "uint8 448x448" in lines[0], err

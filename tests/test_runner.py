@@ -22,6 +22,9 @@ from mocoinfer.formats import parse_perf, read_result
 from mocoinfer.runner import run_inference, run_pure_inference
 from tests.tiny_model import tiny_net
 
+#: an own-form flag: this runner's layout; without one the line is ais_bench's (issue 19)
+OWN = ["--device-id", "0"]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IMAGES = 7
 
@@ -127,7 +130,8 @@ def test_both_command_lines_give_the_same_results(work, tmp_path, monkeypatch, c
             "-output_binary=True", "--no-progress"]
     assert run_main(run_om_infer.main, argv) == 0
     assert "7 inputs → 7 result files" in capsys.readouterr().out
-    argv = ["--model", work["fixed"], "--input", work["bins"], "--output", "new", "--outfmt", "bin", "--no-progress"]
+    argv = ["--model", work["fixed"], *OWN, "--input", work["bins"], "--output", "new", "--outfmt", "bin",
+            "--no-progress"]
     assert run_main(run_om_infer.main, argv) == 0
     np.testing.assert_array_equal(_results("result", "bin"), _results("new", "bin"))
     assert os.path.exists("result/perf_vision_batchsize_4_device_0.txt")
@@ -160,7 +164,7 @@ def test_wrong_size_input_is_refused_before_the_model_is_opened(work, tmp_path, 
         raise AssertionError("the backend must not be opened")
 
     monkeypatch.setattr("mocoinfer.onepass.open_backend", never)
-    rc, err = _cli(["--model", work["fixed"], "--input", str(bins), "--output", str(tmp_path / "o")], capsys)
+    rc, err = _cli(["--model", work["fixed"], *OWN, "--input", str(bins), "--output", str(tmp_path / "o")], capsys)
     assert rc == 1 and err.count("\n") == 0
     assert "a1.bin" in err and "786432 bytes" in err and "602112 bytes" in err and "tiny-bs4.onnx" in err
 
@@ -173,7 +177,7 @@ def test_wrong_size_input_is_refused_before_the_model_is_opened(work, tmp_path, 
     (["-rounds=10"], "unknown benchmark option"),
     (["-model_type=nlp"], "only vision models"),
     (["-input_width=256", "-input_height=256"], "do not match"),
-    (["--providers", "NoSuchExecutionProvider"], "not available in this onnxruntime build"),
+    (["--providers", "NoSuchExecutionProvider", *OWN], "not available in this onnxruntime build"),
 ])
 def test_bad_arguments_are_one_line_errors(work, tmp_path, capsys, extra, expected):
     rc, err = _cli(["--model", work["fixed"], "--input", work["bins"], "--output", str(tmp_path / "o"),
@@ -191,12 +195,12 @@ def test_bad_inputs_are_one_line_errors(work, tmp_path, capsys):
     dup.write_text(f"0 {work['bins']}/img1.bin 224 224\n1 {tmp_path}/other/img1.bin 224 224\n")
     (tmp_path / "m.xyz").write_bytes(b"x")
     cases = [
-        (["--model", work["fixed"], "--input", str(tmp_path / "empty")], "no .bin files"),
-        (["--model", work["fixed"], "--input", str(missing)], "nope.bin: input file not found"),
-        (["--model", work["fixed"], "--input", str(dup)], "input names must be unique"),
-        (["--model", work["fixed"], "--input", str(tmp_path / "absent")], "input not found"),
-        (["--model", str(tmp_path / "m.xyz"), "--input", work["bins"]], "cannot tell the backend"),
-        (["--model", str(tmp_path / "none.onnx"), "--input", work["bins"]], "model not found"),
+        (["--model", work["fixed"], *OWN, "--input", str(tmp_path / "empty")], "no .bin files"),
+        (["--model", work["fixed"], *OWN, "--input", str(missing)], "nope.bin: input file not found"),
+        (["--model", work["fixed"], *OWN, "--input", str(dup)], "input names must be unique"),
+        (["--model", work["fixed"], *OWN, "--input", str(tmp_path / "absent")], "input not found"),
+        (["--model", str(tmp_path / "m.xyz"), *OWN, "--input", work["bins"]], "cannot tell the backend"),
+        (["--model", str(tmp_path / "none.onnx"), *OWN, "--input", work["bins"]], "model not found"),
     ]
     for argv, expected in cases:
         rc, err = _cli(argv + ["--output", str(tmp_path / "o")], capsys)

@@ -24,6 +24,9 @@ from mocoinfer.errors import UserError
 from mocoinfer.formats import list_results, read_result, result_filename, result_key
 from mocoinfer.runner import run_inference, run_pure_inference
 
+#: an own-form flag: this runner's layout; without one the line is ais_bench's (issue 19)
+OWN = ["--device-id", "0"]
+
 
 class Recorder(Backend):
     """Zero-cost backend: output = 2 * input; remembers the batch size of every run call."""
@@ -109,7 +112,7 @@ def test_argument_ranges_are_checked_before_the_load(case, tmp_path, capsys, mon
     """Class: arguments not checked. Each bad range is one line, the model is never loaded, and
     no input changes (hashes before and after)."""
     before = _inputs_fingerprint(case)
-    rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(tmp_path / "o"),
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(tmp_path / "o"),
                     "--no-progress"] + extra, capsys, monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, needle), err
     assert _inputs_fingerprint(case) == before
@@ -144,7 +147,7 @@ def test_output_that_is_a_file_is_refused_before_the_load(case, tmp_path, capsys
     target = tmp_path / "taken"
     target.write_text("mine")
     before = _inputs_fingerprint(case)
-    rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(target)], capsys,
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(target)], capsys,
                    monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, str(target), "is a file"), err
     assert target.read_text() == "mine" and _inputs_fingerprint(case) == before
@@ -157,7 +160,7 @@ def test_read_only_and_full_output_folder_are_refused_before_the_load(case, tmp_
     out.mkdir()
     vfs = read_only_statvfs(monkeypatch, str(tmp_path))
     before = _inputs_fingerprint(case)
-    argv = ["--model", case["model"], "--input", case["bins"], "--output", str(out)]
+    argv = ["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(out)]
     rc, err = _cli(argv, capsys, monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "read-only file system"), err
     vfs.f_flag = vfs.writable_flag
@@ -182,7 +185,7 @@ def test_disk_full_while_writing_results_is_one_line(case, tmp_path, capsys, mon
     monkeypatch.setattr("mocoinfer.onepass.choose_backend", lambda m, n="auto": Recorder)
     monkeypatch.setattr(Recorder, "load", classmethod(lambda cls, path, **k: cls(model_path=path)), raising=False)
     before = _inputs_fingerprint(case)
-    rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(tmp_path / "o"),
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(tmp_path / "o"),
                     "--no-progress"], capsys)
     assert rc == 1 and one_line_error(err, "no space left on device", "_1.txt"), err
     assert not os.path.lexists(tmp_path / "o")
@@ -200,17 +203,17 @@ def test_summary_that_is_an_input_or_special_file_is_refused(case, tmp_path, cap
     info = out / "summary.json"
     info.write_text("".join(f"{i} {case['bins']}/{n} 2 2\n" for i, n in enumerate(sorted(case["data"]))))
     before = _inputs_fingerprint(case), info.read_text()
-    rc, err = _cli(["--model", case["model"], "--input", str(info), "--output", str(out)], capsys, monkeypatch,
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", str(info), "--output", str(out)], capsys, monkeypatch,
                    never_open=True)
     assert rc == 1 and one_line_error(err, "same file as the input"), err
     assert (_inputs_fingerprint(case), info.read_text()) == before
     info.unlink()
     info.symlink_to(tmp_path / "elsewhere.json")
-    rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(out)], capsys)
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(out)], capsys)
     assert rc == 1 and one_line_error(err, "symbolic link"), err and os.path.islink(info)
     info.unlink()
     os.mkfifo(info)
-    rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(out)], capsys)
+    rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(out)], capsys)
     assert rc == 1 and one_line_error(err, "FIFO"), err
     assert _inputs_fingerprint(case) == before[0]
 
@@ -233,7 +236,7 @@ def test_a_second_run_into_a_locked_folder_stops_naming_the_first(case, tmp_path
     held = sidecar.FolderLock(str(out / "dumpOutput_device0"), run_id="1-deadbeef",
                               command="run_om_infer.py --model other.om")
     with held:
-        rc, err = _cli(["--model", case["model"], "--input", case["bins"], "--output", str(out)], capsys,
+        rc, err = _cli(["--model", case["model"], *OWN, "--input", case["bins"], "--output", str(out)], capsys,
                        monkeypatch, never_open=True)
     assert rc == 1 and one_line_error(err, "in use by another run", "other.om"), err
     assert not os.path.exists(out / "dumpOutput_device0" / "a_1.txt")

@@ -17,6 +17,7 @@ the split below can change without touching any caller.
   `ais_bench` (k = 0) write them.
 - `perffile`: the perf file (`perf_vision_batchsize_{bs}_device_{id}.txt`, the benchmark's five
   lines) and the pure-inference one.
+- `aissummary`: ais_bench's `{result folder}_summary.json` (its form only).
 - `summaries`: result.json (the guide's one-line "Overall statistical evaluation"), the JSON
   side files and the run settings file.
 
@@ -28,14 +29,27 @@ helpers and the output policy live in `atomic.py`; the exact txt number parser i
 
 from __future__ import annotations
 
+from .aissummary import (
+    ais_compute,
+    ais_files_info,
+    ais_stats,
+    ais_summary_doc,
+    ais_summary_path,
+    ais_throughput,
+    check_ais_summary_file,
+    write_ais_summary,
+)
 from .bins import (
+    AIS_INPUT_SUFFIXES,
     BIN_DTYPES,
     BIN_SUFFIX,
     DEFAULT_BIN_DTYPE,
     FAILED_LIST_NAME,
+    NPY_SUFFIXES,
     bin_file_size,
     bin_name,
     format_failed,
+    npy_data_span,
     read_failed,
     write_failed,
 )
@@ -44,9 +58,13 @@ from .labels import format_labels, read_labels
 from .names import FLOAT32_BYTES, INPUT_CHANNELS, INPUT_SIZE, image_key, natural_key, shown
 from .perffile import format_perf, format_pure_perf, parse_perf, perf_filename, pure_perf_filename
 from .results import (
+    AIS_STYLE,
+    BENCHMARK_STYLE,
     RESULT_FORMATS,
+    STYLES,
     ResultFile,
     decode_result,
+    encode_ais_result,
     encode_result,
     is_result_name,
     iter_results,
@@ -54,6 +72,7 @@ from .results import (
     read_result,
     result_filename,
     result_key,
+    result_stem,
     write_result,
 )
 from .summaries import (
@@ -75,14 +94,19 @@ __all__ = [
     "InfoEntry", "format_info", "write_info", "read_info",
     # bins
     "BIN_DTYPES", "DEFAULT_BIN_DTYPE", "bin_file_size", "BIN_SUFFIX", "FAILED_LIST_NAME", "bin_name",
-    "format_failed", "write_failed", "read_failed",
+    "format_failed", "write_failed", "read_failed", "NPY_SUFFIXES", "AIS_INPUT_SUFFIXES",
+    "npy_data_span",
     # labels
     "read_labels", "format_labels",
     # results
-    "RESULT_FORMATS", "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
+    "RESULT_FORMATS", "BENCHMARK_STYLE", "AIS_STYLE", "STYLES", "result_stem", "encode_ais_result",
+    "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
     "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
     # perf
     "perf_filename", "pure_perf_filename", "format_pure_perf", "format_perf", "parse_perf",
+    # ais_bench's summary file
+    "ais_summary_path", "ais_stats", "ais_compute", "ais_throughput", "ais_files_info", "ais_summary_doc",
+    "write_ais_summary", "check_ais_summary_file",
     # summaries
     "format_accuracy", "result_json_text", "write_result_json", "read_result_json", "read_json",
     "RUN_SETTINGS_NAME", "RUN_SETTING_KEYS", "write_run_settings", "read_run_settings",

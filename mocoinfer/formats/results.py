@@ -1,6 +1,11 @@
 """The result files (run_om_infer.py → vision_metric_ImageNet.py): `<input name>_<k>.txt|bin|npy`,
 one per image, as Ascend's `benchmark` (k = 1) and `ais_bench` (k = 0) write them: their names,
 their bytes (encode/decode), and reading one file or a whole result dir.
+
+Two styles of file (`STYLES`): the benchmark's (the own and benchmark forms: the stem is the
+name without its last extension, float32 values, txt '%.9g ', npy a 1-D vector) and ais_bench's
+(its form only, as `io_oprations.save_tensors_to_file` and `utils.save_data_to_files` write
+them: the stem is `basename.split('.')[0]`, the model's dtype, the batch axis kept, txt '%f ').
 """
 
 from __future__ import annotations
@@ -19,22 +24,53 @@ from ..errors import UserError
 from .names import FLOAT32_BYTES, image_key
 
 RESULT_FORMATS = ("txt", "bin", "npy")
+#: the benchmark's files (own and benchmark forms) and ais_bench's (its form)
+BENCHMARK_STYLE, AIS_STYLE = "benchmark", "ais_bench"
+STYLES = (BENCHMARK_STYLE, AIS_STYLE)
 
 
-def result_filename(input_name: str, fmt: str, index: int = 1) -> str:
-    """`<input file name without extension>_<index>.<fmt>`, the benchmark's naming."""
+def result_stem(input_name: str, style: str = BENCHMARK_STYLE) -> str:
+    """The stem of input `input_name`'s results: the base name without its last extension (the
+    benchmark), or before its first '.' (ais_bench: `basename.split('.')[0]`, so `a.b.bin` → `a`)."""
+    base = os.path.basename(input_name)
+    return base.split(".")[0] if style == AIS_STYLE else os.path.splitext(base)[0]
+
+
+def result_filename(input_name: str, fmt: str, index: int = 1, style: str = BENCHMARK_STYLE) -> str:
+    """`<stem>_<index>.<fmt>` (`result_stem` gives the stem of each style)."""
     if fmt not in RESULT_FORMATS:
         raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
-    stem = os.path.splitext(os.path.basename(input_name))[0]
-    return f"{stem}_{index}.{fmt}"
+    return f"{result_stem(input_name, style)}_{index}.{fmt}"
 
 
-def encode_result(vector: np.ndarray, fmt: str) -> bytes:
+def encode_ais_result(array: np.ndarray, fmt: str) -> bytes:
+    """Bytes of one result file as ais_bench writes it (`utils.save_data_to_files`): the array as
+    the model gave it, in its dtype and shape (one sample keeps its batch axis: `(1, classes)`);
+    bin is `ndarray.tofile`, npy `np.save`, txt one line per row of `reshape(-1, shape[-1])`,
+    each value as `np.savetxt(fmt='%f' for floats, '%d' otherwise, newline=' ')` writes it."""
+    arr = np.asarray(array)
+    if fmt == "bin":
+        return np.ascontiguousarray(arr).tobytes()
+    if fmt == "npy":
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+    if fmt == "txt":
+        rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+        one = "%f " if arr.dtype in (np.float16, np.float32, np.float64) else "%d "
+        return "".join((one * row.size) % tuple(row.tolist()) + "\n" for row in rows).encode("ascii")
+    raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
+
+
+def encode_result(vector: np.ndarray, fmt: str, style: str = BENCHMARK_STYLE) -> bytes:
     """Bytes of one result file. txt keeps every float32 bit: '%.9g' round-trips float32.
 
     The layout is the benchmark's: one line, each value followed by a space, then a newline
-    (the guide's metric does `line.strip().split(" ")`, so single spaces matter).
+    (the guide's metric does `line.strip().split(" ")`, so single spaces matter). ais_bench's
+    style: `encode_ais_result`.
     """
+    if style == AIS_STYLE:
+        return encode_ais_result(vector, fmt)
     vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
     if fmt == "bin":
         return vec.tobytes()
@@ -47,10 +83,11 @@ def encode_result(vector: np.ndarray, fmt: str) -> bytes:
     raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
 
 
-def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, index: int = 1) -> str:
+def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, index: int = 1,
+                 style: str = BENCHMARK_STYLE) -> str:
     """Write one image's result atomically; returns its path."""
-    path = os.path.join(folder, result_filename(input_name, fmt, index))
-    atomic_write_bytes(path, encode_result(vector, fmt))
+    path = os.path.join(folder, result_filename(input_name, fmt, index, style))
+    atomic_write_bytes(path, encode_result(vector, fmt, style))
     return path
 
 
