@@ -13,8 +13,10 @@ batch buffers recycled), so memory stays flat whatever the number of images.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ import numpy as np
 
 from .backends import Backend
 from .errors import UserError
-from .formats import write_result
+from .formats import encode_results, write_result_bytes
 from .sidecar import read_proof
 from .transforms import normalize_batch
 
@@ -37,6 +39,8 @@ WRITE_BEHIND_BATCHES = 64
 # overlap those waits.
 WRITER_THREADS = 4
 _POLL = 0.1  # seconds between checks of the stop flag while a thread waits on a queue
+# open()'s own flags for "rb" (Python sets O_CLOEXEC on every file it opens).
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class Batch(NamedTuple):
@@ -155,9 +159,16 @@ class FileReader(StageThread):
             view = memoryview(buf if self.staging is None else self.staging).cast("B")
             for i in range(batch.n):
                 path = self.paths[batch.start + i]
-                with open(path, "rb", buffering=0) as f:
-                    st = os.fstat(f.fileno())
-                    got = f.readinto(view[i * sb:(i + 1) * sb])
+                # os-level calls, not a file object: four syscalls a file (open, fstat, one read
+                # straight into the batch, close) and no Python object per file.
+                fd = os.open(path, _READ_FLAGS)
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISDIR(st.st_mode):  # what open() says of a folder
+                        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                    got = os.readv(fd, [view[i * sb:(i + 1) * sb]])
+                finally:
+                    os.close(fd)
                 if got != sb:
                     raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
                 if proofs is not None:
@@ -196,8 +207,10 @@ class _Writer(StageThread):
             start, n, outputs = item
             t0 = time.perf_counter()
             for k, out in enumerate(outputs, self.first_index):
+                # One conversion per batch and output (encode_result's bytes, row by row).
+                blobs = encode_results(out, self.fmt)
                 for i in range(n):
-                    path = write_result(self.folder, self.paths[start + i], out[i], self.fmt, index=k)
+                    path = write_result_bytes(self.folder, self.paths[start + i], blobs[i], self.fmt, index=k)
                     self.written += 1
                     if self.on_written is not None:
                         self.on_written(start + i, k, os.path.basename(path))

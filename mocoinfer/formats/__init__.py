@@ -48,6 +48,7 @@ from .results import (
     ResultFile,
     decode_result,
     encode_result,
+    encode_results,
     is_result_name,
     iter_results,
     list_results,
@@ -55,6 +56,7 @@ from .results import (
     result_filename,
     result_key,
     write_result,
+    write_result_bytes,
 )
 from .summaries import (
     RUN_SETTING_KEYS,
@@ -80,7 +82,8 @@ __all__ = [
     "read_labels", "format_labels",
     # results
     "RESULT_FORMATS", "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
-    "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
+    "encode_results", "write_result_bytes", "decode_result", "read_result", "ResultFile", "list_results",
+    "iter_results",
     # perf
     "perf_filename", "pure_perf_filename", "format_pure_perf", "format_perf", "parse_perf",
     # summaries
