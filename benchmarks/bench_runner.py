@@ -119,6 +119,8 @@ def main() -> int:
     p.add_argument("--uint8", action="store_true", help="compare uint8 files with float32 files instead")
     p.add_argument("--rounds", type=int, default=2, help="--uint8: interleaved rounds (default: 2)")
     p.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--no-top-dir", action="store_true",
+                   help="leave the work folder's block group placement alone (see common.spread_block_groups)")
     args = p.parse_args()
     if args.images is None:
         args.images = 1200 if args.uint8 else 2400
@@ -126,7 +128,7 @@ def main() -> int:
         args.batch_sizes = "32" if args.uint8 else "1,32"
     work = args.dir or tempfile.mkdtemp(prefix="bench_runner_")
     os.makedirs(work, exist_ok=True)
-    spread = spread_block_groups(work)
+    spread = spread_block_groups(work) if not args.no_top_dir else "default block group placement"
     if args.uint8:
         try:
             return 0 if bench_uint8(work, args.images, [int(b) for b in args.batch_sizes.split(",")],

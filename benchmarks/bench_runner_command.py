@@ -106,6 +106,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="rounds, best of each (default: 2)")
     p.add_argument("--baseline", help="another checkout's root: its run_om_infer.py is timed alongside")
     p.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--no-top-dir", action="store_true",
+                   help="leave the work folder's block group placement alone (see common.spread_block_groups)")
     args = p.parse_args()
     trees = {"this tree": ROOT}
     if args.baseline:
@@ -116,7 +118,7 @@ def main() -> int:
     work = args.dir or tempfile.mkdtemp(prefix="bench_runner_command_")
     os.makedirs(work, exist_ok=True)
     try:
-        spread = spread_block_groups(work)
+        spread = spread_block_groups(work) if not args.no_top_dir else "default block group placement"
         model = os.path.join(work, "near_zero_cost.onnx")
         tiny_model(model)
         inputs = os.path.join(work, "prep_dataset")
