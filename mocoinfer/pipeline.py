@@ -3,9 +3,10 @@
     reader thread ──(bounded queue of batches)──▶ backend.run in this thread
                   ──(bounded queue of results)──▶ writer threads
 
-The reader fills preallocated batch buffers with one `readinto` per file (no per-image arrays,
-no concatenation; uint8 pixel files for a float32 model go through one staging buffer and are
-normalised into the batch with preprocessing's own look-up, `transforms.normalize_batch`) and
+The reader fills preallocated batch buffers with one read per file (`os.readv` straight into the
+buffer: no per-image arrays, no concatenation; uint8 pixel files for a float32 model go through
+one staging buffer and are normalised into the batch with preprocessing's own look-up,
+`transforms.normalize_batch`) and
 pads a fixed-batch model's short last batch with copies of its first sample, as ais_bench does;
 the writers write one result file per real image, atomically. Both queues are bounded (and the
 batch buffers recycled), so memory stays flat whatever the number of images.
