@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import report  # benchmarks/common.py, beside this script
+from common import report, spread_block_groups  # benchmarks/common.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -93,14 +93,13 @@ def bench_uint8(work: str, images: int, batch_sizes, rounds: int) -> bool:
     ok = True
     for bs in batch_sizes:
         best = {}
-        for _ in range(rounds):
-            for label, folder, uint8 in cases:
-                out = os.path.join(work, "result")
+        for r in range(rounds):
+            for c, (label, folder, uint8) in enumerate(cases):
+                out = os.path.join(work, f"result_{bs}_{r}_{c}")  # kept until the end, as in main()
                 os.sync()
                 s = run_inference("zero-cost", os.path.join(work, folder), out, batch_size=bs, outfmt="bin",
                                   backend=ZeroCost(uint8=uint8), progress=False)
                 best[label] = max(best.get(label, 0.0), s["e2e"]["throughput_images_per_s"])
-                shutil.rmtree(out)
         base = best[cases[0][0]]
         for label, _, _ in cases:
             print(f"batch {bs:>3}, {label:<48} {best[label]:8.0f} images/s = {best[label] / base:.2f}x")
@@ -120,12 +119,16 @@ def main() -> int:
     p.add_argument("--uint8", action="store_true", help="compare uint8 files with float32 files instead")
     p.add_argument("--rounds", type=int, default=2, help="--uint8: interleaved rounds (default: 2)")
     p.add_argument("--dir", help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--no-top-dir", action="store_true",
+                   help="leave the work folder's block group placement alone (see common.spread_block_groups)")
     args = p.parse_args()
     if args.images is None:
         args.images = 1200 if args.uint8 else 2400
     if args.batch_sizes is None:
         args.batch_sizes = "32" if args.uint8 else "1,32"
     work = args.dir or tempfile.mkdtemp(prefix="bench_runner_")
+    os.makedirs(work, exist_ok=True)
+    spread = spread_block_groups(work) if not args.no_top_dir else "default block group placement"
     if args.uint8:
         try:
             return 0 if bench_uint8(work, args.images, [int(b) for b in args.batch_sizes.split(",")],
@@ -147,13 +150,14 @@ def main() -> int:
             with open(os.path.join(inputs, name), "rb") as f:
                 f.read()
         print(f"{args.images} .bin files of {bin_file_size():,} bytes in {inputs} (page cache warm); "
-              f"cpu cores: {os.cpu_count()}; peak RSS before runs: {rss_mb():.0f} MB")
+              f"cpu cores: {os.cpu_count()}; peak RSS before runs: {rss_mb():.0f} MB; {spread}")
         ok = True
         for fmt in ("bin", "txt"):
             for bs in (int(b) for b in args.batch_sizes.split(",")):
                 out = os.path.join(work, f"result_{fmt}_{bs}")
-                # Start each run with no dirty pages: on this VM, file creation slows ~4x while the
-                # kernel writes back gigabytes left by an earlier job, which is not the runner's cost.
+                # Start each run with no dirty pages (the kernel writing back gigabytes left by an
+                # earlier job is not the runner's cost). Result folders stay until the end: deleting
+                # thousands of files just before a run slows its file creation (common.spread_block_groups).
                 os.sync()
                 s = run_inference("zero-cost", inputs, out, batch_size=bs, outfmt=fmt, backend=ZeroCost(),
                                   progress=False)
@@ -166,7 +170,6 @@ def main() -> int:
                       f"{TARGETS[fmt]:.0f}/s target [{'ok' if passed else 'BELOW'}] (reader "
                       f"{ph['preprocess']['throughput_images_per_s']:.0f}/s, writer "
                       f"{ph['write']['throughput_images_per_s']:.0f}/s busy rates)")
-                shutil.rmtree(out)
         peak = rss_mb()
         report("peak RSS", f"{peak:.0f} MB", "< 1500 MB", peak < 1500)
         print(f"peak RSS of the whole benchmark process: {peak:.0f} MB (limit 1500 MB) "

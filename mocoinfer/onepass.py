@@ -244,7 +244,15 @@ def run_pass(be: Backend, source, settings: RunSettings, result_dir: str, bar, c
 
 def result_names(names: Sequence[str], fmt: str, ks: Sequence[int], style: str = BENCHMARK_STYLE) -> Set[str]:
     """The result file names that inputs `names` give for the outputs numbered `ks`."""
-    return {result_filename(p, fmt, k, style) for p in names for k in ks}
+    ks = list(ks)
+    if not names or not ks:
+        return set()
+    if style != BENCHMARK_STYLE:
+        return {result_filename(p, fmt, k, style) for p in names for k in ks}
+    result_filename(names[0], fmt)  # refuses an unknown format
+    # result_filename's stem once per input, not once per input and output: 50,000 names twice a run.
+    suffixes = [f"_{k}.{fmt}" for k in ks]
+    return {os.path.splitext(os.path.basename(p))[0] + suffix for p in names for suffix in suffixes}
 
 
 def results_in(result_dir: str) -> Set[str]:

@@ -3,9 +3,10 @@
     reader thread ──(bounded queue of batches)──▶ backend.run in this thread
                   ──(bounded queue of results)──▶ writer threads
 
-The reader fills preallocated batch buffers with one `readinto` per file (no per-image arrays,
-no concatenation; uint8 pixel files for a float32 model go through one staging buffer and are
-normalised into the batch with preprocessing's own look-up, `transforms.normalize_batch`) and
+The reader fills preallocated batch buffers with one read per file (`os.readv` straight into the
+buffer: no per-image arrays, no concatenation; uint8 pixel files for a float32 model go through
+one staging buffer and are normalised into the batch with preprocessing's own look-up,
+`transforms.normalize_batch`) and
 pads a fixed-batch model's short last batch with copies of its first sample, as ais_bench does;
 the writers write one result file per real image, atomically. Both queues are bounded (and the
 batch buffers recycled), so memory stays flat whatever the number of images.
@@ -13,8 +14,10 @@ batch buffers recycled), so memory stays flat whatever the number of images.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ import numpy as np
 
 from .backends import Backend
 from .errors import UserError
-from .formats import AIS_STYLE, BENCHMARK_STYLE, NPY_SUFFIXES, npy_data_span, write_result
+from .formats import BENCHMARK_STYLE, NPY_SUFFIXES, encode_results, npy_data_span, write_result_bytes
 from .sidecar import read_proof
 from .transforms import normalize_batch
 
@@ -37,6 +40,8 @@ WRITE_BEHIND_BATCHES = 64
 # overlap those waits.
 WRITER_THREADS = 4
 _POLL = 0.1  # seconds between checks of the stop flag while a thread waits on a queue
+# open()'s own flags for "rb" (Python sets O_CLOEXEC on every file it opens).
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class Batch(NamedTuple):
@@ -155,11 +160,22 @@ class FileReader(StageThread):
             view = memoryview(buf if self.staging is None else self.staging).cast("B")
             for i in range(batch.n):
                 path = self.paths[batch.start + i]
-                with open(path, "rb", buffering=0) as f:
-                    st = os.fstat(f.fileno())
-                    if path.endswith(NPY_SUFFIXES):  # ais_bench's form: the array data after the header
+                if path.endswith(NPY_SUFFIXES):  # ais_bench's form: the array data after the header
+                    with open(path, "rb", buffering=0) as f:
+                        st = os.fstat(f.fileno())
                         npy_data_span(f, path)
-                    got = f.readinto(view[i * sb:(i + 1) * sb])
+                        got = f.readinto(view[i * sb:(i + 1) * sb])
+                else:
+                    # os-level calls, not a file object: four syscalls a file (open, fstat, one read
+                    # straight into the batch, close) and no Python object per file.
+                    fd = os.open(path, _READ_FLAGS)
+                    try:
+                        st = os.fstat(fd)
+                        if stat.S_ISDIR(st.st_mode):  # what open() says of a folder
+                            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                        got = os.readv(fd, [view[i * sb:(i + 1) * sb]])
+                    finally:
+                        os.close(fd)
                 if got != sb:
                     raise UserError(f"{path}: read {got} bytes, expected {sb} (file changed during the run?)")
                 if proofs is not None:
@@ -198,10 +214,11 @@ class _Writer(StageThread):
             start, n, outputs = item
             t0 = time.perf_counter()
             for k, out in enumerate(outputs, self.first_index):
+                # One conversion per batch and output (encode_result's bytes, row by row).
+                blobs = encode_results(out, self.fmt, self.style)
                 for i in range(n):
-                    # ais_bench keeps the batch axis of each sample: (1, classes)
-                    row = out[i:i + 1] if self.style == AIS_STYLE else out[i]
-                    path = write_result(self.folder, self.paths[start + i], row, self.fmt, index=k, style=self.style)
+                    path = write_result_bytes(self.folder, self.paths[start + i], blobs[i], self.fmt, index=k,
+                                              style=self.style)
                     self.written += 1
                     if self.on_written is not None:
                         self.on_written(start + i, k, os.path.basename(path))

@@ -66,6 +66,7 @@ from .results import (
     decode_result,
     encode_ais_result,
     encode_result,
+    encode_results,
     is_result_name,
     iter_results,
     list_results,
@@ -74,6 +75,7 @@ from .results import (
     result_key,
     result_stem,
     write_result,
+    write_result_bytes,
 )
 from .summaries import (
     RUN_SETTING_KEYS,
@@ -100,8 +102,8 @@ __all__ = [
     "read_labels", "format_labels",
     # results
     "RESULT_FORMATS", "BENCHMARK_STYLE", "AIS_STYLE", "STYLES", "result_stem", "encode_ais_result",
-    "result_filename", "result_key", "is_result_name", "encode_result", "write_result",
-    "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
+    "result_filename", "result_key", "is_result_name", "encode_result", "write_result", "encode_results",
+    "write_result_bytes", "decode_result", "read_result", "ResultFile", "list_results", "iter_results",
     # perf
     "perf_filename", "pure_perf_filename", "format_pure_perf", "format_perf", "parse_perf",
     # ais_bench's summary file

@@ -83,12 +83,33 @@ def encode_result(vector: np.ndarray, fmt: str, style: str = BENCHMARK_STYLE) ->
     raise UserError(f"unknown result format {fmt!r} (choose from {', '.join(RESULT_FORMATS)})")
 
 
+def encode_results(batch: np.ndarray, fmt: str, style: str = BENCHMARK_STYLE) -> List[bytes]:
+    """`encode_result` of each row of `batch` (one image a row), the same bytes: the batch is
+    converted once, and txt formats each row with one prepared format string. ais_bench's style
+    keeps each sample's batch axis, `(1, classes)`, in the model's dtype."""
+    if style == AIS_STYLE:
+        return [encode_ais_result(batch[i:i + 1], fmt) for i in range(len(batch))]
+    rows = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), -1)
+    if fmt == "txt":
+        line = "%.9g " * rows.shape[1] + "\n"
+        return [(line % tuple(row)).encode("ascii") for row in rows.tolist()]
+    if fmt == "bin":
+        return [row.tobytes() for row in rows]
+    return [encode_result(row, fmt) for row in rows]
+
+
+def write_result_bytes(folder: str, input_name: str, data: bytes, fmt: str, index: int = 1,
+                       style: str = BENCHMARK_STYLE) -> str:
+    """Write one image's encoded result atomically; returns its path."""
+    path = os.path.join(folder, result_filename(input_name, fmt, index, style))
+    atomic_write_bytes(path, data)
+    return path
+
+
 def write_result(folder: str, input_name: str, vector: np.ndarray, fmt: str, index: int = 1,
                  style: str = BENCHMARK_STYLE) -> str:
     """Write one image's result atomically; returns its path."""
-    path = os.path.join(folder, result_filename(input_name, fmt, index, style))
-    atomic_write_bytes(path, encode_result(vector, fmt, style))
-    return path
+    return write_result_bytes(folder, input_name, encode_result(vector, fmt, style), fmt, index, style)
 
 
 def decode_result(data: bytes, fmt: str, name: str = "<bytes>") -> np.ndarray:
