@@ -15,43 +15,12 @@ import numpy as np
 from ..errors import UserError
 from ..progress import usable_cpus
 from .base import Backend, Probe
-from .onnxwire import graph_inputs
 
 # Preferred order when nothing is asked: fastest first, CPU always last as the fallback.
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
                 "tensor(int64)": np.int64}
-
-
-# onnx TensorProto.DataType → numpy, as onnx.helper.tensor_dtype_to_np_dtype maps them (the
-# types numpy has itself; the others are left to the onnx package).
-WIRE_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
-                9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64, 14: np.complex64,
-                15: np.complex128}
-
-
-def probe_with_onnx(model_path: str) -> Optional[Probe]:
-    """`OrtBackend.probe` by the onnx package: the input from the graph alone, or None."""
-    import onnx
-
-    try:
-        graph = onnx.load(model_path, load_external_data=False).graph
-    except Exception:  # not ONNX: OrtBackend gives the user-facing error
-        return None
-    weights = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        return None
-    tensor = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
-    if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
-        return None
-    try:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-    except (KeyError, TypeError):
-        return None
-    return Probe(tuple(dims[1:]), dtype, dims[0] or None)
 
 
 def choose_providers(requested: Optional[Sequence[str]], available: Sequence[str]) -> List[str]:
@@ -111,26 +80,26 @@ class OrtBackend(Backend):
     @classmethod
     def probe(cls, model_path: str) -> Optional[Probe]:
         """The input from the graph alone, or None when the file is not a one-input ONNX model
-        (the session then reports what is wrong). Read from the protobuf wire format where it
-        can be (`onnxwire`: no `import onnx`, half a second), else by the onnx package; both
-        give the same answer (tests/test_onnx_probe.py)."""
+        (the session then reports what is wrong)."""
+        import onnx
+
         try:
-            with open(model_path, "rb") as f:
-                wire = graph_inputs(f.read())
-        except OSError:
-            wire = None
-        if wire is not None:
-            weights, inputs = wire
-            inputs = [i for i in inputs if i.name not in weights]
-            if len(inputs) != 1:
-                return None
-            dims = [value if has_value else 0 for value, has_value in inputs[0].dims]
-            if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
-                return None
-            dtype = WIRE_DTYPES.get(inputs[0].elem_type)
-            if dtype is not None:
-                return Probe(tuple(dims[1:]), np.dtype(dtype), dims[0] or None)
-        return probe_with_onnx(model_path)  # an element type only the onnx package maps, or not read
+            graph = onnx.load(model_path, load_external_data=False).graph
+        except Exception:  # not ONNX: OrtBackend gives the user-facing error
+            return None
+        weights = {i.name for i in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in weights]
+        if len(inputs) != 1:
+            return None
+        tensor = inputs[0].type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
+        if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
+            return None
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        except (KeyError, TypeError):
+            return None
+        return Probe(tuple(dims[1:]), dtype, dims[0] or None)
 
     @classmethod
     def load(cls, model_path: str, device_id: int = 0, providers: Optional[Sequence[str]] = None,
