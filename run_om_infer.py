@@ -198,11 +198,11 @@ ais_bench form (python3 -m ais_bench's flags, docs/ais_bench.md):  --model M [--
            [--display_all_summary 1] [--debug 1]; harmless: --profiler 0, --run_mode array, ...
   → O/D (or O/YYYY_MM_DD-HH_MM_SS)/<name>_0.bin and O/D_summary.json; several devices: O/D/device{id}_{i}/
     and O/D/device{id}_{i}_summary.json each; no --input: pure inference; no --output: nothing kept
-every form:  --backend auto|acl|onnxruntime|torch  --providers P  --precision fp32|bf16|fp16  --threads N
-           --overwrite  --no-progress
+every form:  --backend auto|acl|aisbench|onnxruntime|torch  --providers P  --precision fp32|bf16|fp16
+           --threads N  --resume (reuse proven results)  --overwrite (start over)  --no-progress
 figures: summary.json's e2e, run, compute and latency_ms are the perf file's [e2e] throughputRate, [infer]
 throughputRate, [infer] Interface throughputRate and moduleLatency; padding of a short last batch counts
-in none. The own form's every option: python3 -c 'import run_om_infer; run_om_infer.parse_args(["-h"])'
+in none. Every option of the own form, each explained: run_om_infer.py --help-all
 """
 
 
@@ -218,6 +218,8 @@ def _main(argv) -> int:
 
     argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help-all" in argv:
+        parse_args(["-h"])  # argparse's full help of the own form; it exits 0
     if "-h" in argv or "--help" in argv:
         print(HELP, end="")
         return 0

@@ -450,10 +450,22 @@ def test_help_lists_the_three_forms(capsys):
                    "-om_path=", "--divide_input", "--pure-data"):
         assert needle in out
     assert len(out.splitlines()) <= 30
+    assert "--resume" in out and "aisbench" in out and "--help-all" in out
+
+
+def test_help_all_is_the_own_forms_every_option(capsys):
+    """Oracle: the own form's argparse parser (`run_om_infer.parse_args`): every option it defines
+    appears in `--help-all`, which exits 0."""
+    with pytest.raises(SystemExit) as stop:
+        run_om_infer.main(["--help-all"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--batch-size", "--device-id", "--resume", "--overwrite", "--interpolation", "--backend"):
+        assert flag in out
+    assert "aisbench" in out
 
 
 # Reruns.
-
 
 
 def test_a_rerun_into_the_same_folder_runs_again_and_overwrites(work, models, capsys):
