@@ -12,6 +12,7 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from .checkpoint import DEFAULT_ARCH
+from .transforms import DEFAULT_INTERPOLATION, INTERPOLATIONS
 
 
 def standin_model(seed: int = 0, arch: str = DEFAULT_ARCH, num_classes: int = 1000,
@@ -125,7 +126,7 @@ def make_sample_images(folder: str, n: int = DEMO_IMAGES, seed: int = 0) -> List
     return paths
 
 
-def reference_logits(model, paths: Sequence[str], interpolation: str = "bilinear"):
+def reference_logits(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION):
     """The independent reference path: torchvision's own transform, then PyTorch, one image at a time."""
     import torch
     from PIL import Image
@@ -141,7 +142,7 @@ def reference_logits(model, paths: Sequence[str], interpolation: str = "bilinear
         return model.eval()(batch)
 
 
-def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear", seed: int = 0):
+def fit_classifier(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION, seed: int = 0):
     """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
 
     A randomly initialised ResNet-50 predicts one class for everything; with one row per image
@@ -172,7 +173,8 @@ def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear",
     return model
 
 
-def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0, interpolation: str = "bilinear") -> dict:
+def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0,
+                     interpolation: str = DEFAULT_INTERPOLATION) -> dict:
     """Stand-in checkpoint, sample images and a val_label.txt whose labels come from the reference path."""
     from .atomic import atomic_write_text
     from .formats import format_labels
@@ -232,7 +234,7 @@ def main(argv: Optional[list] = None) -> int:
                             "equal those on the float32 files byte for byte (exit 1 if not)")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
                         help="number of sample images (default: %(default)s)")
-    parser.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear",
+    parser.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
                         help="the preprocessing the reference labels are computed with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

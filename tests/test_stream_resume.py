@@ -59,18 +59,18 @@ def case(tmp_path):
     return {"val": str(val), "out": str(out), "res": str(out / "dumpOutput_device0")}
 
 
-def _run(case, interpolation="bilinear", **kw):
+def _run(case, interpolation="bicubic", **kw):
     be = Means()
     s = run_inference("means", case["val"], case["out"], backend=be, warmup=0, progress=False, batch_size=3,
                       stream=StreamOptions(workers=2, interpolation=interpolation), **kw)
     return s, be.images
 
 
-def _expected(path, interpolation="bilinear"):
+def _expected(path, interpolation="bicubic"):
     return EvalTransform(interpolation=interpolation).from_file(path).mean(axis=(1, 2))
 
 
-def _check_results(case, interpolation="bilinear"):
+def _check_results(case, interpolation="bicubic"):
     for i in range(N):
         got = formats.read_result(os.path.join(case["res"], f"im{i}_1.txt"))
         np.testing.assert_array_equal(got, _expected(os.path.join(case["val"], f"im{i}.JPEG"), interpolation))
@@ -81,7 +81,7 @@ def test_rerun_decodes_and_runs_only_the_unproven_images(case, capsys):
     assert (ran, s["skipped"], s["stream"]["images_decoded"]) == (N, 0, N)
     _check_results(case)
     doc = sidecar.read_manifest(case["res"])
-    assert doc["status"] == sidecar.COMPLETE and doc["settings"]["interpolation"] == "bilinear"
+    assert doc["status"] == sidecar.COMPLETE and doc["settings"]["interpolation"] == "bicubic"
     image = os.path.join(case["val"], "im4.JPEG")
     with open(image, "rb") as f:
         raw = f.read()
@@ -119,16 +119,16 @@ def test_a_changed_image_is_decoded_again(case):
 def test_other_settings_are_refused_and_overwrite_redoes_everything(case):
     _run(case)
     before = sorted(os.listdir(case["res"]))
-    with pytest.raises(UserError, match=r"another model or settings \(interpolation bilinear → bicubic\); "
+    with pytest.raises(UserError, match=r"another model or settings \(interpolation bicubic → bilinear\); "
                                         "add --overwrite"):
-        _run(case, interpolation="bicubic")
+        _run(case, interpolation="bilinear")
     with pytest.raises(UserError, match=r"another format \(e.g. im0_1.txt\).*add --overwrite"):
         _run(case, outfmt="bin")
     assert sorted(os.listdir(case["res"])) == before
-    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    s, ran = _run(case, interpolation="bilinear", overwrite=True)
     assert (ran, s["skipped"]) == (N, 0)
-    _check_results(case, "bicubic")
-    s, ran = _run(case, interpolation="bicubic", overwrite=True)
+    _check_results(case, "bilinear")
+    s, ran = _run(case, interpolation="bilinear", overwrite=True)
     assert (ran, s["skipped"]) == (N, 0)
 
 
