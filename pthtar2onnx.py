@@ -15,9 +15,14 @@ import argparse
 import os
 import sys
 
-from mocoinfer.cli import either_form, run_main
-from mocoinfer.errors import UserError
-from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+require("torch", "torchvision", "onnx", "onnxruntime", "numpy")
+
+from mocoinfer.cli import either_form, run_main  # noqa: E402
+from mocoinfer.errors import UserError  # noqa: E402
+from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL  # noqa: E402
 
 
 def parse_args(argv):

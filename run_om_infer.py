@@ -25,8 +25,14 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from mocoinfer.cli import run_main
-from mocoinfer.errors import UserError
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+# The runtime a model needs (onnxruntime, torch) is checked once the backend is chosen.
+require("numpy", "PIL", "tqdm")
+
+from mocoinfer.cli import run_main  # noqa: E402
+from mocoinfer.errors import UserError  # noqa: E402
 
 CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
@@ -205,6 +211,9 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
         summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=loop,
                                             output=args.output, **common)
         print(perf.pure_summary_text(summary))
+        written = [summary[k] for k in ("summary_file", "perf_file") if summary.get(k)]
+        if written:  # said, as a file run says it: where the figures were kept
+            print(f"wrote {' and '.join(written)}")
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
     loop = 1 if args.loop is None else args.loop
@@ -247,6 +256,8 @@ def _ais_main(argv) -> int:
         if summary_file:
             aisform.write_summary(summary, summary_file, argv)
         print(aisform.summary_text(summary, args.display_all_summary))
+        if summary_file:
+            print(f"wrote {summary_file}")
         return 0
     if result_dir is None:
         raise UserError("--input without --output: ais_bench would not keep the results; give --output "
