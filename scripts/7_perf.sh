@@ -72,7 +72,8 @@ prepare_variant() {
         onnxruntime-int8)
             backend=onnxruntime; model="${onnx%.onnx}-int8.onnx"
             if [ ! -f "$model" ] || [ "$onnx" -nt "$model" ]; then
-                "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$onnx" "${export_args[@]}" \
+                # --output names the int8 model; the float one it is made from is not kept ($onnx stays).
+                "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$model" "${export_args[@]}" \
                     --quantize int8 --calibration "$CALIB_DIR" --calibration-count "$CALIB_COUNT"
             fi ;;
         torch) backend=torch; model="$CKPT" ;;
