@@ -209,7 +209,8 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
     if args.pure_data:
         loop = 10 if args.loop is None else args.loop  # 0 is refused by the runner, not replaced
         summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=loop,
-                                            output=args.output, **common)
+                                            output=args.output, progress=False if args.no_progress else None,
+                                            **common)
         print(perf.pure_summary_text(summary))
         written = [summary[k] for k in ("summary_file", "perf_file") if summary.get(k)]
         if written:  # said, as a file run says it: where the figures were kept
@@ -252,7 +253,8 @@ def _ais_main(argv) -> int:
                   write_summary=False)
     if args.input is None:  # ais_bench's pure inference: --loop batches of generated data
         summary = runner.run_pure_inference(args.model, output=args.output,
-                                            pure_data=aisform.PURE_TYPES[args.pure_data_type], **common)
+                                            pure_data=aisform.PURE_TYPES[args.pure_data_type],
+                                            progress=False if args.no_progress else None, **common)
         if summary_file:
             aisform.write_summary(summary, summary_file, argv)
         print(aisform.summary_text(summary, args.display_all_summary))

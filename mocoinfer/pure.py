@@ -18,6 +18,7 @@ from .errors import UserError
 from .formats import format_pure_perf, pure_perf_filename
 from .onepass import RunSettings, backend_facts, check_batch_memory, resolve_batch_size, run_phases, warm_up
 from .perf import DEFINITIONS, PURE_SUMMARY_NAME
+from .progress import progress_bar
 
 PURE_DATA = ("zeros", "random")
 
@@ -58,17 +59,23 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
         else:
             data = np.random.default_rng(seed).standard_normal(shape).astype(be.input_dtype)
         warm_up(be, bs, settings.warmup)
+        load_before = load_average()
         run_seconds: List[float] = []
-        for _ in range(loop):
-            t0 = time.perf_counter()
-            be.run(data)
-            run_seconds.append(time.perf_counter() - t0)
+        with progress_bar(loop, "pure inference", settings.progress, unit="batch") as bar:
+            for _ in range(loop):
+                t0 = time.perf_counter()
+                be.run(data)
+                run_seconds.append(time.perf_counter() - t0)
+                bar.update(1)
         phases = run_phases(be, bs * loop, run_seconds)
     compute = phases.get("compute", phases["run"])
     mean_ms = compute["latency_ms"]["mean"]
     summary = {"model": model, "device_id": settings.device_id, "pure_data": pure_data, "batch_size": bs,
                "loop": loop, "warmup": settings.warmup,
-               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases}
+               "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases,
+               # the 1-minute load before and after the timed batches: figures taken on a busy host
+               # are lower, and runtimes can swap places, so the table shows it beside them
+               "load_average": [x for x in (load_before, load_average()) if x is not None]}
     summary.update(backend_facts(be))
     summary["definitions"] = DEFINITIONS
     # Two files written whole by rename: no lock, and no bookkeeping left in the output folder.
@@ -79,6 +86,14 @@ def run_pure_inference(model: str, output: Optional[str] = None, pure_data: str 
         summary["summary_file"] = summary_file
         write_json(summary_file, summary)
     return summary
+
+
+def load_average() -> Optional[float]:
+    """The host's 1-minute load average (`os.getloadavg`), or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> None:
