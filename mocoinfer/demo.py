@@ -142,21 +142,30 @@ def reference_logits(model, paths: Sequence[str], interpolation: str = DEFAULT_I
         return model.eval()(batch)
 
 
-def fit_classifier(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION, seed: int = 0):
-    """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
-
-    A randomly initialised ResNet-50 predicts one class for everything; with one row per image
-    (its centred, normalised feature), each image scores highest on its own class, so the demo
-    predicts many distinct classes and any mix-up between files and results shows as an error.
-    """
+def backbone_features(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION):
+    """The pooled features (the classifier's input) of the images, on the reference path."""
     import torch
 
     backbone_fc = model.fc
     model.fc = torch.nn.Identity()
     try:
-        feats = reference_logits(model, paths, interpolation).double()
+        return reference_logits(model, paths, interpolation)
     finally:
         model.fc = backbone_fc
+
+
+def fit_classifier(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION, seed: int = 0,
+                   features=None):
+    """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
+
+    A randomly initialised ResNet-50 predicts one class for everything; with one row per image
+    (its centred, normalised feature), each image scores highest on its own class, so the demo
+    predicts many distinct classes and any mix-up between files and results shows as an error.
+    `features`: `backbone_features` of the same images, where the caller has them already.
+    """
+    import torch
+
+    feats = (backbone_features(model, paths, interpolation) if features is None else features).double()
     # Ridge least squares: rows R with R @ f_j ~ 10 for the image's own class and ~ 0 for the
     # other images' classes. Features of a random network are strongly correlated, so a plain
     # nearest-feature rule would let several images share a class; the ridge keeps R well scaled,
@@ -181,8 +190,15 @@ def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0,
 
     val_dir = os.path.join(work_dir, "val")
     paths = make_sample_images(val_dir, n, seed)
-    model = fit_classifier(standin_model(seed=seed), paths, interpolation, seed)
-    logits = reference_logits(model, paths, interpolation)
+    import torch
+
+    model = standin_model(seed=seed)
+    feats = backbone_features(model, paths, interpolation)
+    model = fit_classifier(model, paths, interpolation, seed, features=feats)
+    # The whole model's logits are its classifier on these features: one pass over the images,
+    # not two (the demo's slowest input step).
+    with torch.no_grad():
+        logits = model.fc(feats)
     top2 = logits.topk(2, dim=1).values
     labels = logits.argmax(1).tolist()
     ckpt = make_standin_checkpoint(os.path.join(work_dir, "model_lincls_best.pth.tar"), model=model)

@@ -15,7 +15,8 @@
 # AIPP=1 measures the AIPP .om), which every batch size then runs: no re-export, no reconversion.
 # When ACCURACY_INPUT (default PREP_DIR) holds .bin files, its first PERF_ACCURACY_IMAGES go
 # through every variant at the first batch size, and the comparison with the float32 reference
-# (onnxruntime, else torch) goes into the table. Runs on the first device of DEVICE_ID.
+# (onnxruntime, else torch) goes into the table (PERF_ACCURACY_IMAGES=0: none). Runs on the first
+# device of DEVICE_ID.
 # Writes $PERF_DIR/throughput.md (the tables) and throughput.png (images/s against batch size).
 # Settings: BATCH_SIZES, DYNAMIC_BATCH, PERF_VARIANTS (or PERF_BACKENDS), PERF_LOOP, PERF_WARMUP,
 # CKPT, PERF_DIR, CALIB_DIR, CALIB_COUNT (100), ACCURACY_INPUT, PERF_ACCURACY_IMAGES (100) (see scripts/env.sh).
@@ -126,6 +127,8 @@ if [ "${#bins[@]}" -gt 0 ]; then
             --device-id "$FIRST_DEVICE" --input "$info" --precision "$precision" --no-progress \
             --output "$PERF_DIR/$variant/accuracy" > /dev/null
     done
+elif [ "$PERF_ACCURACY_IMAGES" = "0" ]; then
+    echo "$STEP_NAME: throughput only (PERF_ACCURACY_IMAGES=0: no accuracy columns)"
 else
     echo "$STEP_NAME: no .bin files in $ACCURACY_INPUT: throughput only (set ACCURACY_INPUT for the accuracy columns)"
 fi
