@@ -23,12 +23,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv "$(VENV)"; fi
 	@echo "setup 2/3: pip install -r requirements-dev.txt: torch + torchvision (about 5.3 GB with torch's CUDA" \
 	"libraries), onnx, onnxruntime, numpy, pillow, tqdm, and for tests pytest, ruff, shellcheck, matplotlib;" \
-	"about 2-3 minutes, about 5.7 GB in all"
+	"1 to 3 minutes, about 5.7 GB in all"
 	@"$(BIN)/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | $(PIP_QUIET)
 	@echo "setup 3/3: import check (torch, torchvision, onnx, onnxruntime, numpy, PIL, tqdm)"
 	@"$(BIN)/python" -c "import torch, torchvision, onnx, onnxruntime, numpy, PIL, tqdm"
 	@touch "$(STAMP)"
-	@echo "setup done: $(VENV) holds $$(du -sh "$(VENV)" 2>/dev/null | cut -f1); next: make demo," \
+	@echo "setup done: $(VENV) holds $$(du -sh "$(VENV)/" 2>/dev/null | cut -f1); next: make demo," \
 	"or source $(VENV)/bin/activate to run the stage scripts"
 
 lint: setup

@@ -420,3 +420,27 @@ def test_infer_with_stream_reads_the_image_folder(tmp_path):
     assert args[args.index("--input") + 1] == str(tmp_path / "val")
     assert args[args.index("--interpolation") + 1] == "bicubic" and args[args.index("--workers") + 1] == "3"
     assert "streaming the images" in proc.stdout
+
+
+def test_make_setup_prints_one_line_per_phase(tmp_path):
+    """`make setup` says what each phase does (issue 21: 2 silent minutes before). Oracle: the
+    Makefile run for real with VENV pointing at a stand-in environment whose python records its
+    arguments and succeeds, so nothing is installed: the three phase lines and the last line, in
+    order, and pip was asked for requirements-dev.txt quietly."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    python.chmod(0o755)
+    proc = subprocess.run(["make", "--no-print-directory", f"VENV={venv}", "setup"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    phases = [line for line in lines if re.match(r"setup [123]/3: ", line)]
+    assert [p[:10] for p in phases] == ["setup 1/3:", "setup 2/3:", "setup 3/3:"], proc.stdout
+    assert "torch" in phases[1] and "GB" in phases[1] and "minutes" in phases[1]
+    assert lines[-1].startswith("setup done: ") and "make demo" in lines[-1]
+    recorded = calls.read_text().splitlines()
+    assert recorded[0].startswith("-m pip install -q") and "-r requirements-dev.txt" in recorded[0]
+    assert (venv / ".installed").exists()
