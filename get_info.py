@@ -11,7 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mocoinfer.cli import run_main
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+require("tqdm")
+
+from mocoinfer.cli import run_main  # noqa: E402
 
 
 def parse_args(argv):
@@ -42,6 +47,8 @@ def main(argv=None) -> int:
     from mocoinfer.getinfo import write_info_file
 
     args = parse_args(argv)
+    if args.mode == "jpg":  # reads each image's size; bin mode needs no image library
+        require("PIL")
     summary = write_info_file(args.mode, args.file_path, args.info_name, args.width or 0, args.height or 0)
     print(summary.line(args.mode))
     return 0

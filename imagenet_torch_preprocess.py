@@ -15,9 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mocoinfer.cli import either_form, run_main
-from mocoinfer.formats import BIN_DTYPES, DEFAULT_BIN_DTYPE
-from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+require("numpy", "PIL", "tqdm")
+
+from mocoinfer.cli import either_form, run_main  # noqa: E402
+from mocoinfer.formats import BIN_DTYPES, DEFAULT_BIN_DTYPE  # noqa: E402
+from mocoinfer.transforms import DEFAULT_CROP, DEFAULT_INTERPOLATION, DEFAULT_RESIZE, INTERPOLATIONS  # noqa: E402
 
 
 def parse_args(argv):
@@ -37,8 +42,8 @@ def parse_args(argv):
     p.add_argument("--output_img_dir", "--output-img-dir", dest="output_img_dir",
                    help="folder for the .bin files (newer form)")
     p.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
-                   help="resize filter: bilinear (default) is MoCo main_lincls.py's evaluation; bicubic is the "
-                        "ModelZoo Moco-v2 script's (and its published OM accuracy)")
+                   help="resize filter: bicubic (default) is the ModelZoo Moco-v2 script's, behind the guide's "
+                        "published accuracy; bilinear is MoCo main_lincls.py's evaluation")
     p.add_argument("--resize", type=int, default=DEFAULT_RESIZE,
                    help="short edge after resizing, 8 to 4096 (default: %(default)s)")
     p.add_argument("--crop", type=int, default=DEFAULT_CROP,

@@ -15,9 +15,14 @@ import argparse
 import os
 import sys
 
-from mocoinfer.cli import either_form, run_main
-from mocoinfer.errors import UserError
-from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+require("torch", "torchvision", "onnx", "onnxruntime", "numpy")
+
+from mocoinfer.cli import either_form, run_main  # noqa: E402
+from mocoinfer.errors import UserError  # noqa: E402
+from mocoinfer.export import ATOL, DEFAULT_OPSET, RTOL  # noqa: E402
 
 
 def parse_args(argv):
@@ -43,8 +48,10 @@ def parse_args(argv):
                         "(default output: ./moco-v2-uint8-bs{N}.onnx)")
     p.add_argument("--arch", help="torchvision ResNet name, overriding the checkpoint's 'arch' (default: resnet50)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check (not recommended)")
-    p.add_argument("--quantize", choices=["int8"], help="also write moco-v2-bs{N}-int8.onnx (ONNX Runtime static "
-                                                       "quantization, QDQ, per-channel), verified against float")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="also write moco-v2-bs{N}-int8.onnx (ONNX Runtime static quantization, QDQ, per-channel), "
+                        "verified against float; with --output, the int8 model is written there and the float "
+                        "model it comes from is not kept")
     p.add_argument("--calibration", metavar="DIR", help="preprocessed .bin files to calibrate and verify int8 on")
     p.add_argument("--calibration-count", type=int, default=100, help="calibration images (default: %(default)s)")
     p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
@@ -87,21 +94,50 @@ def main(argv=None) -> int:
         # Every calibration file read and checked now: a bad one stops the run before the export,
         # not after the float model was written.
         load_calibration(args.calibration, args.calibration_count)
+    if args.quantize and args.output:
+        return _export_int8_only(args)
     result = export_checkpoint(args.checkpoint, args.output, batch_size=args.batch_size, opset=args.opset,
                                dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify,
                                uint8_input=args.uint8_input)
-    report = result["verify"]
-    check = f"verified: {report.summary()}" if report else "NOT verified (--no-verify)"
-    kind = ", uint8 NHWC input" if args.uint8_input else ""
-    print(f"wrote {result['output']} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}"
-          f"{kind}) "
-          f"in {result['load_seconds'] + result['export_seconds']:.1f}s; {check}")
+    print(_export_line(args, result, f"wrote {result['output']}"))
     if args.quantize:
         from mocoinfer.quantize import quantize_int8
 
         q = quantize_int8(result["output"], args.calibration, count=args.calibration_count,
                           method=args.calibration_method)
         print(f"wrote {q['output']} in {q['report'].seconds:.1f}s; {q['report'].summary()}")
+    return 0
+
+
+def _export_line(args, result, what: str) -> str:
+    report = result["verify"]
+    check = f"verified: {report.summary()}" if report else "NOT verified (--no-verify)"
+    kind = ", uint8 NHWC input" if args.uint8_input else ""
+    return (f"{what} (opset {args.opset}, batch {'dynamic' if args.dynamic else args.batch_size}{kind}) "
+            f"in {result['load_seconds'] + result['export_seconds']:.1f}s; {check}")
+
+
+def _export_int8_only(args) -> int:
+    """`--quantize int8 --output NAME`: NAME is the model asked for, so the int8 one goes there.
+    The float model it is quantized from is exported into a temporary folder and removed after;
+    without --output both are kept (moco-v2-bs{N}.onnx and moco-v2-bs{N}-int8.onnx)."""
+    import tempfile
+
+    from mocoinfer import atomic
+    from mocoinfer.export import default_output_name
+    from mocoinfer.pth2onnx import export_checkpoint
+    from mocoinfer.quantize import quantize_int8
+
+    # The int8 path's faults (a folder, a special file, the checkpoint itself) before the export.
+    atomic.check_output(args.output, [args.checkpoint], what="int8 output")
+    with tempfile.TemporaryDirectory(prefix="mocoinfer-fp32-") as tmp:
+        float_path = os.path.join(tmp, default_output_name(args.batch_size, args.dynamic))
+        result = export_checkpoint(args.checkpoint, float_path, batch_size=args.batch_size, opset=args.opset,
+                                   dynamic=args.dynamic, arch=args.arch, verify=not args.no_verify)
+        print(_export_line(args, result, "exported the float model to quantize (not kept)"))
+        q = quantize_int8(float_path, args.calibration, output=args.output, count=args.calibration_count,
+                          method=args.calibration_method)
+    print(f"wrote {q['output']} (int8) in {q['report'].seconds:.1f}s; {q['report'].summary()}")
     return 0
 
 

@@ -26,8 +26,14 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from mocoinfer.cli import run_main
-from mocoinfer.errors import UserError
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+# The runtime a model needs (onnxruntime, torch) is checked once the backend is chosen.
+require("numpy", "PIL", "tqdm")
+
+from mocoinfer.cli import run_main  # noqa: E402
+from mocoinfer.errors import UserError  # noqa: E402
 
 CHECKS = """\
 before any batch runs, every input file's size is checked against the model's per-sample input
@@ -261,8 +267,12 @@ def _own_main(argv, spelled: Dict[str, str]) -> int:
     if args.pure_data:
         loop = 10 if args.loop is None else args.loop  # 0 is refused by the runner, not replaced
         summary = runner.run_pure_inference(args.model, pure_data=args.pure_data, loop=loop,
-                                            output=args.output, **common)
+                                            output=args.output, progress=False if args.no_progress else None,
+                                            **common)
         print(perf.pure_summary_text(summary))
+        written = [summary[k] for k in ("summary_file", "perf_file") if summary.get(k)]
+        if written:  # said, as a file run says it: where the figures were kept
+            print(f"wrote {' and '.join(written)}")
         return 0
     hw = (args.input_width, args.input_height) if args.input_width is not None else None
     loop = 1 if args.loop is None else args.loop

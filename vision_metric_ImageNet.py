@@ -15,9 +15,14 @@ import math
 import os
 import sys
 
-from mocoinfer.cli import either_form, run_main
-from mocoinfer.errors import UserError
-from mocoinfer.progress import add_progress_args
+from mocoinfer.deps import require
+
+# Before any import that needs them: a Python without them gets one line, not a traceback.
+require("numpy", "tqdm")
+
+from mocoinfer.cli import either_form, run_main  # noqa: E402
+from mocoinfer.errors import UserError  # noqa: E402
+from mocoinfer.progress import add_progress_args  # noqa: E402
 
 EXIT_TOLERANCE = 3
 
@@ -35,7 +40,9 @@ def parse_args(argv):
                f"(nothing written), {EXIT_TOLERANCE} --compare found a top-1 drop above --tolerance.")
     p.add_argument("folder", nargs="?", help="result dir (guide form: first positional)")
     p.add_argument("annotation", nargs="?", help="label file, e.g. ./val_label.txt")
-    p.add_argument("json_path", nargs="?", help="folder for the result json (default ./)")
+    p.add_argument("json_path", nargs="?",
+                   help="folder for the result json (default ./); a path ending in .json with no file name "
+                        "after it is the json file itself")
     p.add_argument("json_name", nargs="?", help="result json file name (default result.json)")
     p.add_argument("--folder_davinci_target", "--folder-davinci-target", dest="folder_opt", metavar="DIR",
                    help="result dir (newer guide form)")
@@ -64,6 +71,7 @@ def parse_args(argv):
                         "bin and npy files are read in one process)")
     add_progress_args(p, quiet_alias=True)
     args = p.parse_args(argv)
+    name_given = args.json_name is not None or args.json_name_opt is not None
     for name, pos, opt, default in (("result dir", "folder", "folder_opt", None),
                                     ("label file", "annotation", "annotation_opt", None),
                                     ("result json folder", "json_path", "json_path_opt", "./"),
@@ -75,6 +83,11 @@ def parse_args(argv):
                         "./val_label.txt ./ result.json`)")
             value = default
         setattr(args, pos, value)
+    # `... ./val_label.txt ./acc.json` names the file itself: a third argument ending in .json with
+    # no file name after it is the json's path (an existing folder of that name stays a folder),
+    # never a new folder `acc.json/` holding result.json.
+    if not name_given and args.json_path.lower().endswith(".json") and not os.path.isdir(args.json_path):
+        args.json_path, args.json_name = os.path.dirname(args.json_path) or "./", os.path.basename(args.json_path)
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         p.error(f"--tolerance must be a number >= 0, got {args.tolerance}")
     return args

@@ -42,7 +42,8 @@ def main(argv: List[str], argv_given: bool, shared_args: Callable) -> int:
                       batch_hint=None if args.dymBatch else args.batchsize, backend=args.backend,
                       providers=[x for x in args.providers.split(",") if x] if args.providers else None,
                       warmup=args.warmup_count, threads=args.threads, precision=args.precision, loop=args.loop,
-                      write_perf=False, outfmt=args.outfmt.lower(), first_index=0, style=AIS_STYLE)
+                      write_perf=False, outfmt=args.outfmt.lower(), first_index=0, style=AIS_STYLE,
+                      progress=False if args.no_progress else None)
     if args.input is not None:
         run.inputs = aisform.input_list(args.input)
     created = None
@@ -129,6 +130,8 @@ class _AisRun:
                                       pure_data=aisform.PURE_TYPES[self.args.pure_data_type], **self.common)
         info = F.ais_files_info([PURE_INFER_NAME], [s.get("result_paths", [])]) if self.folder else {}
         self._report(s, self.folder, info)
+        if s.get("summary_file"):
+            print(f"wrote {s['summary_file']}")
         return 0
 
     def files(self) -> int:
@@ -137,8 +140,7 @@ class _AisRun:
         a = self.args
         summary = runner.run_inference(a.model, self._input_arg(), self.output, result_dir=self.folder,
                                        summary_file=F.ais_summary_path(self.folder), write_summary=False,
-                                       overwrite=a.overwrite, resume=a.resume,
-                                       progress=False if a.no_progress else None, **self.common)
+                                       overwrite=a.overwrite, resume=a.resume, **self.common)
         if summary.get("nothing_to_do"):
             print(perf.summary_line(summary))
             return 0
@@ -166,7 +168,7 @@ class _AisRun:
             return 0
         total = runner.run_inference_per_device(a.model, self._input_arg(), self.output, dirs, a.divide_input,
                                                 device_id=self.ids, overwrite=a.overwrite, resume=a.resume,
-                                                progress=False if a.no_progress else None, **self.common)
+                                                **self.common)
         by_dev = {s["device_id"]: s for s in total["devices"]}
         paths = self._paths()
         shares = devices.shards(len(paths), len(self.ids)) if a.divide_input else [(0, len(paths))] * len(self.ids)

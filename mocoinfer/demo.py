@@ -12,6 +12,7 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from .checkpoint import DEFAULT_ARCH
+from .transforms import DEFAULT_INTERPOLATION, INTERPOLATIONS
 
 
 def standin_model(seed: int = 0, arch: str = DEFAULT_ARCH, num_classes: int = 1000,
@@ -125,7 +126,7 @@ def make_sample_images(folder: str, n: int = DEMO_IMAGES, seed: int = 0) -> List
     return paths
 
 
-def reference_logits(model, paths: Sequence[str], interpolation: str = "bilinear"):
+def reference_logits(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION):
     """The independent reference path: torchvision's own transform, then PyTorch, one image at a time."""
     import torch
     from PIL import Image
@@ -141,21 +142,30 @@ def reference_logits(model, paths: Sequence[str], interpolation: str = "bilinear
         return model.eval()(batch)
 
 
-def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear", seed: int = 0):
-    """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
-
-    A randomly initialised ResNet-50 predicts one class for everything; with one row per image
-    (its centred, normalised feature), each image scores highest on its own class, so the demo
-    predicts many distinct classes and any mix-up between files and results shows as an error.
-    """
+def backbone_features(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION):
+    """The pooled features (the classifier's input) of the images, on the reference path."""
     import torch
 
     backbone_fc = model.fc
     model.fc = torch.nn.Identity()
     try:
-        feats = reference_logits(model, paths, interpolation).double()
+        return reference_logits(model, paths, interpolation)
     finally:
         model.fc = backbone_fc
+
+
+def fit_classifier(model, paths: Sequence[str], interpolation: str = DEFAULT_INTERPOLATION, seed: int = 0,
+                   features=None):
+    """Set classifier rows from the sample images' features, as MoCo's linear evaluation learns them.
+
+    A randomly initialised ResNet-50 predicts one class for everything; with one row per image
+    (its centred, normalised feature), each image scores highest on its own class, so the demo
+    predicts many distinct classes and any mix-up between files and results shows as an error.
+    `features`: `backbone_features` of the same images, where the caller has them already.
+    """
+    import torch
+
+    feats = (backbone_features(model, paths, interpolation) if features is None else features).double()
     # Ridge least squares: rows R with R @ f_j ~ 10 for the image's own class and ~ 0 for the
     # other images' classes. Features of a random network are strongly correlated, so a plain
     # nearest-feature rule would let several images share a class; the ridge keeps R well scaled,
@@ -172,15 +182,23 @@ def fit_classifier(model, paths: Sequence[str], interpolation: str = "bilinear",
     return model
 
 
-def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0, interpolation: str = "bilinear") -> dict:
+def make_demo_inputs(work_dir: str, n: int = DEMO_IMAGES, seed: int = 0,
+                     interpolation: str = DEFAULT_INTERPOLATION) -> dict:
     """Stand-in checkpoint, sample images and a val_label.txt whose labels come from the reference path."""
     from .atomic import atomic_write_text
     from .formats import format_labels
 
     val_dir = os.path.join(work_dir, "val")
     paths = make_sample_images(val_dir, n, seed)
-    model = fit_classifier(standin_model(seed=seed), paths, interpolation, seed)
-    logits = reference_logits(model, paths, interpolation)
+    import torch
+
+    model = standin_model(seed=seed)
+    feats = backbone_features(model, paths, interpolation)
+    model = fit_classifier(model, paths, interpolation, seed, features=feats)
+    # The whole model's logits are its classifier on these features: one pass over the images,
+    # not two (the demo's slowest input step).
+    with torch.no_grad():
+        logits = model.fc(feats)
     top2 = logits.topk(2, dim=1).values
     labels = logits.argmax(1).tolist()
     ckpt = make_standin_checkpoint(os.path.join(work_dir, "model_lincls_best.pth.tar"), model=model)
@@ -232,7 +250,7 @@ def main(argv: Optional[list] = None) -> int:
                             "equal those on the float32 files byte for byte (exit 1 if not)")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
                         help="number of sample images (default: %(default)s)")
-    parser.add_argument("--interpolation", choices=["bilinear", "bicubic"], default="bilinear",
+    parser.add_argument("--interpolation", choices=sorted(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
                         help="the preprocessing the reference labels are computed with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

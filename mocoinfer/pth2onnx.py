@@ -20,7 +20,7 @@ from .export import (
     export_model,
     out_of_memory,
 )
-from .progress import log
+from .progress import log, progress_bar
 
 
 def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size: int = 1,
@@ -46,8 +46,12 @@ def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size:
                     "more accurate and faster on Ascend (atc needs --dynamic_batch_size for it)")
     check_export_memory(checkpoint, batch_size, dynamic)
     t0 = time.perf_counter()
+    # Two steps (the checkpoint's load; the export with its verification), in the one progress
+    # convention: a bar on a terminal, a line in a log once a step ends after the interval.
+    bar = progress_bar(2, "export", unit="step")
     try:
         model = build_model(checkpoint, arch)
+        bar.update(1)
         t1 = time.perf_counter()
         if uint8_input:
             report = uint8_model.export_uint8_model(model, output, batch_size=batch_size, opset=opset,
@@ -55,6 +59,7 @@ def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size:
         else:
             report = export_model(model, output, batch_size=batch_size, opset=opset, dynamic=dynamic,
                                   verify=verify, inputs=[checkpoint])
+        bar.update(1)
     except Exception as exc:  # the estimate above is an estimate: a failed allocation is still one line
         if not out_of_memory(exc):
             raise
@@ -64,6 +69,8 @@ def export_checkpoint(checkpoint: str, output: Optional[str] = None, batch_size:
         raise UserError(f"{checkpoint}: ran out of memory exporting batch size {batch_size} ("
                         f"{human_size(free) if free is not None else 'unknown'} available now): use a smaller "
                         "batch; nothing was written") from None
+    finally:
+        bar.close()
     t2 = time.perf_counter()
     return {"output": output, "batch_size": batch_size, "dynamic": dynamic, "opset": opset,
             "load_seconds": t1 - t0, "export_seconds": t2 - t1, "verify": report, "uint8_input": uint8_input}

@@ -19,6 +19,7 @@ from .errors import UserError
 from .formats import format_pure_perf, pure_perf_filename, result_filename, write_result
 from .onepass import RunSettings, backend_facts, check_batch_memory, compute_ms, resolve_batch_size, run_phases, warm_up
 from .perf import DEFINITIONS, PURE_SUMMARY_NAME
+from .progress import progress_bar
 
 PURE_DATA = ("zeros", "random")
 #: the input name of ais_bench's generated data (`io_oprations.PURE_INFER_FAKE_FILE`), which names its results
@@ -75,13 +76,16 @@ def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_su
         else:
             data = np.random.default_rng(seed).standard_normal(shape).astype(be.input_dtype)
         warm_up(be, bs, settings.warmup)
+        load_before = load_average()
         run_seconds: List[float] = []
         outputs = None
         started = time.time()
-        for _ in range(loop):
-            t0 = time.perf_counter()
-            outputs = be.run(data)
-            run_seconds.append(time.perf_counter() - t0)
+        with progress_bar(loop, "pure inference", settings.progress, unit="batch") as bar:
+            for _ in range(loop):
+                t0 = time.perf_counter()
+                outputs = be.run(data)
+                run_seconds.append(time.perf_counter() - t0)
+                bar.update(1)
         ended = time.time()
         phases = run_phases(be, bs * loop, run_seconds)
         compute_list = compute_ms(be, run_seconds)
@@ -90,7 +94,10 @@ def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_su
     summary = {"model": model, "device_id": settings.device_id, "pure_data": pure_data, "batch_size": bs,
                "loop": loop, "warmup": settings.warmup,
                "throughput_images_per_s": 1000.0 * bs / mean_ms if mean_ms else 0.0, "phases": phases,
-               "compute_ms": compute_list, "started": started, "ended": ended}
+               "compute_ms": compute_list, "started": started, "ended": ended,
+               # the 1-minute load before and after the timed batches: figures taken on a busy host
+               # are lower, and runtimes can swap places, so the table shows it beside them
+               "load_average": [x for x in (load_before, load_average()) if x is not None]}
     summary.update(backend_facts(be))
     if settings.result_dir and outputs is not None:
         # ais_bench's pure mode saves each output of its one batch whole (`pure_infer_data_{k}`).
@@ -106,6 +113,14 @@ def _pure(model: str, output: Optional[str], pure_data: str, seed: int, write_su
         summary["summary_file"] = summary_file
         write_json(summary_file, summary)
     return summary
+
+
+def load_average() -> Optional[float]:
+    """The host's 1-minute load average (`os.getloadavg`), or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _check_output_folder(output: str, files: Sequence[str], inputs: Sequence[str]) -> List[str]:

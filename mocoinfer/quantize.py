@@ -27,6 +27,7 @@ from .atomic import atomic_path
 from .backends.onnxruntime import PRECISION_KEY
 from .errors import UserError
 from .formats import INPUT_CHANNELS, INPUT_SIZE, natural_key
+from .progress import progress_bar
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -210,14 +211,18 @@ def quantize_int8(float_onnx: str, calibration_dir: str, output: Optional[str] =
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     t0 = time.perf_counter()
-    with atomic_path(output) as tmp, tempfile.TemporaryDirectory(prefix="mocoinfer-int8-") as work:
+    # Two steps (calibrate and quantize; verify against float), as the export shows its own.
+    with atomic_path(output) as tmp, tempfile.TemporaryDirectory(prefix="mocoinfer-int8-") as work, \
+            progress_bar(2, "quantize int8", unit="step") as bar:
         prepared = _prepare(float_onnx, work)
         quantize_static(prepared, tmp, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=calibrate)
         _tag_precision(tmp, "int8")
+        bar.update(1)
         ref = _run_all(ort_session(float_onnx), name, samples, batch_size)
         got = _run_all(ort_session(tmp), name, samples, batch_size)
+        bar.update(1)
         c = compare_outputs(ref, got)
         report = QuantReport(images=c["images"], top1_agreement=c["top1_agreement"], mean_cosine=c["mean_cosine"],
                              min_cosine=c["min_cosine"], max_abs_diff=c["max_abs_diff"], method=method,

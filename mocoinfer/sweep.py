@@ -110,7 +110,7 @@ def markdown(perf_dir: str) -> str:
     lines = ["| batch size | " + " | ".join(f"{h} images/s" for h in heads) + " |",
              "|---:|" + "---:|" * len(backends)]
     for bs in sizes:
-        cells = [f"{found[(b, bs)]['throughput_images_per_s']:.1f}" if (b, bs) in found else "-" for b in backends]
+        cells = [_cell(found[(b, bs)]) if (b, bs) in found else "-" for b in backends]
         lines.append(f"| {bs} | " + " | ".join(cells) + " |")
     best = []
     for b in backends:
@@ -121,8 +121,9 @@ def markdown(perf_dir: str) -> str:
     lines += ["", f"Best: {'; '.join(best)}.", f"Models: {'; '.join(_models(b, found) for b in backends)}.",
               f"Pure inference on {any_summary.get('pure_data', 'generated')} data, "
               f"{any_summary.get('loop', '?')} timed batches after {any_summary.get('warmup', '?')} warm-up; "
-              "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure). "
-              f"Host: {platform.machine()}, {os.cpu_count()} cores."]
+              "images/s = 1000 x batch / mean compute ms per batch (ais_bench's figure); in brackets, the "
+              "slowest and fastest timed batch. "
+              f"Host: {platform.machine()}, {os.cpu_count()} cores{_load_text(found)}."]
     ref_name, acc = accuracy(perf_dir)
     if acc:
         lines += ["", f"| variant | precision | top-1 agreement vs {ref_name} | cosine mean / min | max abs diff "
@@ -136,6 +137,35 @@ def markdown(perf_dir: str) -> str:
                       "(per-image cosine; max |difference| over all logits)."
                   + (f" Images missing on one side (not compared): {', '.join(unmatched)}." if unmatched else "")]
     return "\n".join(lines) + "\n"
+
+
+def spread(summary: dict) -> Optional[Tuple[float, float]]:
+    """(slowest, fastest) images/s over a run's timed batches, from the compute phase's latency
+    (else the whole run's), as the table's figure is; None where the summary has no latencies."""
+    phases = summary.get("phases") or {}
+    st = (phases.get("compute") or phases.get("run") or {}).get("latency_ms") or {}
+    bs = summary.get("batch_size")
+    if not bs or not st.get("min") or not st.get("max"):
+        return None
+    return 1000.0 * bs / st["max"], 1000.0 * bs / st["min"]
+
+
+def _cell(summary: dict) -> str:
+    rate = f"{summary['throughput_images_per_s']:.1f}"
+    lo_hi = spread(summary)
+    return f"{rate} ({lo_hi[0]:.1f}–{lo_hi[1]:.1f})" if lo_hi else rate
+
+
+def _load_text(found: Dict[Tuple[str, int], dict]) -> str:
+    """`; load average 1.9–3.4 during the runs` from the summaries, with what it means; "" without."""
+    loads = [x for s in found.values() for x in (s.get("load_average") or [])]
+    if not loads:
+        return ""
+    shown = f"{min(loads):.2f}" if min(loads) == max(loads) else f"{min(loads):.2f}–{max(loads):.2f}"
+    busy = max(loads) > (os.cpu_count() or 1)  # more runnable threads than cores: they waited
+    return (f"; 1-minute load average {shown} during the runs"
+            + (" (a busy host: the figures are lower than on an idle one, and runtimes can swap places)"
+               if busy else ""))
 
 
 def _models(backend: str, found: Dict[Tuple[str, int], dict]) -> str:

@@ -3,8 +3,8 @@
 #
 #   VAL_DIR=/data/imagenet/val scripts/3_preprocess.sh
 #
-# INTERPOLATION=bilinear (default) is the transform MoCo's main_lincls.py measured the checkpoint
-# with; INTERPOLATION=bicubic is the ModelZoo script's, behind its published OM accuracy.
+# INTERPOLATION=bicubic (default) is the ModelZoo script's, behind the guide's published accuracy;
+# INTERPOLATION=bilinear is the transform MoCo's main_lincls.py measured the checkpoint with.
 # DTYPE=uint8 (the default with AIPP=1) writes uint8 HWC pixels, 150,528 bytes per image, which
 # step 5 feeds to an AIPP .om as they are and to a float32 model normalised on the host.
 # A rerun skips images already done. Settings: VAL_DIR, PREP_DIR, INTERPOLATION, DTYPE (see scripts/env.sh).

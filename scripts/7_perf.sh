@@ -16,7 +16,8 @@
 # AIPP=1 measures the AIPP .om), which every batch size then runs: no re-export, no reconversion.
 # When ACCURACY_INPUT (default PREP_DIR) holds .bin files, its first PERF_ACCURACY_IMAGES go
 # through every variant at the first batch size, and the comparison with the float32 reference
-# (onnxruntime, else torch) goes into the table. Runs on the first device of DEVICE_ID.
+# (onnxruntime, else torch) goes into the table (PERF_ACCURACY_IMAGES=0: none). Runs on the first
+# device of DEVICE_ID.
 # Writes $PERF_DIR/throughput.md (the tables) and throughput.png (images/s against batch size).
 # Settings: BATCH_SIZES, DYNAMIC_BATCH, PERF_VARIANTS (or PERF_BACKENDS), PERF_LOOP, PERF_WARMUP,
 # CKPT, PERF_DIR, CALIB_DIR, CALIB_COUNT (100), ACCURACY_INPUT, PERF_ACCURACY_IMAGES (100) (see scripts/env.sh).
@@ -74,7 +75,8 @@ prepare_variant() {
         onnxruntime-int8)
             backend=onnxruntime; model="${onnx%.onnx}-int8.onnx"
             if [ ! -f "$model" ] || [ "$onnx" -nt "$model" ]; then
-                "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$onnx" "${export_args[@]}" \
+                # --output names the int8 model; the float one it is made from is not kept ($onnx stays).
+                "$PYTHON" "$ROOT/pthtar2onnx.py" --bs "$bs" --weight "$CKPT" --output "$model" "${export_args[@]}" \
                     --quantize int8 --calibration "$CALIB_DIR" --calibration-count "$CALIB_COUNT"
             fi ;;
         torch) backend=torch; model="$CKPT" ;;
@@ -128,6 +130,8 @@ if [ "${#bins[@]}" -gt 0 ]; then
             --device-id "$FIRST_DEVICE" --input "$info" --precision "$precision" --no-progress \
             --output "$PERF_DIR/$variant/accuracy" > /dev/null
     done
+elif [ "$PERF_ACCURACY_IMAGES" = "0" ]; then
+    echo "$STEP_NAME: throughput only (PERF_ACCURACY_IMAGES=0: no accuracy columns)"
 else
     echo "$STEP_NAME: no .bin files in $ACCURACY_INPUT: throughput only (set ACCURACY_INPUT for the accuracy columns)"
 fi

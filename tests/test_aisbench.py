@@ -148,6 +148,19 @@ def test_benchmark_round_is_pure_inference(work, capsys):
     with open(work / "result" / "PureInfer_perf_of_moco-v2-bs1_in_device_0.txt") as f:
         line = f.read()
     assert re.fullmatch(r"ave_throughputRate = [\d.e+]+samples/s, ave_latency = [\d.e+-]+ms\n", line), line
+    # It says where the figures went (issue 21), naming the file just read.
+    assert f"result{os.sep}PureInfer_perf_of_moco-v2-bs1_in_device_0.txt" in out.splitlines()[-1]
+    assert out.splitlines()[-1].startswith("wrote ")
+
+
+def test_ais_pure_inference_with_output_says_where_its_summary_is(work, capsys):
+    """ais_bench's pure form with --output writes `{output}/{dirname}_summary.json` (summary.py,
+    benchmark_process.py main); the last line names that file, which exists."""
+    rc, out, err = _run(["--model", "moco-v2-bs1.onnx", "--loop", "2", "--output", "o", "--output_dirname", "d"],
+                        capsys)
+    assert rc == 0, err
+    assert out.splitlines()[-1] == f"wrote {os.path.join('o', 'd')}_summary.json"
+    assert (work / "o" / "d_summary.json").is_file()
 
 
 @pytest.mark.parametrize("flag", ["--profiler", "--dump", "--acl_json_path", "--aipp_config",

@@ -371,9 +371,11 @@ def test_uint8_input_export_agrees_with_the_float_model_on_the_demo_images(tmp_p
         assert onnx.defs.get_schema(op, 11, "").since_version <= 11
 
     paths = sorted(os.path.join(demo["val_dir"], n) for n in os.listdir(demo["val_dir"]))
-    ref = reference_logits(build_model(demo["checkpoint"]), paths).numpy()
+    # Both sides bicubic, the demo's (and preprocessing's) default transform.
+    ref = reference_logits(build_model(demo["checkpoint"]), paths, "bicubic").numpy()
     sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
-    batches = [np.stack([_torchvision_pixels(p) for p in paths[i:i + 4]]) for i in range(0, len(paths), 4)]
+    batches = [np.stack([_torchvision_pixels(p, "bicubic") for p in paths[i:i + 4]])
+               for i in range(0, len(paths), 4)]
     got = np.concatenate([sess.run(None, {"actual_input_1": batch})[0] for batch in batches])
     tol = export_mod.ATOL + export_mod.RTOL * np.abs(ref).max()
     assert np.abs(got - ref).max() <= tol

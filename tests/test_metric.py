@@ -497,3 +497,25 @@ def test_bom_labels_tolerance_and_old_ais_summary(tmp_path, capsys):
         with pytest.raises(SystemExit):
             run([res, lab, tmp_path / "o2", "result.json", "--compare", res, "--tolerance", bad])
         assert "--tolerance must be a number >= 0" in capsys.readouterr().err
+
+
+def test_a_third_argument_ending_in_json_is_the_json_file(tmp_path, monkeypatch):
+    """`vision_metric_ImageNet.py res labels ./acc.json` writes the file acc.json, not a folder
+    acc.json/ holding result.json. Oracle: the guide's metric (tests/reference_metric.py) on the
+    same files; and the guide's four-argument form into a folder whose name ends in .json is kept."""
+    rng = np.random.default_rng(16)
+    vecs, labels = random_set(rng, 4, classes=10)
+    names = write_set(tmp_path / "res", vecs)
+    lab = write_labels(tmp_path / "l.txt", names, labels)
+    guide = guide_metric(str(tmp_path / "res"), str(lab), str(tmp_path), "g.json", stable=True)
+    monkeypatch.chdir(tmp_path)
+    assert run([tmp_path / "res", lab, "./acc.json"]) == 0
+    assert (tmp_path / "acc.json").is_file() and (tmp_path / "acc.json").read_text() == guide
+    assert run([tmp_path / "res", lab, tmp_path / "sub" / "b.JSON"]) == 0
+    assert (tmp_path / "sub" / "b.JSON").read_text() == guide
+    # With the file name given, the third argument is a folder, as in the guide's line.
+    assert run([tmp_path / "res", lab, tmp_path / "d.json", "result.json"]) == 0
+    assert (tmp_path / "d.json" / "result.json").read_text() == guide
+    # An existing folder of that name stays a folder.
+    assert run([tmp_path / "res", lab, tmp_path / "d.json"]) == 0
+    assert sorted(os.listdir(tmp_path / "d.json")) == ["result.json"]

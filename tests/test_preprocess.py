@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_BYTES = 602112
 
 
-def reference(path: str, interpolation: str = "bilinear", resize: int = 256, crop: int = 224,
+def reference(path: str, interpolation: str = "bicubic", resize: int = 256, crop: int = 224,
               max_size=None) -> bytes:
     """The oracle: torchvision's evaluation transform, as MoCo and ModelZoo apply it."""
     mode = getattr(T.InterpolationMode, interpolation.upper())
@@ -230,18 +230,19 @@ def test_stage_writes_torchvision_bytes_for_every_image(image_dir, oracle, tmp_p
 
 
 def test_guide_command_lines(image_dir, oracle, tmp_path):
-    """Both guide forms, as whole commands; default interpolation is bilinear (MoCo main_lincls.py)."""
+    """Both guide forms, as whole commands. Oracle: torchvision's Resize(256, BICUBIC) on PIL, as the
+    ModelZoo Moco-v2 script the guide runs (ascend-reference.md, "two published variants")."""
     sub = tmp_path / "val"
     sub.mkdir()
     for name in ("val_01.JPEG", "val_02.JPEG", "val_05.JPEG"):
         shutil.copy(os.path.join(image_dir, name), sub / name)
     first = run_script(str(sub), str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr
-    assert "3 written" in first.stdout and "bilinear, resize 256, crop 224" in first.stdout
+    assert "3 written" in first.stdout and "bicubic, resize 256, crop 224" in first.stdout
     second = run_script("--input_img_dir", str(sub), "--output-img-dir", str(tmp_path / "b"))
     assert second.returncode == 0, second.stderr
     assert bins_of(str(tmp_path / "a")) == bins_of(str(tmp_path / "b"))
-    assert bins_of(str(tmp_path / "a"))["val_05.bin"] == oracle[("val_05.JPEG", "bilinear")]
+    assert bins_of(str(tmp_path / "a"))["val_05.bin"] == oracle[("val_05.JPEG", "bicubic")]
 
 
 def test_usage_errors(tmp_path):
@@ -302,7 +303,7 @@ def test_bad_files_are_all_listed_and_the_rest_written(image_dir, oracle, tmp_pa
     bins = bins_of(out)
     assert sorted(bins) == ["val_01.bin", "val_04.bin", "val_06.bin"]
     for name in ("val_01.JPEG", "val_04.JPEG", "val_06.JPEG"):
-        assert bins[formats.bin_name(name)] == oracle[(name, "bilinear")]
+        assert bins[formats.bin_name(name)] == oracle[(name, "bicubic")]
 
 
 def test_skip_bad_is_a_warning_and_a_clean_rerun_clears_failed_txt(image_dir, tmp_path, capsys):
@@ -364,7 +365,7 @@ def test_rerun_skips_complete_bins_redoes_partial_ones_and_keeps_lookalike_tempo
     assert os.stat(out / "val_01.bin").st_mtime_ns == before
     assert sorted(os.listdir(out)) == sorted(
         [formats.bin_name(n) for n in names] + [f".val_04.bin.tmp{dead.pid}"])
-    assert all(bins_of(str(out))[formats.bin_name(n)] == oracle[(n, "bilinear")] for n in names)
+    assert all(bins_of(str(out))[formats.bin_name(n)] == oracle[(n, "bicubic")] for n in names)
     code, stdout, _ = run_stage([str(folder), str(out), "--overwrite"], capsys)
     assert code == 0 and "4 written, 0 already up to date" in stdout
 
@@ -375,10 +376,32 @@ def test_rerun_with_other_settings_is_refused_unless_overwrite(image_dir, oracle
     shutil.copy(os.path.join(image_dir, "val_01.JPEG"), folder / "val_01.JPEG")
     out = str(tmp_path / "prep")
     assert run_stage([str(folder), out], capsys)[0] == 0
-    code, _, err = run_stage([str(folder), out, "--interpolation", "bicubic"], capsys)
+    code, _, err = run_stage([str(folder), out, "--interpolation", "bilinear"], capsys)
     assert code == 1 and "e.g. val_01.bin" in err and "other settings" in err and "--overwrite" in err
-    code, _, _ = run_stage([str(folder), out, "--interpolation", "bicubic", "--overwrite"], capsys)
-    assert code == 0 and bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bicubic")]
+    code, _, _ = run_stage([str(folder), out, "--interpolation", "bilinear", "--overwrite"], capsys)
+    assert code == 0 and bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bilinear")]
+
+
+def test_bilinear_outputs_of_an_older_default_are_never_taken_for_the_bicubic_default(image_dir, oracle, tmp_path,
+                                                                                       capsys):
+    """A folder made bilinear (the default before issue 21), then the guide's line with no flag:
+    the default is bicubic, so the bilinear .bin must not count as done. Oracle: torchvision's
+    Resize(256, BILINEAR / BICUBIC) bytes; whatever the rerun policy (refuse, or redo), the folder
+    never ends up reporting bilinear bytes as the default's output."""
+    folder = tmp_path / "val"
+    folder.mkdir()
+    shutil.copy(os.path.join(image_dir, "val_01.JPEG"), folder / "val_01.JPEG")
+    out = str(tmp_path / "prep")
+    assert run_stage([str(folder), out, "--interpolation", "bilinear"], capsys)[0] == 0
+    assert bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bilinear")]
+    assert oracle[("val_01.JPEG", "bilinear")] != oracle[("val_01.JPEG", "bicubic")]
+    code, stdout, err = run_stage([str(folder), out], capsys)
+    assert "already up to date" not in stdout or "0 already up to date" in stdout
+    if code == 0:
+        assert bins_of(out)["val_01.bin"] == oracle[("val_01.JPEG", "bicubic")]
+        assert read_manifest(out)["settings"]["interpolation"] == "bicubic"
+    else:
+        assert "interpolation bilinear" in err and "bicubic" in err
 
 
 @pytest.mark.parametrize("workers,sig", [("1", signal.SIGINT), ("2", signal.SIGTERM)])
@@ -442,7 +465,7 @@ def test_newer_input_is_redone_and_output_inside_input_is_not_an_input(image_dir
     os.utime(folder / "val_01.JPEG", (future, future))
     code, stdout, _ = run_stage([str(folder), str(out)], capsys)
     assert code == 0 and "1 written, 1 already up to date, 0 failed" in stdout
-    assert bins_of(str(out))["val_01.bin"] == oracle[("val_04.JPEG", "bilinear")]
+    assert bins_of(str(out))["val_01.bin"] == oracle[("val_04.JPEG", "bicubic")]
 
 
 def test_output_dir_may_not_be_the_input_dir(image_dir, tmp_path, capsys):
@@ -459,7 +482,7 @@ def test_output_dir_may_not_be_the_input_dir(image_dir, tmp_path, capsys):
 UINT8_BYTES = 150528
 
 
-def reference_pixels(path: str, interpolation: str = "bilinear", resize: int = 256, crop: int = 224,
+def reference_pixels(path: str, interpolation: str = "bicubic", resize: int = 256, crop: int = 224,
                      max_size=None) -> bytes:
     """The uint8 oracle: torchvision's transform up to (not including) ToTensor, as HWC RGB bytes."""
     mode = getattr(T.InterpolationMode, interpolation.upper())

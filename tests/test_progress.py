@@ -201,3 +201,75 @@ def test_the_metric_stage_reports_to_a_log(tmp_path, capsys, monkeypatch):
     last = [m for m in map(LINE.match, err.splitlines()) if m][-1]
     assert (last[1], last[2], last[3], last[6], last[7]) == ("metric", "3", "3", "file", "in")
 
+
+
+# --------------------------------------------------------------------------- every stage, into a log
+
+def _stage_log(tmp_path, script, *args, expect_rc=0):
+    """Run a root script as under nohup (stderr a file, stdout discarded) with the tiny interval;
+    the log's text, after checking the exit status and that no bar (`\\r`) was drawn."""
+    log_path = tmp_path / f"{os.path.basename(script)}.log"
+    env = dict(os.environ, **{PROGRESS_SECONDS_ENV: TINY})
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)],
+                              stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, env=env, timeout=300)
+    text = log_path.read_bytes().decode()
+    assert proc.returncode == expect_rc, text
+    assert "\r" not in text
+    return text
+
+
+def _lines(text, desc):
+    return [m for m in map(LINE.match, text.splitlines()) if m and m[1] == desc]
+
+
+def _tiny_onnx(path, batch_size=2):
+    from mocoinfer.export import export_model
+    from tests.tiny_model import tiny_net
+
+    export_model(tiny_net(), str(path), batch_size=batch_size)
+    return str(path)
+
+
+def test_get_info_reports_to_a_log(tmp_path):
+    """Oracle: a hand count, 1,000 JPEGs (one small image's bytes, copied; 1,000 is where get_info's
+    jpg mode starts showing progress): the last line counts 1000 of 1000. (bin mode only reads
+    file sizes, a fraction of a second for 50,000 files, and shows none.)"""
+    val = tmp_path / "val"
+    val.mkdir()
+    one = io.BytesIO()
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(one, "JPEG")
+    for i in range(1000):
+        (val / f"img{i}.JPEG").write_bytes(one.getvalue())
+    text = _stage_log(tmp_path, "get_info.py", "jpg", val, tmp_path / "x.info")
+    last = _lines(text, "get_info")[-1]
+    assert (last[2], last[3], last[7]) == ("1000", "1000", "in")
+    assert len((tmp_path / "x.info").read_text().splitlines()) == 1000
+
+
+def test_inference_and_pure_inference_report_to_a_log(tmp_path):
+    """Oracle: a hand count, 5 .bin files through a batch-2 model (inference counts images: 5 of
+    5) and 4 timed batches of generated data (pure inference counts batches: 4 of 4)."""
+    model = _tiny_onnx(tmp_path / "tiny-bs2.onnx")
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    for i in range(5):
+        np.zeros((3, 224, 224), np.float32).tofile(prep / f"img{i}.bin")
+    text = _stage_log(tmp_path, "run_om_infer.py", "--model", model, "--input", prep, "--output", tmp_path / "res")
+    last = _lines(text, "infer")[-1]
+    assert (last[2], last[3], last[7]) == ("5", "5", "in")
+    text = _stage_log(tmp_path, "run_om_infer.py", "--model", model, "--pure-data", "zeros", "--loop", "4")
+    last = _lines(text, "pure inference")[-1]
+    assert (last[2], last[3], last[6], last[7]) == ("4", "4", "batch", "in")
+
+
+def test_export_reports_its_steps_to_a_log(tmp_path):
+    """Oracle: the export's two steps (the checkpoint's load; the export and its verification),
+    counted by hand: its last line is `export: 2/2 (100%), ... step/s, in ...`."""
+    from mocoinfer.demo import make_standin_checkpoint
+
+    ckpt = make_standin_checkpoint(str(tmp_path / "model_lincls_best.pth.tar"), arch="resnet18")
+    text = _stage_log(tmp_path, "pthtar2onnx.py", "1", ckpt, "--output", tmp_path / "m.onnx")
+    last = _lines(text, "export")[-1]
+    assert (last[2], last[3], last[4], last[6], last[7]) == ("2", "2", "100", "step", "in")
+    assert (tmp_path / "m.onnx").is_file()

@@ -8,6 +8,7 @@ float model for the comparison figures (recomputed here with plain numpy).
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -54,7 +55,9 @@ def demo(tmp_path_factory, images):
 
     work = tmp_path_factory.mktemp("int8")
     paths = images
-    model = fit_classifier(standin_model(seed=0, arch="resnet18", calibration_batches=1, batch_size=2), paths)
+    # bilinear: the transform the .bin files below are made with (torchvision's Resize default)
+    model = fit_classifier(standin_model(seed=0, arch="resnet18", calibration_batches=1, batch_size=2), paths,
+                           interpolation="bilinear")
     ckpt = make_standin_checkpoint(str(work / "model_lincls_best.pth.tar"), arch="resnet18", model=model)
     crop, norm = _transforms()
     prep = work / "prep"
@@ -81,15 +84,18 @@ def _ort(path, x):
 
 
 @pytest.mark.slow
-def test_int8_export_agrees_with_pytorch_on_every_demo_image(demo, tmp_path, capsys):
-    """The int8 file's top-1 matches PyTorch's float model on each image; the printed cosine and
-    max difference are the ones numpy computes from the two outputs."""
+def test_int8_export_agrees_with_pytorch_on_every_demo_image(demo, tmp_path, capsys, monkeypatch):
+    """Without --output both models are kept under the default names. The int8 file's top-1 matches
+    PyTorch's float model on each image; the printed cosine and max difference are the ones numpy
+    computes from the two outputs."""
+    monkeypatch.chdir(tmp_path)
     out = str(tmp_path / "moco-v2-bs2.onnx")
     code = run_main(pthtar2onnx.main,
-                    ["2", demo["ckpt"], "--output", out, "--quantize", "int8", "--calibration", demo["prep"],
+                    ["2", demo["ckpt"], "--quantize", "int8", "--calibration", demo["prep"],
                      "--calibration-method", "minmax"])
     text = capsys.readouterr().out
     assert code == 0
+    assert sorted(os.listdir(tmp_path)) == ["moco-v2-bs2-int8.onnx", "moco-v2-bs2.onnx"]
     int8 = str(tmp_path / "moco-v2-bs2-int8.onnx")
     assert os.path.isfile(int8) and os.path.getsize(int8) < os.path.getsize(out) / 2  # int8 weights
     got = _ort(int8, demo["inputs"])
@@ -103,6 +109,34 @@ def test_int8_export_agrees_with_pytorch_on_every_demo_image(demo, tmp_path, cap
 
     ops = {n.op_type for n in onnx.load(int8).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format, as asked of ORT
+
+
+@pytest.mark.slow
+def test_int8_output_name_given_gets_the_int8_model(demo, tmp_path, capsys, monkeypatch):
+    """`--quantize int8 --output m_int8.onnx` writes the int8 model to m_int8.onnx, and only that:
+    the float model it is made from lives in a temporary folder that is gone afterwards. Oracles:
+    onnx's node list (QuantizeLinear/DequantizeLinear = int8, QDQ), PyTorch's top-1 on each image,
+    and ONNX Runtime on the fixture's float export of the same checkpoint for the printed cosine."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = str(out_dir / "m_int8.onnx")
+    code = run_main(pthtar2onnx.main, ["2", demo["ckpt"], "--output", out, "--quantize", "int8",
+                                       "--calibration", demo["prep"]])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert os.listdir(out_dir) == ["m_int8.onnx"] and os.listdir(temp) == []
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    got = _ort(out, demo["inputs"])
+    assert (got.argmax(1) == demo["logits"].argmax(1)).all()
+    stats = compare_outputs(_ort(demo["onnx"], demo["inputs"]), got)
+    assert f"wrote {out} (int8)" in text and f"cosine mean {stats['mean_cosine']:.4f}" in text
+    assert "not kept" in text
 
 
 @pytest.mark.slow

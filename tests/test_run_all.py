@@ -195,20 +195,21 @@ def test_run_all_on_the_demo_inputs(tmp_path):
     out = proc.stdout
     assert "| this run: ONNX model (ONNX Runtime), batch 4 | 100.0% | 100.0% | 8 |" in out
     assert "| this run: checkpoint on PyTorch (REFERENCE=1) | 100.0% | 100.0% | 8 |" in out
-    assert "| MoCo README: released 200-epoch model (main_lincls.py) | 67.7% | - | 50,000 |" in out
+    # The default is the guide's bicubic transform, so the guide's own figures stand beside the run.
+    assert "| ModelZoo guide: PyTorch checkpoint | 67.589% | 87.990% | 50,000 |" in out
     assert "| result | moco-v2-bs4.onnx | onnxruntime" in out
     assert "| result_torch | model_lincls_best.pth.tar | torch" in out
     assert (work / "tables.md").read_text() in out
     recorded = json.loads((work / RUN_SETTINGS_NAME).read_text())["settings"]
-    assert recorded["INTERPOLATION"] == "bilinear" and recorded["BS"] == "4" and recorded["MODEL_KIND"] == "onnx"
+    assert recorded["INTERPOLATION"] == "bicubic" and recorded["BS"] == "4" and recorded["MODEL_KIND"] == "onnx"
 
     before = sorted(p.name for p in work.iterdir())
     result_json = (work / "result.json").read_text()
-    proc = subprocess.run([RUN_ALL], env=dict(env, INTERPOLATION="bicubic"), capture_output=True, text=True,
+    proc = subprocess.run([RUN_ALL], env=dict(env, INTERPOLATION="bilinear"), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
-    assert "INTERPOLATION was bilinear" in proc.stderr and "now bicubic" in proc.stderr
+    assert "INTERPOLATION was bicubic" in proc.stderr and "now bilinear" in proc.stderr
     assert "OVERWRITE=1" in proc.stderr and "another WORK_DIR" in proc.stderr
     assert sorted(p.name for p in work.iterdir()) == before
     assert (work / "result.json").read_text() == result_json

@@ -214,6 +214,11 @@ def test_pure_inference_prints_ais_bench_summary(work, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "Performance Summary" in out and "throughput 1000*batchsize.mean(2)" in out
     assert os.path.exists(tmp_path / "pure" / "PureInfer_perf_of_tiny-dyn_in_device_0.txt")
+    # It says where it kept the figures (issue 21): the two files that exist.
+    wrote = [line for line in out.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {tmp_path / 'pure' / 'pure_summary.json'} and "
+                     f"{tmp_path / 'pure' / 'PureInfer_perf_of_tiny-dyn_in_device_0.txt'}"]
+    assert all(os.path.isfile(p) for p in wrote[0][len("wrote "):].split(" and "))
     s = run_pure_inference(work["fixed"], loop=2, warmup=0)
     assert s["batch_size"] == 4 and s["phases"]["compute"]["latency_ms"]["count"] == 2
 

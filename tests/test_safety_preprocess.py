@@ -38,7 +38,7 @@ def images(folder, n=4, seed=0):
     return str(folder)
 
 
-def expected(path, interpolation="bilinear"):
+def expected(path, interpolation="bicubic"):
     return EvalTransform(interpolation=interpolation).from_file(path).tobytes()
 
 
@@ -57,7 +57,7 @@ def test_interrupted_overwrite_with_other_settings_is_never_reported_as_up_to_da
     one image leaves three bilinear .bin files; the rerun must redo exactly those three."""
     src = images(tmp_path / "val")
     out = str(tmp_path / "prep")
-    assert run([src, out, "--workers", "1"], capsys)[0] == 0
+    assert run([src, out, "--workers", "1", "--interpolation", "bilinear"], capsys)[0] == 0
     real = preprocess.Worker.__call__
     calls = []
 
@@ -79,7 +79,7 @@ def test_interrupted_overwrite_with_other_settings_is_never_reported_as_up_to_da
     assert sidecar.read_manifest(out)["status"] == "complete"
     # Other settings again: refused, nothing touched.
     before = tree(out, LOCK)
-    code, _, err = run([src, out], capsys)
+    code, _, err = run([src, out, "--interpolation", "bilinear"], capsys)
     assert code == 1 and one_line_error(err, out, "other settings", "--overwrite") and tree(out, LOCK) == before
 
 

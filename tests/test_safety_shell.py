@@ -108,14 +108,14 @@ def test_overwrite_deletes_exactly_the_steps_files_and_nothing_by_pattern(tmp_pa
     work.mkdir()
     (work / "model_lincls_best.pth.tar").write_bytes(b"weights")
     (work / "val_label.txt").write_text("a.JPEG 1\n")
-    # Record the settings of a first run (BS=1); its steps leave their outputs; then change
-    # INTERPOLATION with OVERWRITE=1.
+    # Record the settings of a first run (BS=1, bicubic by default); its steps leave their
+    # outputs; then change INTERPOLATION with OVERWRITE=1.
     assert _run("run_all.sh", env).returncode == 1  # step 5: the stand-in wrote no model
     outputs, mine = _work_with_outputs(work)
     mine += ["model_lincls_best.pth.tar", "val_label.txt"]
     kept = {rel: fingerprint(str(work / rel)) for rel in mine}
     outside = tree(str(val))
-    proc = _run("run_all.sh", dict(env, INTERPOLATION="bicubic", OVERWRITE="1"))
+    proc = _run("run_all.sh", dict(env, INTERPOLATION="bilinear", OVERWRITE="1"))
     assert "Traceback" not in proc.stderr and "== step 1" in proc.stdout, proc.stderr
     assert f"deleted {len(outputs)} earlier output(s)" in proc.stdout, proc.stdout
     for rel in outputs:

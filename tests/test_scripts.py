@@ -187,20 +187,31 @@ def test_demo_end_to_end(tmp_path):
     assert predicted == labels
     assert len(set(predicted.values())) >= 8
     assert "STAND-IN" in proc.stdout
-    # The uint8 path: a quarter of the bytes, and the float model's results on it identical.
-    assert "uint8 files: 8 x 150,528 bytes" in proc.stdout and "(4.0x smaller)" in proc.stdout
-    assert "8 of 8 result files identical byte for byte" in proc.stdout and "MISMATCH" not in proc.stdout
-    assert "| 2 |" in (work / "perf" / "throughput.md").read_text()
+    # Every block once (issue 21: the throughput and uint8 blocks printed twice); the extras are --full's.
+    headers = [line for line in proc.stdout.splitlines() if line.startswith("== ")]
+    assert len(headers) == len(set(headers)) and len(headers) >= 9, headers
+    assert proc.stdout.count("| batch size |") == 1 and "uint8" not in " ".join(headers[:-1])
+    assert not (work / "prep_dataset_uint8").exists()
+    table = (work / "perf" / "throughput.md").read_text()
+    # The figure with the slowest and fastest of its timed batches, and the host's load.
+    assert re.search(r"^\| 2 \| [\d.]+ \([\d.]+–[\d.]+\) \|$", table, re.M), table
+    assert "load average" in table
     # STREAM=1's results, checked by the demo itself with diff -r, equal the .bin path's.
     streamed = work / "result_stream" / "dumpOutput_device0"
     assert sorted(os.listdir(streamed)) == sorted(os.listdir(work / "result" / "dumpOutput_device0"))
     assert "streamed results are byte-identical to the .bin path's: 8 files" in proc.stdout
     assert (work / "perf" / "throughput.png").read_bytes()[:4] == b"\x89PNG"
-    # A second run in the same folder works and starts from clean inputs.
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh")], env=dict(env, DEMO_IMAGES="9"),
+    # A second run in the same folder works and starts from clean inputs; --full adds the uint8
+    # path: a quarter of the bytes, and the float model's results on it identical.
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "demo.sh"), "--full"],
+                          env=dict(env, DEMO_IMAGES="9", PERF_VARIANTS="onnxruntime"),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_result_json(str(work / "result.json"))["Number of images"] == "9"
+    assert "uint8 files: 9 x 150,528 bytes" in proc.stdout and "(4.0x smaller)" in proc.stdout
+    assert "9 of 9 result files identical byte for byte" in proc.stdout and "MISMATCH" not in proc.stdout
+    assert proc.stdout.count("9 of 9 result files identical") == 1 and proc.stdout.count("| batch size |") == 1
+    assert "the --full extras" in proc.stdout
 
 
 def test_demo_refuses_a_foreign_work_dir(tmp_path):
@@ -432,3 +443,27 @@ def test_infer_passes_resume_only_when_asked(tmp_path, resume):
     with open(os.path.join(ROOT, "scripts", "run_all.sh")) as f:
         calls = [line for line in f if "5_infer.sh\"" in line and not line.lstrip().startswith("#")]
     assert len(calls) == 2 and all("RESUME=1" in line for line in calls), calls
+
+
+def test_make_setup_prints_one_line_per_phase(tmp_path):
+    """`make setup` says what each phase does (issue 21: 2 silent minutes before). Oracle: the
+    Makefile run for real with VENV pointing at a stand-in environment whose python records its
+    arguments and succeeds, so nothing is installed: the three phase lines and the last line, in
+    order, and pip was asked for requirements-dev.txt quietly."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    python.chmod(0o755)
+    proc = subprocess.run(["make", "--no-print-directory", f"VENV={venv}", "setup"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    phases = [line for line in lines if re.match(r"setup [123]/3: ", line)]
+    assert [p[:10] for p in phases] == ["setup 1/3:", "setup 2/3:", "setup 3/3:"], proc.stdout
+    assert "torch" in phases[1] and "GB" in phases[1] and "minutes" in phases[1]
+    assert lines[-1].startswith("setup done: ") and "make demo" in lines[-1]
+    recorded = calls.read_text().splitlines()
+    assert recorded[0].startswith("-m pip install -q") and "-r requirements-dev.txt" in recorded[0]
+    assert (venv / ".installed").exists()

@@ -68,7 +68,7 @@ def files_of(folder) -> dict:
     return out
 
 
-def bin_path_results(image_dir, model, work, interpolation="bilinear", **run) -> tuple:
+def bin_path_results(image_dir, model, work, interpolation="bicubic", **run) -> tuple:
     """The oracle: preprocess to .bin files, then run them; (result files, summary)."""
     prep = os.path.join(work, "prep")
     s = preprocess_folder(image_dir, prep, interpolation=interpolation, workers=2, progress=False)

@@ -12,6 +12,7 @@ import importlib
 import os
 from typing import Optional, Sequence, Type, Union
 
+from ..deps import missing_message, missing_packages
 from ..errors import UserError
 from .base import Backend, Probe, Timing
 
@@ -47,7 +48,11 @@ def choose_backend(model_path: str, name: str = "auto") -> Type[Backend]:
     """The backend class that runs `model_path`: `name` itself, or the one its extension implies."""
     chosen = _backend_name(model_path, name)
     module = importlib.import_module(f"{__name__}.{chosen}")
-    return getattr(module, _CLASSES[chosen])
+    cls = getattr(module, _CLASSES[chosen])
+    missing = missing_packages(cls.requires)
+    if missing:  # one line now, not a traceback from deep inside the first load
+        raise UserError(f"{model_path} (the {chosen} backend): {missing_message(missing)}")
+    return cls
 
 
 def open_backend(backend: Union[str, Type[Backend]], model_path: str, device_id: int = 0,

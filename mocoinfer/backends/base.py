@@ -59,6 +59,8 @@ class Backend:
     """Base class: subclasses set the attributes in `__init__` and implement `run`."""
 
     name = "base"
+    #: the packages (import names) the runtime needs, checked before it is imported (`deps`)
+    requires: Tuple[str, ...] = ()
     #: per-sample input shape, e.g. (3, 224, 224)
     input_shape: Tuple[int, ...] = ()
     input_dtype: np.dtype = np.dtype(np.float32)

@@ -59,6 +59,7 @@ def model_precision(session) -> str:
 
 class OrtBackend(Backend):
     name = "onnxruntime"
+    requires = ("onnxruntime",)
     extensions = (".onnx",)
 
     @classmethod

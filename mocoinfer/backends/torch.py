@@ -71,6 +71,7 @@ def check_precision(precision: str, cuda: bool, model_path: str) -> None:
 
 class TorchBackend(Backend):
     name = "torch"
+    requires = ("torch", "torchvision")
     extensions = (".pth.tar", ".pth", ".pt", ".tar")
 
     @classmethod
