@@ -85,11 +85,13 @@ def inputs(tmp_path_factory):
 
 
 # (script, arguments, the package the line must name), for the Python that has nothing.
+# The own form (--device-id 0): a .bin folder without an own-form flag is ais_bench's line.
+INFER_ARGS = ["--model", "{d}/m.onnx", "--input", "{d}/prep", "--output", "{d}/out", "--device-id", "0"]
 BARE = [
     ("pthtar2onnx.py", ["1", "{d}/model_lincls_best.pth.tar"], "torch"),
     ("imagenet_torch_preprocess.py", ["{d}/val", "{d}/out_prep"], "numpy"),
     ("get_info.py", ["bin", "{d}/prep", "{d}/x.info", "224", "224"], "tqdm"),
-    ("run_om_infer.py", ["--model", "{d}/m.onnx", "--input", "{d}/prep", "--output", "{d}/out"], "numpy"),
+    ("run_om_infer.py", INFER_ARGS, "numpy"),
     ("vision_metric_ImageNet.py", ["{d}/res", "{d}/labels.txt", "{d}/out_metric", "result.json"], "numpy"),
 ]
 
@@ -107,12 +109,13 @@ def test_a_python_without_numpy_gets_one_line(pythons, inputs, script, args, pac
 PARTIAL = [
     ("no PIL", "imagenet_torch_preprocess.py", ["{d}/val", "{d}/out_prep"], "PIL"),
     ("no PIL", "get_info.py", ["jpg", "{d}/val", "{d}/x.info"], "PIL"),
-    ("no PIL", "run_om_infer.py", ["--model", "{d}/m.onnx", "--input", "{d}/prep", "--output", "{d}/out"], "PIL"),
+    ("no PIL", "run_om_infer.py", INFER_ARGS, "PIL"),
     ("no torch", "pthtar2onnx.py", ["1", "{d}/model_lincls_best.pth.tar"], "torch"),
-    ("no torch", "run_om_infer.py", ["--model", "{d}/m.onnx", "--input", "{d}/prep", "--output", "{d}/out"],
+    ("no torch", "run_om_infer.py", INFER_ARGS,
      "onnxruntime"),
     ("no torch", "run_om_infer.py",
-     ["--model", "{d}/model_lincls_best.pth.tar", "--input", "{d}/prep", "--output", "{d}/out"], "torch"),
+     ["--model", "{d}/model_lincls_best.pth.tar", "--input", "{d}/prep", "--output", "{d}/out", "--device-id", "0"],
+     "torch"),
 ]
 
 
