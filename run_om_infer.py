@@ -192,7 +192,7 @@ together are an error; a line with --model and no flag of the own form is ais_be
 
 own form:  --model M --input DIR|INFO|IMAGES [--output result] [--batch-size N] [--device-id 0[,1..]]
            [--outfmt txt|bin|npy] [--warmup 1] [--loop 1] [--pure-data zeros|random]
-           images: [--workers N] [--interpolation bilinear] [--resize 256] [--crop 224] [--skip-bad]
+           images: [--workers N] [--interpolation bicubic|bilinear] [--resize 256] [--crop 224] [--skip-bad]
   → OUTPUT/dumpOutput_device{id}/<name>_1.txt, OUTPUT/perf_vision_batchsize_{bs}_device_{id}.txt and
     OUTPUT/summary.json (several devices: one folder, the inputs divided; --pure-data: pure_summary.json)
 benchmark form:  -model_type=vision -batch_size=N -device_id=N -input_text_path=INFO -input_width=224
