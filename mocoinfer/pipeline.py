@@ -289,11 +289,6 @@ def batch_buffers(batch_bytes: int, readers: Optional[int] = None) -> int:
     return max(_read_ahead(batch_bytes) + 2, n + 1)
 
 
-def _share(total: int, parts: int) -> List[int]:
-    """`total` split into `parts` counts that differ by at most one, the larger first."""
-    return [total // parts + (j < total % parts) for j in range(parts)]
-
-
 def _in_plan_order(lanes: Sequence[Sequence[float]]) -> List[float]:
     """Per-batch figures kept by reader j for batches j, j+N, …, put back in the plan's order."""
     total, n = sum(len(x) for x in lanes), len(lanes)
@@ -318,8 +313,8 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
     `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
     batches with a UserError: another device of the run has failed.
-    `make_reader` replaces the `.bin` file reader: called as `FileReader` is, it returns a thread
-    with the same attributes that puts `(Batch, buffer)` items on `ready`, then None
+    `make_reader` replaces the `.bin` file readers by one: called as `FileReader` is, it returns a
+    thread with the same attributes that puts `(Batch, buffer)` items on `ready`, then None
     (streamed images: it appends to `paths` and `plan` as it goes).
     """
     shape = (batch_size,) + tuple(be.input_shape)
@@ -330,11 +325,9 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     n_readers = 1 if make_reader is not None else reader_threads(len(plan))
     # Reader j fills only its own buffers and the calling thread gives each back to the reader
     # that filled it: a reader that is behind always has one to fill, whatever the others hold.
-    frees: List[queue.Queue] = []
-    for count in _share(batch_buffers(batch_bytes, n_readers), n_readers):
-        frees.append(queue.Queue())
-        for _ in range(count):  # in the reader's hands, in its queue, and on the device
-            frees[-1].put(np.empty(shape, dtype=be.input_dtype))
+    frees: List[queue.Queue] = [queue.Queue() for _ in range(n_readers)]
+    for k in range(batch_buffers(batch_bytes, n_readers)):  # in a reader's hands, its queue, or on the device
+        frees[k % n_readers].put(np.empty(shape, dtype=be.input_dtype))
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
     readers: List[StageThread]
     if make_reader is not None:
