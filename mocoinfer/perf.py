@@ -33,11 +33,10 @@ FIGURES = (
            "images / wall time from the first input read to the last result written "
            "(model load and warm-up excluded)",
            "the perf file's [e2e] latency is that wall time in ms"),
-    Figure("read", "[data read] throughputRate",
-           "images / reader time inside file reads (summed over the reader threads)"),
+    Figure("read", "[data read] throughputRate", "images / reader time inside file reads"),
     Figure("preprocess", "[preprocess] throughputRate",
            "images / reader time preparing batches (reads, host normalisation of uint8 files, padding; "
-           "waits excluded; summed over the reader threads)",
+           "waits excluded)",
            "the .bin files are already preprocessed"),
     Figure("run", "[infer] throughputRate",
            "images / backend.run wall time (host-to-device + compute + device-to-host + runtime overhead)",

@@ -1,24 +1,20 @@
-"""The runner's host-side pipeline: reader threads, the backend in the calling thread, writer threads.
+"""The runner's host-side pipeline: a reader thread, the backend in the calling thread, writer threads.
 
-    reader thread j ──(its queue: batches j, j+N, j+2N, …)──▶ backend.run in this thread
-                    ──(bounded queue of results)──▶ writer threads
+    reader thread ──(bounded queue of batches)──▶ backend.run in this thread
+                  ──(bounded queue of results)──▶ writer threads
 
-N reader threads (`reader_threads`) share the plan round-robin and the calling thread takes their
-queues in turn, so batches reach the device in plan order and the first bad file in that order is
-the error reported. Each reader fills its own recycled batch buffers with one read per file
-(`os.readv` straight into the buffer: no per-image arrays, no concatenation; uint8 pixel files for
-a float32 model go through the reader's own staging buffer and are normalised into the batch with
-preprocessing's own look-up, `transforms.normalize_batch`) and
+The reader fills preallocated batch buffers with one read per file (`os.readv` straight into the
+buffer: no per-image arrays, no concatenation; uint8 pixel files for a float32 model go through
+one staging buffer and are normalised into the batch with preprocessing's own look-up,
+`transforms.normalize_batch`) and
 pads a fixed-batch model's short last batch with copies of its first sample, as ais_bench does;
-the writers write one result file per real image, atomically. The batch buffers are a fixed
-number shared out among the readers (`batch_buffers`) and the results' queue is bounded, so memory
-stays flat whatever the number of images.
+the writers write one result file per real image, atomically. Both queues are bounded (and the
+batch buffers recycled), so memory stays flat whatever the number of images.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import queue
 import stat
@@ -32,7 +28,6 @@ import numpy as np
 from .backends import Backend
 from .errors import UserError
 from .formats import BENCHMARK_STYLE, NPY_SUFFIXES, encode_results, npy_data_span, write_result_bytes
-from .progress import usable_cpus
 from .sidecar import read_proof
 from .transforms import normalize_batch
 
@@ -45,11 +40,6 @@ WRITE_BEHIND_BATCHES = 64
 # overlap those waits.
 WRITER_THREADS = 4
 _POLL = 0.1  # seconds between checks of the stop flag while a thread waits on a queue
-# One reader thread copies ~2,500 float32 files (602 KB) a second: the syscalls release the GIL,
-# so more readers copy on more cores. Four keep a 310P host's cards fed; the environment variable
-# sets another number (tests use it to force several readers on any machine).
-MAX_READERS = 4
-READERS_ENV = "MOCOINFER_READERS"
 # open()'s own flags for "rb" (Python sets O_CLOEXEC on every file it opens).
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
@@ -143,27 +133,15 @@ class StageThread(threading.Thread):
             self.stop.set()
 
 
-class ReadFailed(NamedTuple):
-    """What a `FileReader` puts on its queue in place of the batch it could not read."""
-
-    error: BaseException
-
-
 class FileReader(StageThread):
-    """Fills recycled batch buffers from the input files, ahead of the device: the plan's batches
-    `lane`, `lane + lanes`, … in that order (reader `lane` of `lanes`), then None.
-
-    An error goes on the queue (`ReadFailed`) where its batch would have been, rather than
-    stopping the run at once: the calling thread takes batches in plan order, so what it raises
-    is the first bad batch in that order whichever reader got there first."""
+    """Fills recycled batch buffers from the input files, in order, ahead of the device."""
 
     def __init__(self, paths: Sequence[str], plan: Sequence[Batch], sample_bytes: int,
                  free: queue.Queue, ready: queue.Queue, stop: threading.Event,
                  proofs: Optional[List] = None, index_of: Optional[Sequence[int]] = None,
-                 staging: Optional[np.ndarray] = None, lane: int = 0, lanes: int = 1) -> None:
-        super().__init__(f"mocoinfer-reader-{lane}", stop)
+                 staging: Optional[np.ndarray] = None) -> None:
+        super().__init__("mocoinfer-reader", stop)
         self.paths, self.plan, self.sample_bytes = paths, plan, sample_bytes
-        self.lane, self.lanes = lane, lanes
         self.free, self.ready = free, ready
         self.staging = staging  # uint8 pixel files land here, then are normalised into the batch
         # proofs[index_of[i]] = the proof of input i as read (its fstat; its hash only if racy):
@@ -172,20 +150,10 @@ class FileReader(StageThread):
         self.read_seconds: List[float] = []
         self.prep_seconds: List[float] = []
 
-    def run(self) -> None:
-        try:
-            self.work()
-        except Stopped:
-            pass
-        except BaseException as exc:
-            self.error = exc
-            # The queue has no bound (the reader's buffers bound it), so this never waits.
-            self.ready.put(ReadFailed(exc))
-
     def work(self) -> None:
         sb = self.sample_bytes
         proofs, index_of = self.proofs, self.index_of
-        for batch in self.plan[self.lane::self.lanes]:
+        for batch in self.plan:
             buf = get_item(self.free, self.stop)
             t0 = time.perf_counter()
             now = time.time_ns()
@@ -222,8 +190,8 @@ class FileReader(StageThread):
             t2 = time.perf_counter()
             self.read_seconds.append(t1 - t0)
             self.prep_seconds.append(t2 - t0)
-            self.ready.put((batch, buf))
-        self.ready.put(None)
+            put_item(self.ready, (batch, buf), self.stop)
+        put_item(self.ready, None, self.stop)
 
 
 class _Writer(StageThread):
@@ -271,28 +239,10 @@ def _read_ahead(batch_bytes: int) -> int:
     return max(2, min(MAX_READ_AHEAD, READ_AHEAD_BYTES // max(1, batch_bytes)))
 
 
-def reader_threads(n_batches: Optional[int] = None) -> int:
-    """How many reader threads `run_pipeline` starts for a plan of `n_batches`: `MAX_READERS` or
-    the usable cores if fewer, or `READERS_ENV`'s number; never more than the batches."""
-    text = os.environ.get(READERS_ENV, "").strip()
-    n = int(text) if text.isdigit() and int(text) > 0 else min(MAX_READERS, usable_cpus())
-    if n_batches is not None:
-        n = min(n, n_batches)
-    return max(1, n)
-
-
-def batch_buffers(batch_bytes: int, readers: Optional[int] = None) -> int:
-    """How many batch buffers `run_pipeline` allocates, whatever the number of readers (default:
-    `reader_threads()`): the read-ahead, one being filled, one on the device, and at least one per
-    reader besides the one on the device (the runner checks they fit in memory before the run)."""
-    n = reader_threads() if readers is None else readers
-    return max(_read_ahead(batch_bytes) + 2, n + 1)
-
-
-def _in_plan_order(lanes: Sequence[Sequence[float]]) -> List[float]:
-    """Per-batch figures kept by reader j for batches j, j+N, …, put back in the plan's order."""
-    total, n = sum(len(x) for x in lanes), len(lanes)
-    return [lanes[k % n][k // n] for k in range(total)]
+def batch_buffers(batch_bytes: int) -> int:
+    """How many batch buffers `run_pipeline` allocates: the read-ahead, one being filled, one on
+    the device (the runner checks they fit in memory before the run)."""
+    return _read_ahead(batch_bytes) + 2
 
 
 def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch_size: int,
@@ -313,47 +263,42 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
     `host_normalize`: the files are uint8 HWC pixels for the model's float32 3xHxW input.
     `cancel` (anything with `is_set()`, e.g. a multiprocessing Event) stops the run between
     batches with a UserError: another device of the run has failed.
-    `make_reader` replaces the `.bin` file readers by one: called as `FileReader` is, it returns a
-    thread with the same attributes that puts `(Batch, buffer)` items on `ready`, then None
+    `make_reader` replaces the `.bin` file reader: called as `FileReader` is, it returns a thread
+    with the same attributes that puts `(Batch, buffer)` items on `ready`, then None
     (streamed images: it appends to `paths` and `plan` as it goes).
     """
     shape = (batch_size,) + tuple(be.input_shape)
-    host_hw = be.input_shape[1:] if host_normalize else None
-    file_bytes = be.sample_bytes if host_hw is None else host_hw[0] * host_hw[1] * 3
+    staging = None
+    file_bytes = be.sample_bytes
+    if host_normalize:
+        _, height, width = be.input_shape
+        staging = np.empty((batch_size, height, width, 3), dtype=np.uint8)
+        file_bytes = staging[0].nbytes
     batch_bytes = int(np.prod(shape)) * be.input_dtype.itemsize
+    depth = _read_ahead(batch_bytes)
     stop = threading.Event()
-    n_readers = 1 if make_reader is not None else reader_threads(len(plan))
-    # Reader j fills only its own buffers and the calling thread gives each back to the reader
-    # that filled it: a reader that is behind always has one to fill, whatever the others hold.
-    frees: List[queue.Queue] = [queue.Queue() for _ in range(n_readers)]
-    for k in range(batch_buffers(batch_bytes, n_readers)):  # in a reader's hands, its queue, or on the device
-        frees[k % n_readers].put(np.empty(shape, dtype=be.input_dtype))
+    free: queue.Queue = queue.Queue()
+    for _ in range(batch_buffers(batch_bytes)):  # in the reader's hands, in the queue, and on the device
+        free.put(np.empty(shape, dtype=be.input_dtype))
+    ready: queue.Queue = queue.Queue(maxsize=depth)
     todo: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND_BATCHES)
-    readers: List[StageThread]
     if make_reader is not None:
-        readies = [queue.Queue(maxsize=_read_ahead(batch_bytes))]
-        readers = [make_reader(paths, plan, be.sample_bytes, frees[0], readies[0], stop)]
+        reader = make_reader(paths, plan, be.sample_bytes, free, ready, stop)
     else:
-        readies = [queue.Queue() for _ in range(n_readers)]  # bounded by the reader's buffers
-        readers = [FileReader(paths, plan, file_bytes, frees[j], readies[j], stop, proofs, index_of,
-                              None if host_hw is None else np.empty((batch_size,) + tuple(host_hw) + (3,), np.uint8),
-                              lane=j, lanes=n_readers)
-                   for j in range(n_readers)]
+        reader = FileReader(paths, plan, file_bytes, free, ready, stop, proofs, index_of, staging)
     writers = [_Writer(result_dir, paths, outfmt, todo, stop, first_index, on_written, style)
                for _ in range(WRITER_THREADS)]
     run_seconds: List[float] = []
     n_outputs = 0
     t_start, started = time.perf_counter(), time.time()
-    for t in readers + writers:
-        t.start()
+    reader.start()
+    for w in writers:
+        w.start()
     try:
-        for step in itertools.count():
-            lane = step % n_readers
-            item = get_item(readies[lane], stop)
-            if item is None:  # reader `lane` has no batch `step`: every batch is done
+        while True:
+            item = get_item(ready, stop)
+            if item is None:
                 break
-            if isinstance(item, ReadFailed):
-                raise item.error
             if cancel is not None and cancel.is_set():
                 raise UserError(f"{result_dir}: stopped, another device of this run failed")
             batch, buf = item
@@ -362,7 +307,7 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
                 t0 = time.perf_counter()
                 outputs = be.run(inputs)
                 run_seconds.append(time.perf_counter() - t0)
-            frees[lane].put(buf)
+            free.put(buf)
             for k, out in enumerate(outputs):
                 if out.shape[0] != batch.n_run:
                     raise UserError(f"{be.model_path}: output {k} has {out.shape[0]} rows for a batch "
@@ -382,17 +327,14 @@ def run_pipeline(be: Backend, paths: Sequence[str], plan: Sequence[Batch], batch
         _raise_first(writers)
         t_end, ended = time.perf_counter(), time.time()
     except Stopped:
-        raise (_first_error(writers) or _first_error(readers) or UserError("inference stopped")) from None
+        raise (_first_error(writers) or reader.error or UserError("inference stopped")) from None
     finally:
         stop.set()
         bar.close()
-        for t in readers + writers:
-            t.join(5)
-    # `read` and `prepare` are each batch's time in its reader, so their sums (the summary's
-    # "read" and "preprocess" phases) are the readers' busy time added up: with several readers,
-    # the phase's images/s is what one reader thread does, and the readers together do more.
-    return PipelineTimes(wall=t_end - t_start, read=_in_plan_order([r.read_seconds for r in readers]),
-                         prepare=_in_plan_order([r.prep_seconds for r in readers]),
+        reader.join(5)
+        for w in writers:
+            w.join(5)
+    return PipelineTimes(wall=t_end - t_start, read=reader.read_seconds, prepare=reader.prep_seconds,
                          run=run_seconds, write=[t for w in writers for t in w.seconds],
                          result_files=sum(w.written for w in writers), n_outputs=n_outputs,
                          padded_images=sum(b.n_run - b.n for b in plan), batches=len(plan),
