@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import report, spread_block_groups  # benchmarks/common.py, beside this script
+from common import report, spread_block_groups, wait_racy  # benchmarks/common.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -86,6 +86,8 @@ def bench_uint8(work: str, images: int, batch_sizes, rounds: int) -> bool:
     floats = np.stack([table[c][pixels[..., c]] for c in range(3)]).astype(np.float32)
     _write_inputs(os.path.join(work, "f32"), images, floats.tobytes())
     _write_inputs(os.path.join(work, "u8"), images, pixels.tobytes())
+    wait_racy(os.path.join(work, "f32"))
+    wait_racy(os.path.join(work, "u8"))
     print(f"{images} images as float32 files ({floats.nbytes:,} bytes) and as uint8 files ({pixels.nbytes:,} "
           f"bytes), page cache warm; cpu cores: {os.cpu_count()}; {rounds} interleaved rounds, best of each")
     cases = (("float32 files → float32 model", "f32", False), ("uint8 files → uint8 model", "u8", True),
@@ -149,6 +151,7 @@ def main() -> int:
         for name in os.listdir(inputs):
             with open(os.path.join(inputs, name), "rb") as f:
                 f.read()
+        wait_racy(inputs)
         print(f"{args.images} .bin files of {bin_file_size():,} bytes in {inputs} (page cache warm); "
               f"cpu cores: {os.cpu_count()}; peak RSS before runs: {rss_mb():.0f} MB; {spread}")
         ok = True
