@@ -7,6 +7,10 @@ ONNX Runtime does its host/device copies inside `run`, so all of its time is rec
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
+import sys
 import time
 from typing import List, Optional, Sequence
 
@@ -21,6 +25,42 @@ _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
                 "tensor(int64)": np.int64}
+#: ONNX's TensorProto.DataType codes (onnx.proto) of the types numpy has itself; others go to onnx.helper
+_ELEM_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+                9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def _model_proto(path: str):
+    """The ModelProto of `path` as `onnx.load(path, load_external_data=False)` gives it. Where the
+    onnx package is not imported yet, its own generated classes (`onnx_ml_pb2`) parse the file
+    through protobuf without `import onnx`, whose helper module imports ml_dtypes: about 0.45 s of
+    every run_om_infer.py command, for a probe that reads a few fields."""
+    pb2 = None if "onnx" in sys.modules else _onnx_pb2()
+    if pb2 is None:
+        import onnx
+
+        return onnx.load(path, load_external_data=False)
+    model = pb2.ModelProto()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _onnx_pb2():
+    """onnx's `onnx_ml_pb2` module loaded from its file under a name of ours (the package's
+    `__init__` not run), or None when that fails (then `import onnx` as usual)."""
+    try:
+        spec = importlib.util.find_spec("onnx")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = os.path.join(list(spec.submodule_search_locations)[0], "onnx_ml_pb2.py")
+        pb2_spec = importlib.util.spec_from_file_location("mocoinfer_onnx_ml_pb2", path)
+        module = importlib.util.module_from_spec(pb2_spec)
+        pb2_spec.loader.exec_module(module)
+        return module
+    except Exception:  # another onnx layout or protobuf: the package's own import
+        return None
 
 
 def choose_providers(requested: Optional[Sequence[str]], available: Sequence[str]) -> List[str]:
@@ -82,10 +122,8 @@ class OrtBackend(Backend):
     def probe(cls, model_path: str) -> Optional[Probe]:
         """The input from the graph alone, or None when the file is not a one-input ONNX model
         (the session then reports what is wrong)."""
-        import onnx
-
         try:
-            graph = onnx.load(model_path, load_external_data=False).graph
+            graph = _model_proto(model_path).graph
         except Exception:  # not ONNX: OrtBackend gives the user-facing error
             return None
         weights = {i.name for i in graph.initializer}
@@ -97,7 +135,12 @@ class OrtBackend(Backend):
         if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
             return None
         try:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            if tensor.elem_type in _ELEM_DTYPES:
+                dtype = np.dtype(_ELEM_DTYPES[tensor.elem_type])
+            else:
+                import onnx
+
+                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
         except (KeyError, TypeError):
             return None
         return Probe(tuple(dims[1:]), dtype, dims[0] or None)
