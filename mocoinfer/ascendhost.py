@@ -193,25 +193,33 @@ def _acl_child_main() -> None:
 def run_acl_probe(device_ids: Sequence[int], python: str = sys.executable, timeout: float = ACL_TIMEOUT) -> Dict:
     """acl_probe in a child Python (the one that will run step 5), so a crash or a hang in the
     driver becomes an answer here; never raises."""
+    return _run_child_probe("_acl_child_main", [str(d) for d in device_ids], "ACL_PROBE",
+                            "import acl / set_device", "the pyACL check", python, timeout)
+
+
+def _run_child_probe(entry: str, args: Sequence[str], marker: str, doing: str, what: str, python: str,
+                     timeout: float) -> Dict:
+    """Run `mocoinfer.ascendhost.<entry>` in a child `python` with this package on its path and
+    read back the JSON it prints after `marker`; a timeout, a failed start or a crash becomes
+    {"error": ...} naming `doing` / `what`."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [python, "-c", "from mocoinfer.ascendhost import _acl_child_main; _acl_child_main()",
-           *[str(d) for d in device_ids]]
+    cmd = [python, "-c", f"from mocoinfer.ascendhost import {entry}; {entry}()", *args]
     try:
         proc = run_bounded(cmd, timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"error": f"import acl / set_device did not finish within {timeout:g} s"}
+        return {"error": f"{doing} did not finish within {timeout:g} s"}
     except OSError as exc:
         return {"error": f"could not start {python}: {exc}"}
     for line in proc.stdout.splitlines():
-        if line.startswith("ACL_PROBE "):
+        if line.startswith(marker + " "):
             try:
-                return json.loads(line[len("ACL_PROBE "):])
+                return json.loads(line[len(marker) + 1:])
             except ValueError:
                 break
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"the pyACL check exited with status {proc.returncode}: {tail}"}
+    return {"error": f"{what} exited with status {proc.returncode}: {tail}"}
 
 
 # ais_bench, in a child process
@@ -244,24 +252,8 @@ def _ais_bench_child_main() -> None:
 def run_ais_bench_probe(python: str = sys.executable, timeout: float = ACL_TIMEOUT) -> Dict:
     """ais_bench_probe in a child Python (the one that will run step 5), so a library that
     crashes or hangs on import becomes an answer here; never raises."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [python, "-c", "from mocoinfer.ascendhost import _ais_bench_child_main; _ais_bench_child_main()"]
-    try:
-        proc = run_bounded(cmd, timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"import ais_bench did not finish within {timeout:g} s"}
-    except OSError as exc:
-        return {"error": f"could not start {python}: {exc}"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("AIS_BENCH_PROBE "):
-            try:
-                return json.loads(line[len("AIS_BENCH_PROBE "):])
-            except ValueError:
-                break
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"the ais_bench check exited with status {proc.returncode}: {tail}"}
+    return _run_child_probe("_ais_bench_child_main", [], "AIS_BENCH_PROBE", "import ais_bench",
+                            "the ais_bench check", python, timeout)
 
 
 # CANN files

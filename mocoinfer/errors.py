@@ -12,6 +12,13 @@ class UserError(Exception):
     """A problem with the user's input or environment; the message is shown as one line."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (runtimes raise multi-line ones), or its type name
+    when it has none: what goes inside a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (or another stop signal) turned into the same clean stop as Ctrl-C.
 

@@ -253,12 +253,7 @@ class AclBackend(Backend):
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         acl = self._acl
-        n = int(batch.shape[0])
-        if self.batch_size is not None and n != self.batch_size:
-            raise UserError(f"{self.model_path}: the model takes batches of {self.batch_size}, got {n}")
-        if self.batch_choices is not None and n not in self.batch_choices:
-            raise UserError(f"{self.model_path}: batch {n} is not one of the model's dynamic batch sizes "
-                            f"{list(self.batch_choices)}")
+        n = self.check_batch(batch)
         data = np.ascontiguousarray(batch, dtype=self.input_dtype)
         count = data.nbytes
         if self._dynamic_index is not None:

@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..progress import log
 from .base import Backend
 
@@ -43,20 +43,15 @@ _DTYPES = {0: np.float32, 1: np.float16, 2: np.int8, 3: np.int32, 4: np.uint8, 6
 _FORMATS = {-1: "UNDEFINED", 0: "NCHW", 1: "NHWC", 2: "ND", 3: "NC1HWC0"}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _import_session(model_path: str):
     try:
         from ais_bench.infer.interface import InferSession
     except ImportError as exc:  # ais_bench itself, or the aclruntime it imports, is missing
         raise UserError(f"{model_path}: --backend aisbench needs ais_bench's Python API, which was not found "
-                        f"({_first_line(exc)}): {INSTALL}") from None
+                        f"({first_line(exc)}): {INSTALL}") from None
     except Exception as exc:  # a broken install (a CANN library that will not load) raises more
         raise UserError(f"{model_path}: ais_bench could not be imported ({type(exc).__name__}: "
-                        f"{_first_line(exc)}); source CANN's set_env.sh, or reinstall: {INSTALL}") from None
+                        f"{first_line(exc)}); source CANN's set_env.sh, or reinstall: {INSTALL}") from None
     return InferSession
 
 
@@ -89,7 +84,7 @@ class AisBenchBackend(Backend):
             raise
         except Exception as exc:  # aclruntime raises RuntimeError for a load or a device that fails
             raise UserError(f"{model_path}: ais_bench InferSession could not load it on device {device_id} "
-                            f"({_first_line(exc)})") from None
+                            f"({first_line(exc)})") from None
         try:
             self._describe()
             self._reset_summary()
@@ -104,7 +99,7 @@ class AisBenchBackend(Backend):
         except (KeyboardInterrupt, UserError):
             raise
         except Exception as exc:
-            raise UserError(f"ais_bench {what} failed: {_first_line(exc)} (model {self.model_path}, "
+            raise UserError(f"ais_bench {what} failed: {first_line(exc)} (model {self.model_path}, "
                             f"device {self.device_id})") from None
 
     def _describe(self) -> None:
@@ -154,12 +149,7 @@ class AisBenchBackend(Backend):
         self._times_seen = 0  # entries of exec_time_list already counted, where nothing resets it
 
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
-        n = int(batch.shape[0])
-        if self.batch_size is not None and n != self.batch_size:
-            raise UserError(f"{self.model_path}: the model takes batches of {self.batch_size}, got {n}")
-        if self.batch_choices is not None and n not in self.batch_choices:
-            raise UserError(f"{self.model_path}: batch {n} is not one of the model's dynamic batch sizes "
-                            f"{list(self.batch_choices)}")
+        n = self.check_batch(batch)
         data = np.ascontiguousarray(batch, dtype=self.input_dtype)
         t0 = time.perf_counter()
         outputs = self._call(f"InferSession.infer (mode {self._mode!r})", self._session.infer, [data],
@@ -202,7 +192,7 @@ class AisBenchBackend(Backend):
         try:
             session.free_resource()
         except Exception as exc:
-            message = f"ais_bench InferSession.free_resource failed for {self.model_path}: {_first_line(exc)}"
+            message = f"ais_bench InferSession.free_resource failed for {self.model_path}: {first_line(exc)}"
             if raise_errors:
                 raise UserError(message) from None
             log.warning(message)

@@ -143,6 +143,17 @@ class Backend:
         shape = "x".join(str(d) for d in self.input_shape)
         return f"{self.model_path} ({self.name}, input {self.input_dtype.name} {shape}, batch {batch})"
 
+    def check_batch(self, batch: np.ndarray) -> int:
+        """The batch's size, refused in one line when the model cannot take it: not its fixed
+        batch, or not one of a dynamic-batch model's sizes (`batch_choices`)."""
+        n = int(batch.shape[0])
+        if self.batch_size is not None and n != self.batch_size:
+            raise UserError(f"{self.model_path}: the model takes batches of {self.batch_size}, got {n}")
+        if self.batch_choices is not None and n not in self.batch_choices:
+            raise UserError(f"{self.model_path}: batch {n} is not one of the model's dynamic batch sizes "
+                            f"{list(self.batch_choices)}")
+        return n
+
     def run(self, batch: np.ndarray) -> List[np.ndarray]:
         """Outputs for `batch` (shape `(n, *input_shape)`), each float32 `(n, ...)` and owned by
         the caller (never a view of a buffer the backend reuses)."""

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..progress import usable_cpus
 from .base import Backend, Probe
 
@@ -172,8 +172,7 @@ class OrtBackend(Backend):
         try:
             self._session = ort_session(model_path, providers=with_options, threads=threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
+            raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first_line(exc)})") from None
         self.providers = self._session.get_providers()
         self.precision = precision if precision != "fp32" else model_precision(self._session)
         self.device = ", ".join(self.providers)
