@@ -207,6 +207,21 @@ def test_bad_inputs_are_one_line_errors(work, tmp_path, capsys):
         assert rc == 1 and expected in err and err.count("\n") == 0, (argv, err)
 
 
+def test_a_model_that_is_not_a_regular_file_is_refused_without_reading_it(work, tmp_path, capsys):
+    """A FIFO named like a model would block the runtime's read forever; a folder or a device is no
+    model either. Oracle: each is one line naming the path and what it is, exit 1, no output folder
+    made, and the FIFO never opened (a reader would block here: the test would time out)."""
+    os.mkfifo(tmp_path / "pipe.onnx")
+    (tmp_path / "dir.onnx").mkdir()
+    for model, kind in ((tmp_path / "pipe.onnx", "a FIFO"), (tmp_path / "dir.onnx", "a folder"),
+                        ("/dev/null", "a character device")):
+        out = tmp_path / ("o_" + os.path.basename(str(model)))
+        rc, err = _cli(["--model", str(model), "--backend", "onnxruntime", *OWN, "--input", work["bins"],
+                        "--output", str(out)], capsys)
+        assert rc == 1 and err.count("\n") == 0 and f"{model}: is {kind}" in err, err
+        assert not out.exists()
+
+
 def test_pure_inference_prints_ais_bench_summary(work, tmp_path, capsys):
     rc = run_main(__import__("run_om_infer").main,
                   ["--model", work["dyn"], "--pure-data", "random", "--loop", "3", "--batch-size", "2",

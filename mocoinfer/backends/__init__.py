@@ -12,6 +12,7 @@ import importlib
 import os
 from typing import Optional, Sequence, Type, Union
 
+from ..atomic import special_kind
 from ..deps import missing_message, missing_packages
 from ..errors import UserError
 from .base import Backend, Probe, Timing
@@ -66,8 +67,10 @@ def open_backend(backend: Union[str, Type[Backend]], model_path: str, device_id:
     cls = choose_backend(model_path, backend) if isinstance(backend, str) else backend
     if not os.path.exists(model_path):
         raise UserError(f"{model_path}: model not found")
-    if os.path.isdir(model_path):
-        raise UserError(f"{model_path}: is a folder, expected a model file")
+    # A folder, a FIFO or a device is never handed to a runtime: reading a FIFO would block forever.
+    kind = special_kind(os.stat(model_path).st_mode)
+    if kind is not None:
+        raise UserError(f"{model_path}: is {kind}, expected a model file")
     if providers and cls.name != "onnxruntime":
         raise UserError(f"--providers applies to the onnxruntime backend only, not {cls.name}")
     if precision != "fp32" and cls.name == "acl":
